@@ -1,0 +1,16 @@
+"""The baseline of the throughput benchmark: a plain Celery no-op task that only counts itself
+in Redis (the cheapest way to know when all of them have run)."""
+
+from trace_tasks.celery_app import app
+
+COUNTER_KEY = "bench:noop:done"
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop() -> None:
+    import redis
+    from django.conf import settings
+
+    client = getattr(noop, "_redis", None) or redis.Redis.from_url(settings.TRACE_BROKER_URL)
+    noop._redis = client
+    client.incr(COUNTER_KEY)

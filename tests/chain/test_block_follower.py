@@ -1,0 +1,283 @@
+"""block_follower against a real anvil node and the real hot tables: no gap, reorgs of several
+depths (one deeper than the in-memory window), and resume from the hot tip."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from trace_chain import devchain
+from trace_chain.adapter import ChainAdapter
+from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
+from trace_chain.rpc import RpcPool
+from trace_operators.block_follower import Follower, FollowerConfig
+from trace_operators.context import TaskContext
+from trace_operators.context import TaskScope as OperatorScope
+
+CHAIN = 31337
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, events):
+        self.events.extend(events)
+        return events
+
+    def of_type(self, kind):
+        return [e for e in self.events if e["type"] == kind]
+
+
+def make_follower(url, engine, recorder, **config):
+    ctx = TaskContext(
+        task_id=1,
+        attempt=1,
+        org_id=1,
+        dag_name="chain",
+        job_name="follow",
+        config={},
+        scope=OperatorScope(),
+        emit_events=recorder,
+    )
+    settings = FollowerConfig(chain_id=CHAIN, rpc_pool="unused", **config)
+    pool = RpcPool("test", [url], timeout=10.0, max_retries=1)
+    follower = Follower(ctx, settings, ChainAdapter(pool), engine)
+    follower.resume()
+    return follower
+
+
+def catch_up(follower):
+    while follower.step():
+        pass
+
+
+def node_blocks(url, start, end):
+    with RpcPool("check", [url], timeout=10.0) as pool:
+        return ChainAdapter(pool).block_range_with_receipts(start, end)
+
+
+def hot_rows(engine, table, order):
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*order))]
+
+
+def assert_hot_equals_node(engine, url, start, end):
+    node = node_blocks(url, start, end)
+    blocks = hot_rows(engine, hot_blocks, [hot_blocks.c.block_number])
+    assert [b["block_number"] for b in blocks] == list(range(start, end))  # no gap
+    assert [(b["block_hash"], b["parent_hash"]) for b in blocks] == [
+        (b["hash"], b["parent_hash"]) for b in node.blocks
+    ]
+    txs = hot_rows(
+        engine,
+        hot_transactions,
+        [hot_transactions.c.block_number, hot_transactions.c.transaction_index],
+    )
+    assert [(t["transaction_hash"], int(t["value"]), t["status"]) for t in txs] == [
+        (t["hash"], t["value"], t["status"]) for t in node.transactions
+    ]
+    logs = hot_rows(engine, hot_logs, [hot_logs.c.block_number, hot_logs.c.log_index])
+    assert [
+        (entry["block_hash"], entry["log_index"], entry["topic0"], entry["data"]) for entry in logs
+    ] == [
+        (entry["block_hash"], entry["log_index"], entry["topic0"], entry["data"])
+        for entry in node.logs
+    ]
+    return node
+
+
+def test_follower_ingests_every_block_transaction_and_log(chain_with_traffic, hot_engine):
+    url = chain_with_traffic.url
+    recorder = Recorder()
+    follower = make_follower(url, hot_engine, recorder, batch_size=7, emit_every_blocks=5)
+    catch_up(follower)
+    head = follower.tip
+    node = assert_hot_equals_node(hot_engine, url, 0, head + 1)
+    assert len(node.logs) > 20 and len(node.transactions) > 50
+    events = recorder.of_type("output")
+    assert [(e["range_start"], e["range_end"]) for e in events] == [
+        (s, s + 5) for s in range(0, head + 1 - (head + 1) % 5, 5)
+    ]
+    with hot_engine.connect() as conn:
+        status = conn.execute(sa.select(hot_chain_status)).one()._mapping
+    assert (status["tip_block"], status["head_block"], status["reorg_count"]) == (head, head, 0)
+
+
+def test_follower_resumes_from_the_hot_tip_without_gap_or_duplicate(fresh_anvil, hot_engine):
+    devchain.generate_traffic(fresh_anvil.url, blocks=6, txs_per_block=3)
+    first = make_follower(fresh_anvil.url, hot_engine, Recorder())
+    catch_up(first)
+    stopped_at = first.tip
+    devchain.generate_traffic(fresh_anvil.url, blocks=5, txs_per_block=3)
+    recorder = Recorder()
+    second = make_follower(fresh_anvil.url, hot_engine, recorder)
+    assert second.next_block == stopped_at + 1
+    catch_up(second)
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, second.tip + 1)
+    assert recorder.of_type("output")[0]["range_start"] == stopped_at + 1
+
+
+@pytest.mark.parametrize("depth", [1, 3, 7])
+def test_reorg_replaces_orphans_and_records_exact_invalidation(fresh_anvil, hot_engine, depth):
+    url = fresh_anvil.url
+    devchain.generate_traffic(url, blocks=12, txs_per_block=3)
+    recorder = Recorder()
+    follower = make_follower(url, hot_engine, recorder, window_blocks=4)  # 7 > window
+    catch_up(follower)
+    old_tip = follower.tip
+    orphaned = {
+        b["block_number"]: b["block_hash"]
+        for b in hot_rows(hot_engine, hot_blocks, [hot_blocks.c.block_number])
+    }
+    devchain.reorg(url, depth)
+    catch_up(follower)
+    follower.step()  # the tip check runs when there is nothing new to fetch
+    catch_up(follower)
+    node = assert_hot_equals_node(hot_engine, url, 0, follower.tip + 1)
+    replaced = {
+        b["number"] for b in node.blocks if orphaned.get(b["number"]) not in (None, b["hash"])
+    }
+    assert replaced == set(range(old_tip - depth + 1, old_tip + 1))
+    stored_hashes = {
+        b["block_hash"] for b in hot_rows(hot_engine, hot_blocks, [hot_blocks.c.block_number])
+    }
+    assert not stored_hashes & {orphaned[n] for n in replaced}
+    invalidations = recorder.of_type("invalidation")
+    assert [(i["range_start"], i["range_end"]) for i in invalidations] == [
+        (old_tip - depth + 1, old_tip + 1)
+    ]
+    with hot_engine.connect() as conn:
+        status = conn.execute(sa.select(hot_chain_status)).one()._mapping
+    assert (status["reorg_count"], status["last_reorg_depth"]) == (1, depth)
+
+
+def test_restart_announces_blocks_written_but_not_yet_announced(fresh_anvil, hot_engine):
+    devchain.mine(fresh_anvil.url, 12)  # blocks 0..12
+    first = Recorder()
+    follower = make_follower(fresh_anvil.url, hot_engine, first, emit_every_blocks=5)
+    catch_up(follower)
+    assert [(e["range_start"], e["range_end"]) for e in first.of_type("output")] == [
+        (0, 5),
+        (5, 10),
+    ]
+    # Blocks 10..12 are stored but not announced when the attempt dies; 3 more arrive.
+    devchain.mine(fresh_anvil.url, 3)
+    second = Recorder()
+    catch_up(make_follower(fresh_anvil.url, hot_engine, second, emit_every_blocks=5))
+    assert [(e["range_start"], e["range_end"]) for e in second.of_type("output")] == [(10, 15)]
+
+
+def test_a_node_behind_our_tip_is_waited_for_not_treated_as_a_reorg(fresh_anvil, hot_engine):
+    devchain.mine(fresh_anvil.url, 10)
+    recorder = Recorder()
+    follower = make_follower(fresh_anvil.url, hot_engine, recorder)
+    catch_up(follower)
+    tip = follower.tip
+
+    class LaggingAdapter:
+        """The same node, answering as if its head were 3 blocks back (a lagging endpoint)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def head_number(self):
+            return self.inner.head_number() - 3
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    follower.adapter = LaggingAdapter(follower.adapter)
+    assert follower.step() == 0
+    assert follower.tip == tip and not recorder.of_type("invalidation")
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, tip + 1)
+
+
+def test_crash_between_invalidation_and_delete_is_redone_on_restart(fresh_anvil, hot_engine):
+    devchain.mine(fresh_anvil.url, 10)
+    follower = make_follower(fresh_anvil.url, hot_engine, Recorder())
+    catch_up(follower)
+    devchain.reorg(fresh_anvil.url, 2)
+
+    def dies_after_invalidating(events):
+        raise SystemExit("worker killed")  # the invalidation call is where the attempt dies
+
+    follower.ctx.emit_events = dies_after_invalidating
+    with pytest.raises(SystemExit):
+        follower.step()
+    recorder = Recorder()
+    restarted = make_follower(fresh_anvil.url, hot_engine, recorder)
+    catch_up(restarted)
+    restarted.step()
+    assert [(i["range_start"], i["range_end"]) for i in recorder.of_type("invalidation")] == [
+        (9, 11)
+    ]
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, restarted.tip + 1)
+
+
+def test_wrong_chain_is_refused(fresh_anvil, hot_engine):
+    from trace_operators.context import PermanentError
+
+    with pytest.raises(PermanentError, match="serves chain 31337"):
+        ctx = TaskContext(1, 1, 1, "chain", "follow", {}, OperatorScope(), emit_events=Recorder())
+        pool = RpcPool("test", [fresh_anvil.url])
+        Follower(
+            ctx, FollowerConfig(chain_id=1, rpc_pool="x"), ChainAdapter(pool), hot_engine
+        ).resume()
+
+
+def test_blocks_stored_before_any_announcement_are_announced_after_a_crash(fresh_anvil, hot_engine):
+    devchain.mine(fresh_anvil.url, 12)
+    follower = make_follower(fresh_anvil.url, hot_engine, Recorder(), emit_every_blocks=5)
+
+    def killed_while_announcing(events):
+        raise SystemExit("worker killed")
+
+    follower.ctx.emit_events = killed_while_announcing
+    with pytest.raises(SystemExit):
+        follower.step()  # blocks 0..12 are stored, nothing was announced
+    recorder = Recorder()
+    catch_up(make_follower(fresh_anvil.url, hot_engine, recorder, emit_every_blocks=5))
+    assert [(e["range_start"], e["range_end"]) for e in recorder.of_type("output")] == [
+        (0, 5),
+        (5, 10),
+    ]
+
+
+def test_one_writer_per_chain(hot_engine):
+    import threading
+
+    from trace_chain.hot_store import chain_writer_lock
+
+    events = []
+    first_holds = threading.Event()
+    release_first = threading.Event()
+
+    def first():
+        with chain_writer_lock(hot_engine, chain_id=CHAIN, wait=lambda: None):
+            events.append("first in")
+            first_holds.set()
+            release_first.wait(5)
+            events.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_holds.wait(5)
+    waits = []
+
+    def waiting():
+        waits.append(1)
+        if len(waits) == 3:
+            release_first.set()
+        assert len(waits) < 100, "the lock was never released"
+        import time
+
+        time.sleep(0.05)
+
+    with chain_writer_lock(hot_engine, chain_id=CHAIN, wait=waiting):
+        events.append("second in")
+    thread.join()
+    assert events == ["first in", "first out", "second in"]
+    assert len(waits) >= 3
+    with chain_writer_lock(hot_engine, chain_id=CHAIN + 1, wait=lambda: None):
+        pass  # another chain is not blocked

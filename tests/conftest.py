@@ -1,0 +1,95 @@
+"""Shared fixtures: orgs and users, API clients, and real Celery worker processes."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, OrgFactory, UserFactory
+from trace_web.orgs.models import Role
+
+# Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) for every test module.
+pytest_plugins = ["tests.chain_fixtures"]
+
+
+@pytest.fixture
+def org(db):
+    return OrgFactory(slug="acme")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrgFactory(slug="globex")
+
+
+def _client_for(org, role=Role.MEMBER, username=None):
+    user = UserFactory(username=username or f"{org.slug}-{role}")
+    MembershipFactory(org=org, user=user, role=role)
+    client = APIClient()
+    client.force_authenticate(user)
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def client_for():
+    return _client_for
+
+
+@pytest.fixture
+def api(org):
+    return _client_for(org, Role.ADMIN)
+
+
+@pytest.fixture
+def services(transactional_db, tmp_path, settings):
+    """Start real Celery processes on demand; every one is stopped at teardown.
+
+    Tests using it run against committed data (transactional_db) because the workers are other
+    processes. The broker's test database is flushed first so no stale wake-up leaks in."""
+    import redis
+
+    from tests import processes
+
+    redis.Redis.from_url(settings.TRACE_BROKER_URL).flushdb()
+    started: list[processes.ServiceProcess] = []
+
+    class Services:
+        log_dir = tmp_path
+
+        def worker(self, name="w1", **kwargs):
+            started.append(processes.start_worker(name, tmp_path, **kwargs))
+            return started[-1]
+
+        def dispatcher(self, name="dispatcher"):
+            return self.worker(name, queues="dispatcher", concurrency=1)
+
+        def beat(self):
+            started.append(processes.start_beat(tmp_path))
+            return started[-1]
+
+    yield Services()
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def _data_db_migrated():
+    from trace_chain.db import migrate_data_db
+
+    migrate_data_db()
+
+
+@pytest.fixture
+def hot_engine(_data_db_migrated):
+    """The data DB engine with empty hot tables."""
+    import sqlalchemy as sa
+
+    from trace_chain.db import data_engine
+    from trace_chain.hot_schema import metadata
+
+    engine = data_engine()
+    with engine.begin() as conn:
+        names = ", ".join(table.name for table in metadata.sorted_tables)
+        conn.execute(sa.text(f"TRUNCATE {names}"))
+    return engine

@@ -1,0 +1,229 @@
+"""chain_sync declarations and the planner, called as services: validation with field paths,
+durable cursors, unique ranges, top-up to max_inflight, completion only on accepted
+publication, pause by re-applying, and follow_head against a real anvil head."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from trace_chain import devchain
+from trace_web.chain_sync.models import ChainSync, RangeStatus, ScheduledRange
+from trace_web.chain_sync.selectors import chain_sync_status
+from trace_web.chain_sync.services import chain_sync_apply, chain_sync_plan
+from trace_web.errors import ValidationFailed
+from trace_web.orchestration.models import Task
+from trace_web.orchestration.services.tasks import task_claim, task_complete, task_fail
+
+
+def fixed(to_block=25, enabled=True, chunk=10, inflight=2, datasets=("blocks", "logs")):
+    streams = "\n".join(
+        f"  - {{dataset: {d}, chunk_size: {chunk}, max_inflight: {inflight}, rpc_pool: devchain}}"
+        for d in datasets
+    )
+    return f"""
+kind: chain_sync
+name: history
+chain_id: 31337
+mode: fixed_target
+from_block: 0
+to_block: {to_block}
+enabled: {str(enabled).lower()}
+streams:
+{streams}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(settings):
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+
+
+def ranges(dataset):
+    return list(
+        ScheduledRange.objects.filter(stream__dataset=dataset)
+        .order_by("range_start")
+        .values_list("range_start", "range_end", "status")
+    )
+
+
+def store_root():
+    from django.conf import settings
+
+    from trace_chain.object_store import object_store_from_url
+
+    return object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
+
+
+def complete(scheduled, rows=10):
+    claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
+    publication = {
+        "location": f"{store_root()}{scheduled.stream.dataset}/{scheduled.range_start}/",
+        "row_count": rows,
+        "config_hash": "c" * 64,
+    }
+    task_complete(
+        lease=claimed.lease,
+        outputs=[
+            {
+                "output": 0,
+                "range_start": scheduled.range_start,
+                "range_end": scheduled.range_end,
+                "publication": publication,
+            }
+        ],
+    )
+
+
+def test_invalid_chain_sync_names_the_field(org):
+    bad = fixed().replace("to_block: 25", "to_block: 0").replace("dataset: logs", "dataset: traces")
+    with pytest.raises(ValidationFailed) as excinfo:
+        chain_sync_apply(org=org, yaml_text=bad)
+    errors = excinfo.value.details
+    assert any(e.startswith("streams[1].dataset") for e in errors), errors
+    assert any(e.startswith("to_block") for e in errors), errors
+    missing = fixed().replace("to_block: 25\n", "")
+    with pytest.raises(ValidationFailed) as excinfo:
+        chain_sync_apply(org=org, yaml_text=missing)
+    assert "to_block: required when mode is 'fixed_target'" in excinfo.value.details
+
+
+def test_planner_tops_up_and_completes_each_range_exactly_once(org):
+    chain_sync_apply(org=org, yaml_text=fixed())
+    assert chain_sync_plan() == 4  # two streams, max_inflight 2 each
+    assert chain_sync_plan() == 0  # nothing completed yet: stays at max_inflight
+    assert ranges("blocks") == [(0, 10, "scheduled"), (10, 20, "scheduled")]
+    first = ScheduledRange.objects.get(stream__dataset="blocks", range_start=0)
+    complete(first)
+    assert chain_sync_plan() == 1
+    assert ranges("blocks")[0][2] == RangeStatus.DONE
+    assert ranges("blocks")[-1][:2] == (20, 25)  # the last range ends at to_block (exclusive)
+    for scheduled in ScheduledRange.objects.filter(status=RangeStatus.SCHEDULED):
+        complete(scheduled)
+    chain_sync_plan()
+    for scheduled in ScheduledRange.objects.filter(status=RangeStatus.SCHEDULED):
+        complete(scheduled)
+    chain_sync_plan()
+    for dataset in ("blocks", "logs"):
+        assert ranges(dataset) == [(0, 10, "done"), (10, 20, "done"), (20, 25, "done")]
+    status = chain_sync_status(sync=ChainSync.objects.get())
+    assert all(row["complete"] and row["done_blocks"] == 25 for row in status)
+    assert Task.objects.filter(trigger="chain_sync").count() == 6
+
+
+def test_failed_range_is_visible_and_can_be_retried(org, capsys):
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",), inflight=1))
+    chain_sync_plan()
+    scheduled = ScheduledRange.objects.get()
+    claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
+    task_fail(lease=claimed.lease, error="node exploded", retryable=False)
+    chain_sync_plan()
+    scheduled.refresh_from_db()
+    assert scheduled.status == RangeStatus.FAILED and "node exploded" in scheduled.error
+    assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 1
+    call_command("chain_sync", "retry", "--job", "history", "--org", org.slug)
+    assert "1 failed range(s) scheduled again" in capsys.readouterr().out
+    scheduled.refresh_from_db()
+    assert scheduled.status == RangeStatus.SCHEDULED and scheduled.task_id != claimed.task.pk
+    complete(scheduled)
+    chain_sync_plan()
+    assert ranges("blocks")[0] == (0, 10, "done")
+    assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 0
+
+
+def test_lowering_from_block_plans_only_the_new_gap(org):
+    chain_sync_apply(
+        org=org,
+        yaml_text=fixed(datasets=("blocks",), inflight=10).replace(
+            "from_block: 0", "from_block: 15"
+        ),
+    )
+    chain_sync_plan()
+    assert [r[:2] for r in ranges("blocks")] == [(15, 25)]
+    chain_sync_apply(
+        org=org,
+        yaml_text=fixed(datasets=("blocks",), inflight=10).replace(
+            "from_block: 0", "from_block: 3"
+        ),
+    )
+    chain_sync_plan()
+    assert [r[:2] for r in ranges("blocks")] == [(3, 13), (13, 15), (15, 25)]
+
+
+def test_one_broken_sync_does_not_stop_the_others(org, other_org):
+    chain_sync_apply(org=other_org, yaml_text=fixed(datasets=("blocks",)))
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",)))
+    # Someone rolled globex's generated DAG back to nothing usable: its planning fails.
+    from trace_web.orchestration.models import DagPointer
+
+    DagPointer.objects.filter(org=other_org).delete()
+    assert chain_sync_plan() == 2
+    assert ScheduledRange.objects.filter(stream__chain_sync__org=org).count() == 2
+
+
+def test_pause_by_reapplying_disabled_and_resume_keeps_the_cursor(org, tmp_path, capsys):
+    path = tmp_path / "sync.yaml"
+    path.write_text(fixed(datasets=("blocks",)))
+    call_command("chain_sync", "apply", str(path), "--org", org.slug)
+    assert "created" in capsys.readouterr().out
+    call_command("chain_sync", "apply", str(path), "--org", org.slug)
+    assert "unchanged" in capsys.readouterr().out
+    chain_sync_plan()
+    path.write_text(fixed(datasets=("blocks",), enabled=False))
+    call_command("chain_sync", "apply", str(path), "--org", org.slug)
+    assert "paused" in capsys.readouterr().out
+    for scheduled in ScheduledRange.objects.all():
+        complete(scheduled)
+    assert chain_sync_plan() == 0  # paused: settles nothing new, plans nothing
+    path.write_text(fixed(datasets=("blocks",)))
+    call_command("chain_sync", "apply", str(path), "--org", org.slug)
+    assert chain_sync_plan() == 1
+    assert ranges("blocks")[-1][:2] == (20, 25)
+    call_command("chain_sync", "status", "--job", "history", "--org", org.slug)
+    out = capsys.readouterr().out
+    assert "blocks" in out and "cursor 25" in out and "errors 0" in out
+
+
+def test_follow_head_plans_full_chunks_below_head_minus_lag(org, monkeypatch):
+    with devchain.Anvil() as node:
+        monkeypatch.setenv("TRACE_RPC_POOL_DEVCHAIN", node.url)
+        devchain.mine(node.url, 23)
+        text = (
+            fixed(chunk=5, inflight=10, datasets=("blocks",))
+            .replace("mode: fixed_target", "mode: follow_head\ntail_lag: 3")
+            .replace("to_block: 25\n", "")
+        )
+        chain_sync_apply(org=org, yaml_text=text)
+        chain_sync_plan()
+        # head 23, lag 3: blocks up to 20 are final enough; full chunks of 5 -> [0, 20)
+        assert [r[:2] for r in ranges("blocks")] == [(0, 5), (5, 10), (10, 15), (15, 20)]
+        devchain.mine(node.url, 5)
+        chain_sync_plan()
+        assert ranges("blocks")[-1][:2] == (20, 25)
+        # A head that has not moved for stale_head_seconds is stale: plan nothing, although
+        # [25, 30) and [30, 35) would be due.
+        head = devchain.mine(node.url, 10)
+        ChainSync.objects.update(
+            head_block=head,
+            head_changed_at=timezone.now() - timezone.timedelta(hours=1),
+            stale_head_seconds=60,
+        )
+        assert chain_sync_plan() == 0
+        devchain.mine(node.url, 1)  # it moves again: planning resumes
+        assert chain_sync_plan() == 2
+
+
+def test_status_endpoints(org, api, hot_engine):
+    from trace_chain.hot_store import hot_status_update
+
+    assert api.get("/v1/chains/31337/status").status_code == 404
+    hot_status_update(hot_engine, chain_id=31337, head_block=120, tip_block=117)
+    hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
+    body = api.get("/v1/chains/31337/status").json()
+    assert (body["lag_blocks"], body["reorg_count"], body["last_reorg_depth"]) == (3, 1, 2)
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",)))
+    chain_sync_plan()
+    sync = api.get("/v1/chain-syncs/history").json()
+    assert sync["streams"][0]["inflight"] == 2 and sync["streams"][0]["cursor"] == 20
+    assert api.get("/v1/chain-syncs/nope").status_code == 404

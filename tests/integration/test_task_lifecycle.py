@@ -1,0 +1,249 @@
+"""The task lifecycle services against real Postgres: claim, heartbeat, fencing, retries,
+reaping, cancel, concurrency caps, the outbox and the capability-token endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.dags import noop_dag
+from trace_web.errors import StaleAttempt, ValidationFailed
+from trace_web.orchestration.models import Outbox, OutboxStatus, Task, TaskStatus
+from trace_web.orchestration.services.dags import dag_sync
+from trace_web.orchestration.services.outbox import outbox_drain
+from trace_web.orchestration.services.sources import job_run_manual
+from trace_web.orchestration.services.tasks import (
+    task_claim,
+    task_complete,
+    task_events,
+    task_fail,
+    task_heartbeat,
+    tasks_reap_expired,
+    tasks_requeue_due,
+)
+from trace_web.orchestration.services.tokens import Lease, capability_token_verify
+
+
+@pytest.fixture(autouse=True)
+def _no_fast_path(settings):
+    # Service tests publish explicitly; no wake-ups leave for a broker.
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+
+
+@pytest.fixture
+def dag(org):
+    return dag_sync(org=org, yaml_text=noop_dag(), activate=True).version
+
+
+def run(org, job="extract", **kwargs):
+    return job_run_manual(org=org, dag_name="chain", job_name=job, **kwargs)
+
+
+def statuses(task):
+    return [(t.attempt, t.from_status, t.to_status) for t in task.transitions.all()]
+
+
+def test_claim_complete_records_transitions_and_routes_downstream(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    assert claimed.task.status == TaskStatus.RUNNING
+    assert claimed.lease.attempt == 1
+    task_complete(lease=claimed.lease)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.COMPLETED
+    assert statuses(task) == [
+        (1, "", "Queued"),
+        (1, "Queued", "Running"),
+        (1, "Running", "Completed"),
+    ]
+    assert not Task.objects.filter(job__name="transform").exists()
+    outbox_drain()  # the dispatcher routes the committed output's event
+    downstream = Task.objects.get(job__name="transform")
+    assert downstream.status == TaskStatus.QUEUED
+    assert downstream.trigger == "event"
+    assert downstream.inputs.get().dataset.job_name == "extract"
+    outbox_drain()
+    outbox_drain()  # routing again changes nothing
+    assert Task.objects.filter(job__name="transform").count() == 1
+
+
+def test_second_claim_of_same_attempt_is_refused(org, dag):
+    task = run(org)
+    assert task_claim(task_id=task.pk, worker_id="w1") is not None
+    assert task_claim(task_id=task.pk, worker_id="w2") is None
+    task.refresh_from_db()
+    assert task.worker_id == "w1"
+
+
+def test_stale_lease_is_rejected_and_changes_nothing(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    wrong_token = Lease(task.pk, 1, str(uuid.uuid4()))
+    wrong_attempt = Lease(task.pk, 2, claimed.lease.lease_token)
+    for lease in (wrong_token, wrong_attempt):
+        with pytest.raises(StaleAttempt):
+            task_complete(lease=lease)
+        with pytest.raises(StaleAttempt):
+            task_heartbeat(lease=lease)
+        with pytest.raises(StaleAttempt):
+            task_events(lease=lease, events=[{"output": 0, "partition_key": "p"}])
+        with pytest.raises(StaleAttempt):
+            task_fail(lease=lease, error="x")
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RUNNING
+    assert task.outputs == []
+    assert not Outbox.objects.filter(kind="route_event").exists()
+
+
+def test_failure_retries_with_backoff_then_fails_for_good(org, dag, settings):
+    settings.TRACE_RETRY_BACKOFF_BASE_SECONDS = 30
+    settings.TRACE_RETRY_BACKOFF_MAX_SECONDS = 600
+    task = run(org)
+    for attempt in (1, 2, 3):
+        claimed = task_claim(task_id=task.pk, worker_id=f"w{attempt}")
+        assert claimed.lease.attempt == attempt
+        task_fail(lease=claimed.lease, error=f"boom {attempt}")
+        task.refresh_from_db()
+        assert task.status == TaskStatus.FAILED
+        if attempt < 3:
+            delay = (task.next_retry_at - timezone.now()).total_seconds()
+            ceiling = min(600, 30 * 2 ** (attempt - 1))
+            assert ceiling / 2 - 1 <= delay <= ceiling  # exponential with jitter
+            assert tasks_requeue_due() == 0  # not due yet
+            Task.objects.filter(pk=task.pk).update(next_retry_at=timezone.now())
+            assert tasks_requeue_due() == 1
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert task.next_retry_at is None
+    assert task.attempt == 3
+    assert "boom 3" in task.error
+    # The old attempt's lease cannot touch the finished task.
+    with pytest.raises(StaleAttempt):
+        task_complete(lease=claimed.lease)
+
+
+def test_permanent_failure_does_not_retry(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    task_fail(lease=claimed.lease, error="bad config", retryable=False)
+    task.refresh_from_db()
+    assert (task.status, task.next_retry_at, task.attempt) == ("Failed", None, 1)
+
+
+def test_reaper_fails_expired_lease_and_retry_gets_new_attempt(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="dead-worker")
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert tasks_reap_expired() == 1
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert "dead-worker stopped heartbeating" in task.error
+    Task.objects.filter(pk=task.pk).update(next_retry_at=timezone.now())
+    tasks_requeue_due()
+    second = task_claim(task_id=task.pk, worker_id="w2")
+    assert second.lease.attempt == 2
+    with pytest.raises(StaleAttempt):  # the reaped attempt is fenced off
+        task_complete(lease=claimed.lease)
+    task_complete(lease=second.lease)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.COMPLETED
+
+
+def test_heartbeat_extends_lease(org, dag, settings):
+    settings.TRACE_LEASE_SECONDS = 120
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=1))
+    expires = task_heartbeat(lease=claimed.lease)
+    assert expires > timezone.now() + timedelta(seconds=60)
+    assert tasks_reap_expired() == 0
+
+
+def test_max_concurrency_caps_running_tasks(org):
+    dag_sync(
+        org=org,
+        activate=True,
+        yaml_text="""
+name: capped
+jobs:
+  - name: work
+    activation: manual
+    operator: noop
+    outputs: 0
+    scaling: {max_concurrency: 2}
+""",
+    )
+    tasks = [job_run_manual(org=org, dag_name="capped", job_name="work") for _ in range(3)]
+    first = [task_claim(task_id=t.pk, worker_id="w") for t in tasks]
+    assert [c is not None for c in first] == [True, True, False]
+    assert Task.objects.get(pk=tasks[2].pk).status == TaskStatus.QUEUED
+    Outbox.objects.update(status=OutboxStatus.DONE)
+    task_complete(lease=first[0].lease)
+    # Finishing frees a slot and wakes the waiting task.
+    assert Outbox.objects.filter(
+        status=OutboxStatus.PENDING, kind="wake_task", payload__task_id=tasks[2].pk
+    ).exists()
+    assert task_claim(task_id=tasks[2].pk, worker_id="w") is not None
+
+
+def test_outputs_are_validated_against_the_job(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    with pytest.raises(ValidationFailed, match="out of range"):
+        task_complete(lease=claimed.lease, outputs=[{"output": 3}])
+    with pytest.raises(ValidationFailed, match="unknown field"):
+        task_complete(lease=claimed.lease, outputs=[{"output": 0, "rows": 1}])
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RUNNING  # rejected whole, nothing half-written
+
+
+def test_outbox_row_that_keeps_failing_ends_failed_and_visible(org, dag, settings, monkeypatch):
+    settings.TRACE_OUTBOX_MAX_TRIES = 3
+    run(org)
+
+    def broker_down(**kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr("trace_tasks.publisher.send_wake", broker_down)
+    row = Outbox.objects.get(kind="wake_task")
+    for expected_tries in (1, 2, 3):
+        Outbox.objects.filter(pk=row.pk).update(available_at=timezone.now())
+        assert outbox_drain() == 0
+        row.refresh_from_db()
+        assert row.tries == expected_tries
+        assert "broker unreachable" in row.last_error
+    assert row.status == OutboxStatus.FAILED
+
+
+def test_capability_token_names_exactly_one_attempt(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    capability = capability_token_verify(claimed.capability_token)
+    assert capability.lease == claimed.lease
+    assert capability.org_id == org.pk
+    assert capability.claims["sub"] == f"task:{task.pk}"
+    assert capability.claims["aud"] == "trace.task"
+
+
+def test_publication_must_point_into_the_object_store(org, dag, settings):
+    from trace_chain.object_store import object_store_from_url
+
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
+    for location in ("file:///etc/", "s3://someone-elses-bucket/x/", f"{root}a/../../etc/"):
+        with pytest.raises(ValidationFailed, match="outside the object store"):
+            task_complete(
+                lease=claimed.lease,
+                outputs=[
+                    {"output": 0, "partition_key": "p", "publication": {"location": location}}
+                ],
+            )
+    task_complete(
+        lease=claimed.lease,
+        outputs=[{"output": 0, "partition_key": "p", "publication": {"location": f"{root}p/"}}],
+    )
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.COMPLETED

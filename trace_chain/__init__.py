@@ -1,0 +1,1 @@
+"""Chain access, the data-plane schema (SQLAlchemy Core + Alembic), cold storage and query."""

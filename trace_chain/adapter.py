@@ -1,0 +1,488 @@
+"""The EVM chain adapter: head number, chain id, block ranges and receipts over an `RpcPool`,
+decoded to plain Python values and normalized into rows for the hot tables.
+
+Batches adapt their size (halve when the node refuses or times out, grow back on success),
+in the manner of ethereum-etl. Plain Python, no Django.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trace_chain.rpc import RpcError, RpcPool, RpcTooLarge, RpcUnavailable
+
+log = logging.getLogger(__name__)
+
+ReceiptsMode = Literal["auto", "block", "transaction"]
+
+# Fields the JSON-RPC spec types as QUANTITY (hex integers), per object kind. Everything else
+# stays as the node sent it, except hashes and addresses, which are lowercased.
+BLOCK_QUANTITIES = frozenset(
+    {
+        "number",
+        "timestamp",
+        "gasUsed",
+        "gasLimit",
+        "baseFeePerGas",
+        "size",
+        "difficulty",
+        "totalDifficulty",
+        "blobGasUsed",
+        "excessBlobGas",
+    }
+)
+TRANSACTION_QUANTITIES = frozenset(
+    {
+        "blockNumber",
+        "blockTimestamp",
+        "transactionIndex",
+        "value",
+        "gas",
+        "gasPrice",
+        "maxFeePerGas",
+        "maxPriorityFeePerGas",
+        "maxFeePerBlobGas",
+        "nonce",
+        "type",
+        "chainId",
+        "v",
+        "yParity",
+    }
+)
+RECEIPT_QUANTITIES = frozenset(
+    {
+        "blockNumber",
+        "blockTimestamp",
+        "transactionIndex",
+        "cumulativeGasUsed",
+        "gasUsed",
+        "effectiveGasPrice",
+        "status",
+        "type",
+        "blobGasUsed",
+        "blobGasPrice",
+    }
+)
+LOG_QUANTITIES = frozenset({"blockNumber", "blockTimestamp", "transactionIndex", "logIndex"})
+LOWERCASE_FIELDS = frozenset(
+    {
+        "hash",
+        "parentHash",
+        "miner",
+        "from",
+        "to",
+        "contractAddress",
+        "address",
+        "blockHash",
+        "transactionHash",
+    }
+)
+
+# Fragments of RpcUnavailable errors that suggest the request was too big to answer in time,
+# so a smaller batch may succeed; a refused connection does not get better by splitting.
+_SIZE_SYMPTOMS = ("Timeout", "ChunkedEncodingError", "HTTP 413", "too large", "too big")
+
+
+class ChainDataError(RuntimeError):
+    """The node's answers are missing or inconsistent for the requested range."""
+
+
+class BlockNotFound(ChainDataError):
+    """The node has no block (or receipts) at this number yet: it is behind, or the range is
+    past the head. Retrying later, or on another endpoint, may succeed."""
+
+    def __init__(self, number: int, what: str = "block") -> None:
+        super().__init__(f"{what} {number} not available from the node")
+        self.number = number
+
+
+class RangeChanged(ChainDataError):
+    """Blocks and receipts of one range disagree (a reorg happened between the requests);
+    fetch the range again."""
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def to_int(value: Any) -> int | None:
+    """A JSON-RPC QUANTITY as an int (`None` stays `None`; ints pass through, which some nodes
+    send for a few fields, e.g. anvil's receipt `blockTimestamp`)."""
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if value in ("0x", ""):
+            return 0
+        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+    raise ValueError(f"not a JSON-RPC quantity: {value!r}")
+
+
+def _required_int(value: Any, what: str) -> int:
+    number = to_int(value)
+    if number is None:
+        raise ChainDataError(f"{what} returned null")
+    return number
+
+
+def _decode(obj: Mapping[str, Any], quantities: frozenset[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in quantities:
+            out[key] = to_int(value)
+        elif key in LOWERCASE_FIELDS and isinstance(value, str):
+            out[key] = value.lower()
+        elif key == "topics" and isinstance(value, list):
+            out[key] = [t.lower() for t in value]
+        else:
+            out[key] = value
+    return out
+
+
+def decode_block(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A block as the node sent it, with QUANTITY fields as ints and hashes lowercased;
+    `transactions` decoded too when they are objects (hashes are lowercased)."""
+    out = _decode(block, BLOCK_QUANTITIES)
+    txs = block.get("transactions") or []
+    out["transactions"] = [
+        decode_transaction(tx) if isinstance(tx, Mapping) else str(tx).lower() for tx in txs
+    ]
+    return out
+
+
+def decode_transaction(tx: Mapping[str, Any]) -> dict[str, Any]:
+    return _decode(tx, TRANSACTION_QUANTITIES)
+
+
+def decode_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    out = _decode(receipt, RECEIPT_QUANTITIES)
+    out["logs"] = [decode_log(entry) for entry in receipt.get("logs") or []]
+    return out
+
+
+def decode_log(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return _decode(entry, LOG_QUANTITIES)
+
+
+# --- normalized rows --------------------------------------------------------------------------
+
+
+def block_row(block: Mapping[str, Any]) -> dict[str, Any]:
+    """One `hot_blocks` row from a decoded block."""
+    txs = block.get("transactions") or []
+    return {
+        "number": block["number"],
+        "hash": block["hash"],
+        "parent_hash": block["parentHash"],
+        "timestamp": block["timestamp"],
+        "miner": block.get("miner"),
+        "gas_used": block.get("gasUsed"),
+        "gas_limit": block.get("gasLimit"),
+        "base_fee_per_gas": block.get("baseFeePerGas"),
+        "transaction_count": len(txs),
+        "size": block.get("size"),
+        "extra_data": block.get("extraData"),
+    }
+
+
+def transaction_row(tx: Mapping[str, Any], receipt: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One `hot_transactions` row from a decoded transaction and its decoded receipt."""
+    receipt = receipt or {}
+    return {
+        "block_number": tx["blockNumber"],
+        "block_hash": tx["blockHash"],
+        "transaction_index": tx["transactionIndex"],
+        "hash": tx["hash"],
+        "from": tx.get("from"),
+        "to": tx.get("to"),
+        "value": tx.get("value"),
+        "gas": tx.get("gas"),
+        "gas_price": tx.get("gasPrice"),
+        "max_fee_per_gas": tx.get("maxFeePerGas"),
+        "max_priority_fee_per_gas": tx.get("maxPriorityFeePerGas"),
+        "input": tx.get("input", tx.get("data")),
+        "nonce": tx.get("nonce"),
+        "type": tx.get("type"),
+        "status": receipt.get("status"),
+        "gas_used": receipt.get("gasUsed"),
+        "effective_gas_price": receipt.get("effectiveGasPrice"),
+        "contract_address": receipt.get("contractAddress"),
+    }
+
+
+def log_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One `hot_logs` row from a decoded log (topics spread over topic0..topic3)."""
+    topics = list(entry.get("topics") or [])
+    if len(topics) > 4:
+        raise ChainDataError(f"log with {len(topics)} topics (EVM allows at most 4)")
+    topics += [None] * (4 - len(topics))
+    return {
+        "block_number": entry["blockNumber"],
+        "block_hash": entry["blockHash"],
+        "transaction_hash": entry["transactionHash"],
+        "transaction_index": entry["transactionIndex"],
+        "log_index": entry["logIndex"],
+        "address": entry["address"],
+        "topic0": topics[0],
+        "topic1": topics[1],
+        "topic2": topics[2],
+        "topic3": topics[3],
+        "data": entry.get("data"),
+        "removed": bool(entry.get("removed", False)),
+    }
+
+
+@dataclass
+class RangeRows:
+    """Normalized rows for the blocks `start <= number < end_exclusive`, in chain order."""
+
+    start: int
+    end_exclusive: int
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- adaptive batching ------------------------------------------------------------------------
+
+
+class AdaptiveBatchSize:
+    """A batch size that halves on failure and doubles back after `grow_after` successes in a
+    row, between `minimum` and `maximum`."""
+
+    def __init__(self, initial: int, *, minimum: int = 1, maximum: int, grow_after: int = 2):
+        if not 1 <= minimum <= initial <= maximum:
+            raise ValueError(f"need 1 <= minimum <= initial <= maximum, got {minimum}/{initial}")
+        self.size = initial
+        self.minimum = minimum
+        self.maximum = maximum
+        self.grow_after = grow_after
+        self._successes = 0
+
+    def shrink(self, failed: int | None = None) -> bool:
+        """Halve (below `failed`, the size of the batch that failed, if smaller than the current
+        size); False if already at the minimum (the caller should give up)."""
+        self._successes = 0
+        current = min(self.size, failed) if failed else self.size
+        if current <= self.minimum:
+            return False
+        self.size = max(self.minimum, current // 2)
+        return True
+
+    def succeeded(self) -> None:
+        self._successes += 1
+        if self._successes >= self.grow_after and self.size < self.maximum:
+            self.size = min(self.maximum, self.size * 2)
+            self._successes = 0
+
+
+def _size_related(exc: RpcUnavailable) -> bool:
+    return any(symptom in error for error in exc.errors.values() for symptom in _SIZE_SYMPTOMS)
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+class ChainAdapter:
+    """Chain reads for ingestion over one `RpcPool`.
+
+    `receipts_mode`: "auto" uses `eth_getBlockReceipts` and falls back for good to
+    per-transaction `eth_getTransactionReceipt` the first time the node says it lacks the
+    method; "block" and "transaction" force one or the other."""
+
+    def __init__(
+        self,
+        pool: RpcPool,
+        *,
+        batch_size: int = 32,
+        max_batch_size: int = 256,
+        receipts_mode: ReceiptsMode = "auto",
+    ) -> None:
+        if receipts_mode not in ("auto", "block", "transaction"):
+            raise ValueError(f"unknown receipts_mode {receipts_mode!r}")
+        self.pool = pool
+        self.receipts_mode = receipts_mode
+        self._block_receipts_supported: bool | None = {
+            "auto": None,
+            "block": True,
+            "transaction": False,
+        }[receipts_mode]
+        self._initial_batch_size = batch_size
+        self._max_batch_size = max_batch_size
+        # One size per kind of call: a receipts-of-a-block answer is far bigger than a header.
+        self.batch_sizes: dict[str, AdaptiveBatchSize] = {}
+        self._chain_id: int | None = None
+
+    # -- simple reads --
+
+    def head_number(self) -> int:
+        return _required_int(self.pool.call("eth_blockNumber"), "eth_blockNumber")
+
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = _required_int(self.pool.call("eth_chainId"), "eth_chainId")
+        return self._chain_id
+
+    @property
+    def uses_block_receipts(self) -> bool | None:
+        """True/False once known; None while "auto" has not tried yet."""
+        return self._block_receipts_supported
+
+    # -- blocks --
+
+    def blocks(
+        self, start: int, end_exclusive: int, full_transactions: bool = True
+    ) -> list[dict[str, Any]]:
+        """Decoded blocks `start <= number < end_exclusive`, in order."""
+        return self.blocks_by_number(range(start, end_exclusive), full_transactions)
+
+    def blocks_by_number(
+        self, numbers: Iterable[int], full_transactions: bool = True
+    ) -> list[dict[str, Any]]:
+        numbers = list(numbers)
+        answers = self._batched(
+            "eth_getBlockByNumber",
+            [("eth_getBlockByNumber", [hex(n), full_transactions]) for n in numbers],
+        )
+        blocks = []
+        for number, answer in zip(numbers, answers, strict=True):
+            if answer is None:
+                raise BlockNotFound(number)
+            block = decode_block(answer)
+            if block["number"] != number:
+                raise ChainDataError(f"asked for block {number}, got {block['number']}")
+            blocks.append(block)
+        return blocks
+
+    # -- receipts --
+
+    def receipts(
+        self,
+        block_numbers: Iterable[int],
+        *,
+        transaction_hashes: Mapping[int, Sequence[str]] | None = None,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Decoded receipts per block number, in transaction order.
+
+        `transaction_hashes` (block number -> tx hashes) spares the per-transaction fallback
+        a block fetch when the caller already has the blocks."""
+        numbers = list(dict.fromkeys(block_numbers))
+        if not numbers:
+            return {}
+        if self._block_receipts_supported is not False:
+            try:
+                result = self._receipts_by_block(numbers)
+            except RpcError as exc:
+                if self.receipts_mode != "auto" or not exc.is_method_not_found:
+                    raise
+                log.info(
+                    "rpc pool %s lacks eth_getBlockReceipts (%s); using eth_getTransactionReceipt",
+                    self.pool.name,
+                    exc.rpc_message,
+                )
+                self._block_receipts_supported = False
+            else:
+                self._block_receipts_supported = True
+                return result
+        return self._receipts_by_transaction(numbers, transaction_hashes)
+
+    def _receipts_by_block(self, numbers: list[int]) -> dict[int, list[dict[str, Any]]]:
+        answers = self._batched(
+            "eth_getBlockReceipts", [("eth_getBlockReceipts", [hex(n)]) for n in numbers]
+        )
+        out = {}
+        for number, answer in zip(numbers, answers, strict=True):
+            if answer is None:
+                raise BlockNotFound(number, "receipts of block")
+            out[number] = [decode_receipt(r) for r in answer]
+        return out
+
+    def _receipts_by_transaction(
+        self, numbers: list[int], transaction_hashes: Mapping[int, Sequence[str]] | None
+    ) -> dict[int, list[dict[str, Any]]]:
+        if transaction_hashes is None or any(n not in transaction_hashes for n in numbers):
+            blocks = self.blocks_by_number(numbers, full_transactions=False)
+            transaction_hashes = {b["number"]: b["transactions"] for b in blocks}
+        wanted = [(n, h.lower()) for n in numbers for h in transaction_hashes[n]]
+        answers = self._batched(
+            "eth_getTransactionReceipt",
+            [("eth_getTransactionReceipt", [h]) for _, h in wanted],
+        )
+        out: dict[int, list[dict[str, Any]]] = {n: [] for n in numbers}
+        for (number, tx_hash), answer in zip(wanted, answers, strict=True):
+            if answer is None:
+                raise BlockNotFound(number, f"receipt of {tx_hash} in block")
+            receipt = decode_receipt(answer)
+            if receipt["blockNumber"] != number:
+                raise RangeChanged(
+                    f"receipt of {tx_hash} is in block {receipt['blockNumber']}, not {number}"
+                )
+            out[number].append(receipt)
+        return out
+
+    # -- ranges as rows --
+
+    def block_range_with_receipts(self, start: int, end_exclusive: int) -> RangeRows:
+        """Blocks, transactions (with receipt fields) and logs of `start <= n < end_exclusive`
+        as hot-table rows. Raises `RangeChanged` if the chain moved under the two fetches."""
+        rows = RangeRows(start, end_exclusive)
+        if end_exclusive <= start:
+            return rows
+        blocks = self.blocks(start, end_exclusive, full_transactions=True)
+        receipts = self.receipts(
+            [b["number"] for b in blocks],
+            transaction_hashes={
+                b["number"]: [t["hash"] for t in b["transactions"]] for b in blocks
+            },
+        )
+        for block in blocks:
+            block_receipts = receipts[block["number"]]
+            txs = block["transactions"]
+            if [r["transactionHash"] for r in block_receipts] != [t["hash"] for t in txs]:
+                raise RangeChanged(
+                    f"block {block['number']}: receipts do not match the block's transactions"
+                )
+            if any(r["blockHash"] != block["hash"] for r in block_receipts):
+                raise RangeChanged(f"block {block['number']}: receipts are of another block")
+            rows.blocks.append(block_row(block))
+            for tx, receipt in zip(txs, block_receipts, strict=True):
+                rows.transactions.append(transaction_row(tx, receipt))
+                rows.logs.extend(log_row(entry) for entry in receipt["logs"])
+        return rows
+
+    # -- batching --
+
+    def _sizer(self, kind: str) -> AdaptiveBatchSize:
+        if kind not in self.batch_sizes:
+            self.batch_sizes[kind] = AdaptiveBatchSize(
+                min(self._initial_batch_size, self._max_batch_size), maximum=self._max_batch_size
+            )
+        return self.batch_sizes[kind]
+
+    def _batched(self, kind: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Run `calls` as consecutive batches of the adaptive size for `kind`."""
+        sizer = self._sizer(kind)
+        results: list[Any] = []
+        done = 0
+        while done < len(calls):
+            chunk = calls[done : done + sizer.size]
+            try:
+                results.extend(self.pool.batch(chunk))
+            except (RpcTooLarge, RpcUnavailable) as exc:
+                if isinstance(exc, RpcUnavailable) and not _size_related(exc):
+                    raise
+                if not sizer.shrink(len(chunk)):
+                    raise
+                log.info(
+                    "rpc pool %s: %s batch of %d failed (%s); halving to %d",
+                    self.pool.name,
+                    kind,
+                    len(chunk),
+                    type(exc).__name__,
+                    sizer.size,
+                )
+                continue
+            sizer.succeeded()
+            done += len(chunk)
+        return results

@@ -1,0 +1,83 @@
+"""The data DB: a SQLAlchemy engine from TRACE_DATA_DB_URL and its Alembic migrations.
+
+Django never touches this database; it is read here from the environment, not Django settings,
+so operators and `trace data-migrate` work without configuring Django.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from sqlalchemy import URL, Engine, create_engine
+
+DEFAULT_DATA_DB_URL = "postgres://postgres@127.0.0.1:5432/trace_data"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "pgsql"}
+
+
+def data_db_url() -> str:
+    return os.environ.get("TRACE_DATA_DB_URL") or DEFAULT_DATA_DB_URL
+
+
+def sqlalchemy_url(url: str) -> URL:
+    """`postgres://user:pw@host:port/db?opts` as a psycopg 3 SQLAlchemy URL.
+
+    Parsed by hand because SQLAlchemy neither maps `postgres://` to a driver nor unquotes a
+    percent-encoded unix-socket host (`%2Fpath%2Fto%2Fsockdir`); that host becomes `?host=`.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(f"not a Postgres URL: {parts.scheme}://...")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    if hostport.startswith("["):  # IPv6 literal
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = hostport.partition(":")
+    host = unquote(host)
+    query = dict(parse_qsl(parts.query))
+    if host.startswith("/"):
+        query["host"] = host
+        host = ""
+    return URL.create(
+        "postgresql+psycopg",
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        host=host or None,
+        port=int(port) if port else None,
+        database=unquote(parts.path.lstrip("/")) or None,
+        query=query,
+    )
+
+
+def create_data_engine(url: str | None = None, **kwargs) -> Engine:
+    """A new engine; pre-ping so a pooled connection broken by a Postgres restart is replaced."""
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(sqlalchemy_url(url or data_db_url()), **kwargs)
+
+
+@cache
+def data_engine() -> Engine:
+    """The process-wide engine: one pool per process, never an engine per batch."""
+    return create_data_engine()
+
+
+def alembic_config(url: str | None = None):
+    """Alembic configured in code: no alembic.ini to keep in sync with the environment."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["data_db_url"] = url or data_db_url()
+    return config
+
+
+def migrate_data_db(url: str | None = None, revision: str = "head") -> None:
+    """Upgrade the data DB to `revision` (idempotent: an up-to-date DB is left as is)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

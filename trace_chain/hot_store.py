@@ -1,0 +1,175 @@
+"""Reads and writes of the hot tables. Writes are bulk COPY inside one transaction per block
+range: a range is replaced whole or not at all, so readers never see half a block."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from trace_chain.hot_schema import (
+    BLOCK_COLUMNS,
+    LOG_COLUMNS,
+    TRANSACTION_COLUMNS,
+    hot_blocks,
+    hot_chain_status,
+    hot_logs,
+    hot_transactions,
+)
+
+# Hot column -> key of the adapter's normalized row, where the names differ.
+BLOCK_KEYS = {"block_number": "number", "block_hash": "hash"}
+TRANSACTION_KEYS = {
+    "transaction_hash": "hash",
+    "from_address": "from",
+    "to_address": "to",
+    "transaction_type": "type",
+}
+LOG_KEYS: dict[str, str] = {}
+HOT_TABLES = (hot_logs, hot_transactions, hot_blocks)
+
+
+def _copy(
+    conn: Connection,
+    table: sa.Table,
+    columns: list[str],
+    keys: Mapping[str, str],
+    chain_id: int,
+    rows: Iterable[Mapping[str, Any]],
+) -> int:
+    driver = conn.connection.driver_connection  # the psycopg connection of this transaction
+    fields = [keys.get(c, c) for c in columns if c != "chain_id"]
+    count = 0
+    with driver.cursor() as cursor:
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row((chain_id, *(row.get(f) for f in fields)))
+                count += 1
+    return count
+
+
+def hot_replace_range(
+    engine: Engine,
+    *,
+    chain_id: int,
+    start: int,
+    end: int,
+    blocks: list[Mapping[str, Any]],
+    transactions: list[Mapping[str, Any]],
+    logs: list[Mapping[str, Any]],
+) -> dict[str, int]:
+    """Atomically make [start, end) hold exactly these rows (delete, then COPY)."""
+    with engine.begin() as conn:
+        _delete(conn, chain_id, start, end)
+        return {
+            "blocks": _copy(conn, hot_blocks, BLOCK_COLUMNS, BLOCK_KEYS, chain_id, blocks),
+            "transactions": _copy(
+                conn,
+                hot_transactions,
+                TRANSACTION_COLUMNS,
+                TRANSACTION_KEYS,
+                chain_id,
+                transactions,
+            ),
+            "logs": _copy(conn, hot_logs, LOG_COLUMNS, LOG_KEYS, chain_id, logs),
+        }
+
+
+def _delete(conn: Connection, chain_id: int, start: int, end: int | None) -> None:
+    for table in HOT_TABLES:
+        condition = (table.c.chain_id == chain_id) & (table.c.block_number >= start)
+        if end is not None:
+            condition &= table.c.block_number < end
+        conn.execute(table.delete().where(condition))
+
+
+def hot_delete_from(engine: Engine, *, chain_id: int, start: int) -> None:
+    """Delete every hot row at or above `start` (orphans of a reorg, or a reset)."""
+    with engine.begin() as conn:
+        _delete(conn, chain_id, start, None)
+
+
+def hot_tip(engine: Engine, *, chain_id: int) -> tuple[int, str] | None:
+    """(number, hash) of the highest hot block of the chain, or None when empty."""
+    query = (
+        sa.select(hot_blocks.c.block_number, hot_blocks.c.block_hash)
+        .where(hot_blocks.c.chain_id == chain_id)
+        .order_by(hot_blocks.c.block_number.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return (row[0], row[1]) if row else None
+
+
+def hot_hashes(engine: Engine, *, chain_id: int, start: int, end: int) -> dict[int, str]:
+    """Block hashes of [start, end) as stored, for fork-point search beyond memory."""
+    query = sa.select(hot_blocks.c.block_number, hot_blocks.c.block_hash).where(
+        hot_blocks.c.chain_id == chain_id,
+        hot_blocks.c.block_number >= start,
+        hot_blocks.c.block_number < end,
+    )
+    with engine.connect() as conn:
+        return dict(conn.execute(query).all())
+
+
+def hot_status_get(engine: Engine, *, chain_id: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(hot_chain_status).where(hot_chain_status.c.chain_id == chain_id)
+        ).first()
+    return dict(row._mapping) if row else None
+
+
+def hot_status_update(
+    engine: Engine, *, chain_id: int, reorg_depth: int | None = None, **fields
+) -> None:
+    """Upsert the chain's follower status; a reorg_depth also bumps the reorg counter."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    values = {**fields, "updated_at": sa.func.now()}
+    if reorg_depth is not None:
+        values.update(last_reorg_depth=reorg_depth, last_reorg_at=sa.func.now())
+    statement = insert(hot_chain_status).values(
+        chain_id=chain_id, reorg_count=1 if reorg_depth else 0, **values
+    )
+    update = dict(values)
+    if reorg_depth is not None:
+        update["reorg_count"] = hot_chain_status.c.reorg_count + 1
+    with engine.begin() as conn:
+        conn.execute(statement.on_conflict_do_update(index_elements=["chain_id"], set_=update))
+
+
+@contextmanager
+def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]):
+    """Hold the one-writer-per-chain lock (a Postgres session advisory lock in the data DB) for
+    the duration of the block. Two followers of one chain — another org's, or an old attempt
+    that has not noticed it lost its lease — never write the hot tables at the same time; the
+    lock dies with its connection, so a killed worker frees it at once. Calls `wait()` between
+    tries while another writer holds it."""
+    key = int.from_bytes(
+        hashlib.sha256(f"trace.hot_writer:{chain_id}".encode()).digest()[:8], "big", signed=True
+    )
+    conn = engine.connect()
+    try:
+        while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
+            conn.rollback()  # do not sit in a transaction while waiting
+            wait()
+        conn.commit()
+        try:
+            yield
+        finally:
+            # The pool would keep the session (and its lock) alive: unlock explicitly, and if
+            # that fails, discard the connection so Postgres ends the session.
+            try:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()
+            except Exception:
+                conn.invalidate()
+    finally:
+        conn.close()

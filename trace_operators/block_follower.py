@@ -1,0 +1,322 @@
+"""block_follower: follows a chain's head into the hot tables, with no gap and no orphan.
+
+An always_on singleton. It resumes from the hot tip, fetches blocks with receipts in batches,
+writes each batch atomically (COPY), checks parent hashes against what it stored, and on a
+reorg walks back to the fork point (past its in-memory window if it must, using the hot
+table), deletes orphaned rows, rewrites the canonical range and records a row-range
+invalidation through the fenced task API. It emits an event per `emit_every_blocks` blocks.
+
+Config: chain_id, rpc_pool, start_block (0), batch_size (100), emit_every_blocks (1),
+window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs (false).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from trace_operators.context import PermanentError, TaskContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FollowerConfig:
+    chain_id: int
+    rpc_pool: str
+    start_block: int = 0
+    batch_size: int = 100
+    emit_every_blocks: int = 1
+    window_blocks: int = 64
+    poll_interval_seconds: float | None = None
+    reset_outputs: bool = False
+
+    @classmethod
+    def parse(cls, config: dict[str, Any]) -> FollowerConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(config) - known
+        if unknown:
+            raise PermanentError(f"block_follower config: unknown field(s) {sorted(unknown)}")
+        for required in ("chain_id", "rpc_pool"):
+            if required not in config:
+                raise PermanentError(f"block_follower config: {required} is required")
+        parsed = cls(**config)
+        if parsed.batch_size < 1 or parsed.emit_every_blocks < 1 or parsed.window_blocks < 1:
+            raise PermanentError("block_follower config: sizes must be >= 1")
+        return parsed
+
+
+class HashWindow:
+    """The most recent block hashes kept in memory (number -> hash), oldest evicted first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._hashes: OrderedDict[int, str] = OrderedDict()
+
+    def add(self, number: int, block_hash: str) -> None:
+        self._hashes[number] = block_hash
+        self._hashes.move_to_end(number)
+        while len(self._hashes) > self.size:
+            self._hashes.popitem(last=False)
+
+    def get(self, number: int) -> str | None:
+        return self._hashes.get(number)
+
+    def drop_from(self, number: int) -> None:
+        for key in [k for k in self._hashes if k >= number]:
+            del self._hashes[key]
+
+
+class Follower:
+    def __init__(self, ctx: TaskContext, config: FollowerConfig, adapter, engine) -> None:
+        from trace_chain.chains import chain_settings
+
+        self.ctx = ctx
+        self.config = config
+        self.adapter = adapter
+        self.engine = engine
+        self.window = HashWindow(config.window_blocks)
+        hint = chain_settings(config.chain_id).block_time_hint_seconds
+        self.poll = config.poll_interval_seconds or max(hint / 4, 0.05)
+        self.tip: int | None = None
+        self.tip_hash: str | None = None
+        self.unemitted_from = 0
+
+    # --- start-up -------------------------------------------------------------------------
+    def resume(self) -> None:
+        from trace_chain import hot_store
+
+        node_chain = self.adapter.chain_id()
+        if node_chain != self.config.chain_id:
+            raise PermanentError(
+                f"rpc_pool {self.config.rpc_pool!r} serves chain {node_chain}, "
+                f"not chain_id {self.config.chain_id}"
+            )
+        if self.config.reset_outputs:
+            self._reset_once()
+        tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
+        if tip and tip[0] >= self.config.start_block:
+            self.tip, self.tip_hash = tip
+            start = max(self.config.start_block, tip[0] - self.config.window_blocks + 1)
+            for number, block_hash in sorted(
+                hot_store.hot_hashes(
+                    self.engine, chain_id=self.config.chain_id, start=start, end=tip[0] + 1
+                ).items()
+            ):
+                self.window.add(number, block_hash)
+        # Announce what an earlier attempt wrote but did not announce yet (at least once).
+        status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
+        emitted = status.get("emitted_upto")
+        if emitted is None:  # nothing announced yet, though blocks may already be stored
+            emitted = self.config.start_block
+        self.unemitted_from = min(max(emitted, self.config.start_block), self.next_block)
+
+    def _reset_once(self) -> None:
+        """reset_outputs bootstrap: wipe this chain's hot rows once per (job, start_block)."""
+        from trace_chain import hot_store
+
+        marker = f"{self.ctx.dag_name}/{self.ctx.job_name}/start={self.config.start_block}"
+        status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
+        if status.get("reset_marker") == marker:
+            return
+        log.warning("reset_outputs: deleting hot rows of chain %s", self.config.chain_id)
+        hot_store.hot_delete_from(self.engine, chain_id=self.config.chain_id, start=0)
+        hot_store.hot_status_update(
+            self.engine,
+            chain_id=self.config.chain_id,
+            reset_marker=marker,
+            tip_block=None,
+            emitted_upto=None,
+        )
+
+    @property
+    def next_block(self) -> int:
+        return self.config.start_block if self.tip is None else self.tip + 1
+
+    # --- the loop -------------------------------------------------------------------------
+    def step(self) -> int:
+        """Fetch and store one batch (or handle one reorg); returns blocks written."""
+        from trace_chain.adapter import BlockNotFound, RangeChanged
+
+        try:
+            return self._step()
+        except (RangeChanged, BlockNotFound) as exc:
+            # The node moved under us (reorg mid-fetch) or an endpoint lags behind another:
+            # nothing was written; try again after a poll interval.
+            log.info("chain %s: %s; retrying", self.config.chain_id, exc)
+            return 0
+
+    def _step(self) -> int:
+        from trace_chain import hot_store
+
+        head = self.adapter.head_number()
+        start = self.next_block
+        if head < start:
+            # Nothing new; but a reorg can replace blocks at (or below) our tip without the
+            # head moving past it, so check that the node still has what we stored there.
+            if self.tip is not None and self._tip_replaced(head):
+                self._handle_reorg(head)
+            else:
+                self._emit_due()  # e.g. blocks an earlier attempt stored but did not announce
+                self._status(head)
+            return 0
+        end = min(head + 1, start + self.config.batch_size)
+        rows = self.adapter.block_range_with_receipts(start, end)
+        blocks = rows.blocks
+        if self.tip_hash is not None and blocks[0]["parent_hash"] != self.tip_hash:
+            self._handle_reorg(head)
+            return 0
+        # The node may reorg while we fetch: keep only the prefix that links up.
+        keep = 1
+        while keep < len(blocks) and blocks[keep]["parent_hash"] == blocks[keep - 1]["hash"]:
+            keep += 1
+        last = blocks[keep - 1]["number"]
+        wanted = lambda row: row["block_number"] <= last  # noqa: E731
+        hot_store.hot_replace_range(
+            self.engine,
+            chain_id=self.config.chain_id,
+            start=start,
+            end=last + 1,
+            blocks=blocks[:keep],
+            transactions=[t for t in rows.transactions if wanted(t)],
+            logs=[entry for entry in rows.logs if wanted(entry)],
+        )
+        for block in blocks[:keep]:
+            self.window.add(block["number"], block["hash"])
+        self.tip, self.tip_hash = last, blocks[keep - 1]["hash"]
+        self._emit_due()
+        self._status(head)
+        return keep
+
+    def _tip_replaced(self, head: int) -> bool:
+        """Does the node disagree with our block at min(head, tip)? A node merely behind us
+        (a lagging endpoint) agrees there, and we wait for it."""
+        number = min(head, self.tip)
+        if number < self.config.start_block:
+            return False
+        node = self.adapter.blocks(number, number + 1, full_transactions=False)
+        return node[0]["hash"] != self._stored_hash(number)
+
+    def _emit_due(self) -> None:
+        """Emit one event per full `emit_every_blocks` blocks written since the last one."""
+        every = self.config.emit_every_blocks
+        while self.tip is not None and self.tip + 1 - self.unemitted_from >= every:
+            upto = self.unemitted_from + every
+            self.ctx.emit(
+                output=0,
+                range_start=self.unemitted_from,
+                range_end=upto,
+                cursor=upto,
+                attributes={"chain_id": self.config.chain_id},
+            )
+            self.unemitted_from = upto
+
+    def _status(self, head: int) -> None:
+        from trace_chain import hot_store
+
+        hot_store.hot_status_update(
+            self.engine,
+            chain_id=self.config.chain_id,
+            head_block=head,
+            tip_block=self.tip,
+            emitted_upto=self.unemitted_from,
+        )
+
+    def _handle_reorg(self, head: int) -> None:
+        from trace_chain import hot_store
+
+        old_next = self.next_block
+        fork = self._fork_point(head)
+        first_bad = fork + 1
+        depth = old_next - first_bad
+        log.warning(
+            "chain %s reorg: blocks [%s, %s) orphaned (depth %s)",
+            self.config.chain_id,
+            first_bad,
+            old_next,
+            depth,
+        )
+        # Invalidate first: if we die before the delete, the next attempt finds the same
+        # mismatch and invalidates again (harmless); the other order could lose it.
+        self.ctx.invalidate(
+            output=0,
+            range_start=first_bad,
+            range_end=old_next,
+            reason=f"reorg of depth {depth} on chain {self.config.chain_id}",
+        )
+        hot_store.hot_delete_from(self.engine, chain_id=self.config.chain_id, start=first_bad)
+        self.window.drop_from(first_bad)
+        if fork < self.config.start_block:
+            self.tip = self.tip_hash = None
+        else:
+            self.tip, self.tip_hash = fork, self._stored_hash(fork)
+        self.unemitted_from = min(self.unemitted_from, first_bad)
+        hot_store.hot_status_update(
+            self.engine,
+            chain_id=self.config.chain_id,
+            head_block=head,
+            tip_block=self.tip,
+            emitted_upto=self.unemitted_from,
+            reorg_depth=depth,
+        )
+
+    def _stored_hash(self, number: int) -> str | None:
+        from trace_chain import hot_store
+
+        cached = self.window.get(number)
+        if cached is not None:
+            return cached
+        found = hot_store.hot_hashes(
+            self.engine, chain_id=self.config.chain_id, start=number, end=number + 1
+        )
+        return found.get(number)
+
+    def _fork_point(self, head: int) -> int:
+        """Highest stored block whose hash the node still agrees with; walks back in growing
+        steps (never above the node's head), reading stored hashes from the hot table."""
+        from trace_chain import hot_store
+
+        upper = min(self.next_block, head + 1)  # exclusive
+        step = 8
+        while upper > self.config.start_block:
+            lower = max(self.config.start_block, upper - step)
+            canonical = {
+                b["number"]: b["hash"]
+                for b in self.adapter.blocks(lower, upper, full_transactions=False)
+            }
+            stored = hot_store.hot_hashes(
+                self.engine, chain_id=self.config.chain_id, start=lower, end=upper
+            )
+            for number in range(upper - 1, lower - 1, -1):
+                if stored.get(number) is not None and stored[number] == canonical.get(number):
+                    return number
+            upper = lower
+            step *= 2
+        return self.config.start_block - 1
+
+
+def run(ctx: TaskContext) -> None:
+    from trace_chain.adapter import ChainAdapter
+    from trace_chain.db import data_engine
+    from trace_chain.hot_store import chain_writer_lock
+    from trace_chain.rpc import rpc_pool_from_env
+
+    config = FollowerConfig.parse(ctx.config)
+    pool = rpc_pool_from_env(config.rpc_pool)
+    engine = data_engine()
+    follower = Follower(ctx, config, ChainAdapter(pool), engine)
+
+    def wait_for_other_writer() -> None:
+        log.info("chain %s is written by another follower; waiting", config.chain_id)
+        ctx.sleep(1.0)
+
+    try:
+        with chain_writer_lock(engine, chain_id=config.chain_id, wait=wait_for_other_writer):
+            follower.resume()
+            while not ctx.should_stop():
+                if follower.step() == 0:
+                    ctx.sleep(follower.poll)
+    finally:
+        pool.close()

@@ -1,0 +1,1 @@
+"""Celery side of Trace: the app, queue routing, the worker wrapper and the dispatcher loops."""

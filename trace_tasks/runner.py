@@ -1,0 +1,160 @@
+"""The worker wrapper: claim a task, heartbeat in the background, run its operator, report.
+
+Workers are dumb: all decisions (may I run? did I finish? retry?) are fenced calls to the
+task services. A worker that fails to claim runs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from django.db import close_old_connections, connection
+
+from trace_operators.context import LeaseLost, PermanentError, TaskContext, TaskScope
+from trace_operators.registry import operator_get
+from trace_web.errors import StaleAttempt, TraceError
+from trace_web.orchestration.models import TaskInput
+from trace_web.orchestration.services.tasks import (
+    ClaimedTask,
+    task_claim,
+    task_complete,
+    task_events,
+    task_fail,
+    task_heartbeat,
+)
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    task_id: int
+    claimed: bool
+    status: str  # "not_claimed" | "completed" | "failed" | "lease_lost"
+
+
+class _Heartbeat(threading.Thread):
+    """Extends the lease every heartbeat interval; on a lost lease it sets the stop event so
+    the operator stops at its next check and nothing is reported."""
+
+    def __init__(self, claimed: ClaimedTask, stop_event: threading.Event) -> None:
+        super().__init__(name=f"heartbeat-{claimed.lease.task_id}", daemon=True)
+        self.claimed = claimed
+        self.stop_event = stop_event
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        task_id = self.claimed.lease.task_id
+        # When our lease ends by our own clock; past it the reaper may hand the task to another
+        # worker, so we must stop even if we could not hear that from the database.
+        deadline = time.monotonic() + self.claimed.lease_seconds
+        try:
+            while not self.done.wait(self.claimed.heartbeat_seconds):
+                sent_at = time.monotonic()
+                try:
+                    task_heartbeat(lease=self.claimed.lease)
+                    deadline = sent_at + self.claimed.lease_seconds
+                except StaleAttempt:
+                    log.warning("task %s lost its lease; stopping", task_id)
+                    self.stop_event.set()
+                    return
+                except Exception:  # a DB blip: keep trying until the lease itself runs out
+                    log.exception("heartbeat failed for task %s", task_id)
+                    close_old_connections()
+                    if time.monotonic() >= deadline:
+                        log.error("task %s: lease ran out without a heartbeat; stopping", task_id)
+                        self.stop_event.set()
+                        return
+        finally:
+            connection.close()  # this thread's own DB connection
+
+
+def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
+    task = claimed.task
+    job = task.job
+    inputs = list(
+        TaskInput.objects.filter(task=task).values(
+            "dataset_id", "dataset_version_id", "partition_key", "cursor_from", "cursor_to"
+        )
+    )
+    return TaskContext(
+        task_id=task.pk,
+        attempt=task.attempt,
+        org_id=task.org_id,
+        dag_name=job.dag_version.name,
+        job_name=job.name,
+        config=job.config,
+        scope=TaskScope(
+            partition_key=task.partition_key,
+            range_start=task.range_start,
+            range_end=task.range_end,
+            cursor=task.cursor,
+            payload=task.payload,
+            invalidation_id=task.invalidation_id,
+        ),
+        inputs=inputs,
+        outputs_count=job.outputs,
+        capability_token=claimed.capability_token,
+        emit_events=lambda events: task_events(lease=claimed.lease, events=events),
+        stop_event=stop_event,
+    )
+
+
+def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
+    """Run one wake-up for `task_id` to the end. Safe to call any number of times."""
+    claimed = task_claim(task_id=task_id, worker_id=worker_id or default_worker_id())
+    if claimed is None:
+        log.info("task %s not claimable (already taken, finished or capped); skipping", task_id)
+        return RunOutcome(task_id, claimed=False, status="not_claimed")
+    stop_event = threading.Event()
+    heartbeat = _Heartbeat(claimed, stop_event)
+    heartbeat.start()
+    try:
+        ctx = _context(claimed, stop_event)
+        operator_get(claimed.task.job.operator)(ctx)
+        ctx.check_lease()
+    except (LeaseLost, StaleAttempt):
+        return RunOutcome(task_id, claimed=True, status="lease_lost")
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        retryable = not isinstance(exc, PermanentError)
+        return _report(
+            claimed,
+            lambda: task_fail(lease=claimed.lease, error=error, retryable=retryable),
+            "failed",
+        )
+    finally:
+        heartbeat.done.set()
+        heartbeat.join(timeout=5)
+    return _report(
+        claimed, lambda: task_complete(lease=claimed.lease, outputs=ctx.outputs), "completed"
+    )
+
+
+def _report(claimed: ClaimedTask, call, status: str) -> RunOutcome:
+    task_id = claimed.lease.task_id
+    try:
+        call()
+    except StaleAttempt:
+        # Reaped or canceled while finishing: the current attempt's owner decides, not us.
+        log.warning("task %s: report refused, attempt is stale", task_id)
+        return RunOutcome(task_id, claimed=True, status="lease_lost")
+    except TraceError as exc:
+        # The completion itself was refused (bad outputs, conflicting publication): that is
+        # the attempt's outcome, recorded now rather than as a lease expiry much later.
+        log.error("task %s: completion refused: %s", task_id, exc.message)
+        error = f"completion refused ({exc.code}): {exc.message}"
+        return _report(
+            claimed, lambda: task_fail(lease=claimed.lease, error=error, retryable=False), "failed"
+        )
+    return RunOutcome(task_id, claimed=True, status=status)

@@ -1,0 +1,51 @@
+"""Chain observability API: the follower's view of each chain (head, hot tip, lag, reorgs) and
+chain_sync progress per stream."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from trace_web.chain_sync.selectors import chain_sync_get, chain_sync_status
+from trace_web.errors import NotFound
+from trace_web.orgs.scoping import OrgScopedView
+
+
+class ChainStatusApi(OrgScopedView):
+    """Hot tables are shared by every org that follows a chain; this exposes only counters."""
+
+    def get(self, request: Request, chain_id: int) -> Response:
+        from trace_chain.db import data_engine
+        from trace_chain.hot_store import hot_status_get
+
+        status = hot_status_get(data_engine(), chain_id=chain_id)
+        if status is None:
+            raise NotFound(f"no follower has written chain {chain_id}")
+        head, tip = status["head_block"], status["tip_block"]
+        return Response(
+            {
+                "chain_id": chain_id,
+                "head_block": head,
+                "tip_block": tip,
+                "lag_blocks": head - tip if head is not None and tip is not None else None,
+                "reorg_count": status["reorg_count"],
+                "last_reorg_depth": status["last_reorg_depth"],
+                "last_reorg_at": status["last_reorg_at"],
+                "updated_at": status["updated_at"],
+            }
+        )
+
+
+class ChainSyncStatusApi(OrgScopedView):
+    def get(self, request: Request, name: str) -> Response:
+        sync = chain_sync_get(org_id=self.org.pk, name=name)
+        return Response(
+            {
+                "name": sync.name,
+                "chain_id": sync.chain_id,
+                "mode": sync.mode,
+                "enabled": sync.enabled,
+                "head_block": sync.head_block,
+                "streams": chain_sync_status(sync=sync),
+            }
+        )

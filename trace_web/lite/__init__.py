@@ -1,0 +1,1 @@
+"""The Lite profile: embedded services and the one-command local stack."""

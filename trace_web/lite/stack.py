@@ -1,0 +1,473 @@
+"""The Lite stack: `trace lite up` resolves services, migrates, bootstraps and supervises the web
+server, beat, one Celery worker per queue and Flower as child processes; status/down/env read
+the state it leaves in the home directory (lite.env, lite.json, logs/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from trace_web.lite import services
+from trace_web.lite.envfile import env_file_path, read_env_file, write_env_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
+CELERY = [sys.executable, "-m", "celery", "-A", "trace_tasks.celery_app"]
+BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Worker processes per queue: enough to see concurrency on a laptop, small enough to fit one.
+WORKER_CONCURRENCY = {"platform": 2, "udf": 1, "delivery": 1, "dispatcher": 1}
+# Generated once per home (bytes of randomness); the admin password is shorter: people type it.
+SECRET_BYTES = {
+    "TRACE_SECRET_KEY": 48,
+    "TRACE_TASK_TOKEN_SECRET": 48,
+    "TRACE_LITE_ADMIN_PASSWORD": 12,
+}
+ADMIN_USERNAME = "admin"
+DEMO_ORG = "demo"
+DEMO_DIR = REPO_ROOT / "deploy" / "demo"
+DEVCHAIN_POOL_ENV = "TRACE_RPC_POOL_DEVCHAIN"
+STOP_TIMEOUT_SECONDS = 15.0
+READY_TIMEOUT_SECONDS = 90.0
+
+
+class StackError(RuntimeError):
+    """Lite could not start or keep running; the message says what to look at."""
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    url: str = ""
+    log: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+
+# --- up --------------------------------------------------------------------------------------
+
+
+def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
+    """Run the stack in the foreground until Ctrl-C/SIGTERM (exit 0) or a child dies (exit 1)."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up even when piped to a file
+    home.mkdir(parents=True, exist_ok=True)
+    _refuse_if_running(home)
+    for wanted in (port, flower_port):
+        if services.port_in_use(wanted):
+            raise StackError(f"port {wanted} is in use; pick another with --port/--flower-port")
+    _install_stop_signals()
+    devchain_port = _devchain_port()
+    components = _devchain_components(home, devchain_port) + _components(port, flower_port)
+    try:
+        env = _prepare(home, devchain_port)
+        _setup(env, home)
+        for component in components:
+            component.proc = _start(component, env, home)
+        _write_state(home, components, env)
+        _wait_web_ready(components, port)
+        print(render_state(json.loads(_state_path(home).read_text())))
+        print("Stop with Ctrl-C, or `trace lite down` from another shell.\n")
+        if demo:
+            _run_demo(env)
+        return _supervise(components)
+    except KeyboardInterrupt:
+        print("\nStopping Trace Lite...")
+        return 0
+    except StackError as exc:
+        print(f"\ntrace lite: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # let shutdown finish; SIGKILL still works
+        _stop_children(components)
+        services.stop_embedded()
+        _state_path(home).unlink(missing_ok=True)
+        print("Trace Lite stopped.")
+
+
+def _install_stop_signals() -> None:
+    """Ctrl-C, SIGTERM and a closed terminal all mean "stop"; SIGINT is set explicitly because a
+    shell starts background jobs with it ignored, and `nohup`'s ignored SIGHUP is respected."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _raise_interrupt)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _refuse_if_running(home: Path) -> None:
+    state = read_state(home)
+    if state and supervisor_alive(state):
+        raise StackError(
+            f"a Lite stack is already running from {home} (pid {state['supervisor_pid']}); "
+            "see `trace lite status` or stop it with `trace lite down`"
+        )
+
+
+def _devchain_port() -> int | None:
+    """A port for the local anvil dev chain, or None when an RPC pool is configured (a real
+    chain) or anvil is not installed (then the chain part of the demo is skipped)."""
+    from trace_chain import devchain
+
+    if os.environ.get(DEVCHAIN_POOL_ENV):
+        return None
+    try:
+        devchain.anvil_path()
+    except devchain.AnvilNotInstalled as exc:
+        print(f"dev chain: skipped ({exc})")
+        return None
+    return services.free_port()
+
+
+def _devchain_components(home: Path, port: int | None) -> list[Component]:
+    """anvil mining a block a second (state kept in the home between runs) and a process that
+    keeps its blocks holding transactions and logs."""
+    if port is None:
+        return []
+    from trace_chain import devchain
+
+    url = f"http://{services.LOOPBACK}:{port}"
+    node = devchain.Anvil(block_time=1, extra_args=["--state", str(home / "anvil-state.json")])
+    traffic = [sys.executable, "-m", "trace_chain.devchain", "traffic", url]
+    return [Component("anvil", node.argv(port), url), Component("chain-traffic", traffic)]
+
+
+def _prepare(home: Path, devchain_port: int | None = None) -> dict[str, str]:
+    """Resolve services, create both databases and persist URLs + secrets to lite.env."""
+    previous = read_env_file(env_file_path(home))
+    # Values exported from our own lite.env (`eval "$(trace lite env)"`) are not configuration:
+    # they may point at an embedded Redis port from an earlier run.
+    for key, value in previous.items():
+        if os.environ.get(key) == value:
+            del os.environ[key]
+    print("Resolving Postgres and Redis...")
+    pg_server = services.ensure_postgres(home, allow_loopback_probe=False)
+    state_url = os.environ.get("TRACE_STATE_DB_URL") or services.database_url(
+        pg_server, "trace_state"
+    )
+    data_url = os.environ.get("TRACE_DATA_DB_URL") or services.database_url(pg_server, "trace_data")
+    for url in (state_url, data_url):
+        services.ensure_databases(services.server_url(url), [urlsplit(url).path.lstrip("/")])
+    broker_url = os.environ.get("TRACE_BROKER_URL") or services.redis_db_url(
+        services.ensure_redis(home, allow_loopback_probe=False), 0
+    )
+    values = {
+        "TRACE_HOME": str(home),
+        "TRACE_STATE_DB_URL": state_url,
+        "TRACE_DATA_DB_URL": data_url,
+        "TRACE_BROKER_URL": broker_url,
+        "TRACE_OBJECT_STORE_URL": os.environ.get("TRACE_OBJECT_STORE_URL")
+        or (home / "objects").as_uri(),
+    }
+    if devchain_port is not None:
+        values[DEVCHAIN_POOL_ENV] = f"http://{services.LOOPBACK}:{devchain_port}"
+    for name, size in SECRET_BYTES.items():
+        values[name] = os.environ.get(name) or previous.get(name) or secrets.token_urlsafe(size)
+    write_env_file(env_file_path(home), values)
+    return {**os.environ, **values, "DJANGO_SETTINGS_MODULE": "trace_web.settings"}
+
+
+def _setup(env: dict[str, str], home: Path) -> None:
+    """Migrate both databases and create the demo org and admin user (all idempotent)."""
+    (home / "objects").mkdir(exist_ok=True)
+    print("Migrating the state DB...")
+    _run_logged([*MANAGE, "migrate", "--noinput"], env, home / "logs" / "setup.log")
+    print("Migrating the data DB...")
+    from trace_chain.db import migrate_data_db
+
+    try:
+        migrate_data_db(env["TRACE_DATA_DB_URL"])
+    except Exception as exc:
+        raise StackError(f"data DB migration failed: {exc}") from exc
+    bootstrap = [*MANAGE, "lite_bootstrap", "--org", DEMO_ORG, "--username", ADMIN_USERNAME]
+    if subprocess.run(bootstrap, env=env, cwd=REPO_ROOT).returncode:
+        raise StackError("manage.py lite_bootstrap failed (output above)")
+
+
+def _run_logged(argv: list[str], env: dict[str, str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        result = subprocess.run(argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
+    if result.returncode:
+        raise StackError(f"{shlex.join(argv[1:])} failed; see {log}\n{_tail(log)}")
+
+
+def _components(port: int, flower_port: int) -> list[Component]:
+    from trace_tasks.queues import Queue
+
+    # --insecure: runserver serves the admin's static files without DEBUG (loopback only).
+    web = [*MANAGE, "runserver", f"{services.LOOPBACK}:{port}", "--noreload", "--insecure"]
+    components = [
+        Component("web", web, f"http://{services.LOOPBACK}:{port}/"),
+        Component("beat", [*CELERY, "beat", "--scheduler", BEAT_SCHEDULER, "--loglevel", "INFO"]),
+    ]
+    for queue in Queue:
+        argv = [*CELERY, "worker", "-Q", queue.value, "-n", f"{queue.value}@%h", "-E"]
+        argv += ["--concurrency", str(WORKER_CONCURRENCY.get(queue.value, 1))]
+        components.append(Component(f"worker-{queue.value}", [*argv, "--loglevel", "INFO"]))
+    flower = [*CELERY, "flower", f"--address={services.LOOPBACK}", f"--port={flower_port}"]
+    components.append(Component("flower", flower, f"http://{services.LOOPBACK}:{flower_port}/"))
+    return components
+
+
+def _start(component: Component, env: dict[str, str], home: Path) -> subprocess.Popen:
+    """Start a child in its own session (Ctrl-C reaches only the supervisor, which then stops
+    the children itself) that the kernel terminates if the supervisor dies without cleaning up."""
+    log = component.log = home / "logs" / f"{component.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"--- {datetime.now(UTC).isoformat()} {shlex.join(component.argv)}\n")
+        out.flush()
+        return subprocess.Popen(
+            component.argv,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # safe: the supervisor is single-threaded
+        )
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _wait_web_ready(components: list[Component], port: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    url = f"http://{services.LOOPBACK}:{port}/admin/login/"
+    print("Waiting for the web server...")
+    while time.monotonic() < deadline:
+        _check_children(components)
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # fixed loopback http URL
+                return
+        except urllib.error.HTTPError:
+            return  # it answers; the page itself is not our concern here
+        except OSError:
+            time.sleep(0.5)
+    raise StackError(f"the web server did not answer on {url} in {READY_TIMEOUT_SECONDS:.0f} s")
+
+
+def _run_demo(env: dict[str, str]) -> None:
+    """Deploy the demo: two noop jobs (one run now) and, with a dev chain or a `devchain` RPC
+    pool, a tip follower into the hot tables plus a chain_sync backfilling it into Parquet."""
+    steps = [
+        ["sync_dag", str(DEMO_DIR / "noop_dag.yaml"), "--org", DEMO_ORG, "--activate"],
+        ["run_job", "noop-demo", "extract", "--org", DEMO_ORG],
+    ]
+    if env.get(DEVCHAIN_POOL_ENV):
+        steps += [
+            ["sync_dag", str(DEMO_DIR / "chain_dag.yaml"), "--org", DEMO_ORG, "--activate"],
+            ["chain_sync", "apply", str(DEMO_DIR / "chain_sync.yaml"), "--org", DEMO_ORG],
+        ]
+    for step in steps:
+        result = subprocess.run(
+            [*MANAGE, *step], env=env, cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        output = (result.stdout + result.stderr).strip()
+        print(f"demo: trace {shlex.join(step)}" + (" -> failed" if result.returncode else ""))
+        if output:
+            print("  " + output.replace("\n", "\n  "))
+        if result.returncode:
+            print("demo: stopped (the stack keeps running)")
+            return
+    if env.get(DEVCHAIN_POOL_ENV):
+        print(
+            "\ndemo: the chain is followed into hot_blocks/hot_transactions/hot_logs (data DB) and"
+            " backfilled to Parquet under TRACE_OBJECT_STORE_URL; watch it with\n"
+            f"  trace chain_sync status --job devchain-history --org {DEMO_ORG} --watch"
+        )
+    print()
+
+
+def _supervise(components: list[Component]) -> int:
+    while True:
+        try:
+            _check_children(components)
+        except StackError as exc:
+            print(f"\ntrace lite: {exc}\nShutting down.", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
+def _check_children(components: list[Component]) -> None:
+    for component in components:
+        if component.proc and component.proc.poll() is not None:
+            raise StackError(
+                f"{component.name} exited unexpectedly (code {component.proc.returncode}); "
+                f"last lines of {component.log}:\n{_tail(component.log) if component.log else ''}"
+            )
+
+
+def _stop_children(components: list[Component]) -> None:
+    """SIGTERM every child (Celery warm shutdown), wait, then SIGKILL whatever is left of each
+    child's process group (prefork pool processes included)."""
+    running = [c for c in components if c.proc and c.proc.poll() is None]
+    for component in running:
+        component.proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for component in running:
+        try:
+            component.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{component.name} did not stop in {STOP_TIMEOUT_SECONDS:.0f} s; killing it")
+            component.proc.kill()
+            component.proc.wait()
+    for component in components:
+        if component.proc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(component.proc.pid, signal.SIGKILL)
+
+
+def _log_name(component: Component) -> str:
+    return f"logs/{component.name}.log"
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- state: lite.json ------------------------------------------------------------------------
+
+
+def _state_path(home: Path) -> Path:
+    return home / "lite.json"
+
+
+def read_state(home: Path) -> dict | None:
+    path = _state_path(home)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def supervisor_alive(state: dict) -> bool:
+    """Whether lite.json's supervisor still runs. A lite.json left by a killed supervisor may name
+    a pid since reused by another program, which `down` must not signal."""
+    pid = state["supervisor_pid"]
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        return b"lite" in cmdline.read_bytes()
+    return services.pid_alive(pid)
+
+
+def _write_state(home: Path, components: list[Component], env: dict[str, str]) -> None:
+    web_url = next(c.url for c in components if c.name == "web")
+    rows = {
+        c.name: {"pid": c.proc.pid if c.proc else None, "url": c.url, "log": _log_name(c)}
+        for c in components
+    }
+    embedded = services.embedded_homes()
+    rows["postgres"] = {
+        "pid": services.postgres_pid(home) if "postgres" in embedded else None,
+        "url": redact(env["TRACE_STATE_DB_URL"]),
+        "log": "pg/log" if "postgres" in embedded else "",
+    }
+    rows["redis"] = {
+        "pid": services.redis_pid(home) if "redis" in embedded else None,
+        "url": redact(env["TRACE_BROKER_URL"]),
+        "log": "redis/redis.log" if "redis" in embedded else "",
+    }
+    state = {
+        "supervisor_pid": os.getpid(),
+        "home": str(home),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "admin_url": f"{web_url}admin/",
+        "api_docs_url": f"{web_url}v1/schema/docs/",
+        "components": rows,
+    }
+    _state_path(home).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def render_state(state: dict) -> str:
+    """The table `up` prints once running and `status` prints on demand."""
+    running = "running" if supervisor_alive(state) else "not running"
+    lines = [
+        f"Trace Lite  home {state['home']}  supervisor pid {state['supervisor_pid']} ({running})",
+        f"  {'component':<18} {'pid':>8}  {'state':<9} url / log",
+    ]
+    for name, row in state["components"].items():
+        pid = row["pid"]
+        alive = "external" if pid is None else ("alive" if services.pid_alive(pid) else "dead")
+        where = row["url"] or ""
+        log = f"  [{row['log']}]" if row["log"] else ""
+        lines.append(f"  {name:<18} {pid or '-':>8}  {alive:<9} {where}{log}")
+    lines += [
+        f"  admin:    {state['admin_url']}  (user {ADMIN_USERNAME}, password in lite.env)",
+        f"  API docs: {state['api_docs_url']}",
+    ]
+    return "\n".join(lines)
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- status, down, env -----------------------------------------------------------------------
+
+
+def status(*, home: Path) -> int:
+    state = read_state(home)
+    if state is None:
+        print(f"Trace Lite is not running (no {_state_path(home)}).")
+        return 1
+    print(render_state(state))
+    rows = state["components"].values()
+    healthy = supervisor_alive(state) and all(
+        row["pid"] is None or services.pid_alive(row["pid"]) for row in rows
+    )
+    return 0 if healthy else 1
+
+
+def down(*, home: Path) -> int:
+    """Ask the supervisor to stop (it stops its children and services); if it is gone, stop
+    embedded services it left behind."""
+    state = read_state(home)
+    if state and supervisor_alive(state):
+        pid = state["supervisor_pid"]
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS + 60
+        while services.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if services.pid_alive(pid):
+            print(f"supervisor {pid} did not stop in time", file=sys.stderr)
+            return 1
+        print("Trace Lite stopped.")
+        return 0
+    services.stop_redis(home)
+    services.stop_postgres(home)
+    _state_path(home).unlink(missing_ok=True)
+    print("Trace Lite was not running; stopped any embedded services left behind.")
+    return 0
+
+
+def env_exports(*, home: Path) -> int:
+    values = read_env_file(env_file_path(home))
+    if not values:
+        print(f"# no {env_file_path(home)} yet: run `trace lite up` first", file=sys.stderr)
+        return 1
+    for key, value in sorted(values.items()):
+        print(f"export {key}={shlex.quote(value)}")
+    return 0

@@ -1,0 +1,38 @@
+"""manage.py run_job DAG JOB --org SLUG: queue a manual run of a job of the active version."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from trace_web.errors import TraceError
+from trace_web.orchestration.services.sources import job_run_manual
+from trace_web.orchestration.services.tasks import TaskScope
+from trace_web.orgs.models import Org
+
+
+class Command(BaseCommand):
+    help = "Queue a manual run of a job in the active version of a DAG."
+
+    def add_arguments(self, parser):
+        parser.add_argument("dag")
+        parser.add_argument("job")
+        parser.add_argument("--org", required=True)
+        parser.add_argument("--payload", default="{}", help="JSON object given to the task")
+        parser.add_argument("--partition-key")
+        parser.add_argument("--range", help="START:END block range, end-exclusive")
+
+    def handle(self, *args, dag, job, org, payload, partition_key, range, **options):
+        target = Org.objects.filter(slug=org).first()
+        if target is None:
+            raise CommandError(f"no org {org!r}")
+        try:
+            start, end = (int(x) for x in range.split(":")) if range else (None, None)
+            scope = TaskScope(partition_key=partition_key, range_start=start, range_end=end)
+            task = job_run_manual(
+                org=target, dag_name=dag, job_name=job, payload=json.loads(payload), scope=scope
+            )
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise CommandError(f"bad argument: {exc}") from exc
+        except TraceError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(f"task {task.pk} queued ({dag}.{job}, attempt {task.attempt})")

@@ -1,0 +1,1 @@
+"""Orchestration services: the only code that writes orchestration state."""

@@ -1,0 +1,231 @@
+"""What a fenced completion or event commits: output publications (partition versions, routed
+events), PerUpdate cursor advances and invalidations. Called only inside the fenced transaction
+of services.tasks, so a stale attempt can never reach this code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from trace_web.datasets.models import (
+    DataInvalidation,
+    DatasetCursor,
+    InvalidationKind,
+    InvalidationProcessing,
+    PartitionVersion,
+)
+from trace_web.datasets.selectors import dataset_for_output
+from trace_web.datasets.services import dataset_version_ensure, output_definition
+from trace_web.errors import Conflict, ValidationFailed
+from trace_web.orchestration.models import OutboxKind, Task, TaskInput
+from trace_web.orchestration.services.outbox import outbox_add
+
+OUTPUT_FIELDS = {
+    "type",
+    "output",
+    "partition_key",
+    "range_start",
+    "range_end",
+    "cursor",
+    "attributes",
+    "publication",
+}
+PUBLICATION_FIELDS = {"location", "row_count", "bytes", "config_hash", "schema_hash", "manifest"}
+
+
+def default_outputs(task: Task) -> list[dict[str, Any]]:
+    return [
+        {
+            "output": index,
+            "partition_key": task.partition_key,
+            "range_start": task.range_start,
+            "range_end": task.range_end,
+        }
+        for index in range(task.job.outputs)
+    ]
+
+
+def _validated(task: Task, output: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(output) - OUTPUT_FIELDS
+    if unknown:
+        raise ValidationFailed(f"outputs: unknown field(s) {sorted(unknown)}")
+    index = output.get("output", 0)
+    if not isinstance(index, int) or not 0 <= index < task.job.outputs:
+        raise ValidationFailed(
+            f"outputs.output: {index!r} out of range: job {task.job.name!r} has "
+            f"{task.job.outputs} output(s)"
+        )
+    start, end = output.get("range_start"), output.get("range_end")
+    if (start is None) != (end is None) or (start is not None and end <= start):
+        raise ValidationFailed("outputs: range_start/range_end must both be set, end > start")
+    publication = output.get("publication") or {}
+    unknown = set(publication) - PUBLICATION_FIELDS
+    if unknown:
+        raise ValidationFailed(f"outputs.publication: unknown field(s) {sorted(unknown)}")
+    location = publication.get("location")
+    if location is not None and not _inside_object_store(str(location)):
+        raise ValidationFailed(
+            f"outputs.publication.location: {location!r} is outside the object store"
+        )
+    return {**output, "output": index}
+
+
+def _inside_object_store(location: str) -> bool:
+    """Readers follow committed locations, so a runtime may only point them into our store."""
+    from trace_chain.object_store import object_store_from_url
+
+    root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
+    root = root if root.endswith("/") else root + "/"
+    return location.startswith(root) and ".." not in location[len(root) :].split("/")
+
+
+def output_commit(*, task: Task, output: dict[str, Any]) -> dict[str, Any]:
+    """Commit one output of the task's current attempt and emit its event to dependents."""
+    output = _validated(task, output)
+    job = task.job
+    dataset = dataset_for_output(
+        org_id=task.org_id,
+        dag_name=job.dag_version.name,
+        job_name=job.name,
+        output_index=output["output"],
+    )
+    version = dataset_version_ensure(
+        dataset=dataset,
+        definition=output_definition(
+            operator=job.operator,
+            config=job.config,
+            update_strategy=job.update_strategy,
+            unique_key=job.spec.get("unique_key"),
+            output_index=output["output"],
+        ),
+    )
+    partition_key = output.get("partition_key")
+    if partition_key is None and output.get("range_start") is not None:
+        partition_key = f"{output['range_start']}_{output['range_end']}"
+    publication = output.get("publication")
+    if publication is not None:
+        if not partition_key:
+            raise ValidationFailed("outputs.publication: needs a partition_key or a range")
+        _partition_commit(task, version, partition_key, output, publication)
+    event = {
+        "dataset_id": dataset.pk,
+        "dataset_version_id": version.pk,
+        "generation": version.generation,
+        "output": output["output"],
+        "partition_key": partition_key,
+        "range_start": output.get("range_start"),
+        "range_end": output.get("range_end"),
+        "cursor": output.get("cursor"),
+        "attributes": output.get("attributes") or {},
+        "producer_task_id": task.pk,
+        "producer_attempt": task.attempt,
+        "producer_trigger": task.trigger,
+    }
+    outbox_add(kind=OutboxKind.ROUTE_EVENT, payload=event)
+    return event
+
+
+def _partition_commit(
+    task: Task, version, partition_key: str, output: dict[str, Any], publication: dict[str, Any]
+) -> PartitionVersion:
+    """Idempotent: the same partition with the same content commits once; a different content
+    for an already committed partition of this version is a loud conflict."""
+    existing = PartitionVersion.objects.filter(
+        dataset_version=version, partition_key=partition_key
+    ).first()
+    fields = {
+        "range_start": output.get("range_start"),
+        "range_end": output.get("range_end"),
+        "location": publication.get("location", ""),
+        "row_count": publication.get("row_count"),
+        "bytes": publication.get("bytes"),
+        "config_hash": publication.get("config_hash", ""),
+        "schema_hash": publication.get("schema_hash", ""),
+        "manifest": publication.get("manifest") or {},
+    }
+    if existing:
+        if existing.location != fields["location"] or existing.config_hash != fields["config_hash"]:
+            raise Conflict(
+                f"partition {partition_key} of {version} is already committed at "
+                f"{existing.location!r}; refusing a different publication"
+            )
+        return existing
+    return PartitionVersion.objects.create(
+        dataset_version=version,
+        partition_key=partition_key,
+        task_id=task.pk,
+        attempt=task.attempt,
+        **fields,
+    )
+
+
+def per_update_cursor_advance(*, task: Task) -> None:
+    """A PerUpdate consumer finished: its cursor moves to what its task was pinned up to."""
+    job = task.job
+    for pinned in TaskInput.objects.filter(task=task, cursor_to__isnull=False):
+        cursor, _ = DatasetCursor.objects.select_for_update().get_or_create(
+            dataset_id=pinned.dataset_id,
+            consumer_dag=job.dag_version.name,
+            consumer_job=job.name,
+        )
+        if pinned.cursor_to > cursor.position:
+            cursor.position = pinned.cursor_to
+            cursor.save(update_fields=["position", "updated_at"])
+
+
+def invalidation_record(*, task: Task, event: dict[str, Any]) -> dict[str, Any]:
+    """Record that part of one of the task's outputs was wrong (e.g. a reorged block range)."""
+    output = _validated(task, {k: v for k, v in event.items() if k != "reason"})
+    dataset = dataset_for_output(
+        org_id=task.org_id,
+        dag_name=task.job.dag_version.name,
+        job_name=task.job.name,
+        output_index=output["output"],
+    )
+    if output.get("range_start") is not None:
+        kind = InvalidationKind.ROW_RANGE
+    elif output.get("partition_key"):
+        kind = InvalidationKind.PARTITION
+    else:
+        raise ValidationFailed("invalidation: needs range_start/range_end or partition_key")
+    invalidation = DataInvalidation.objects.create(
+        dataset=dataset,
+        kind=kind,
+        range_start=output.get("range_start"),
+        range_end=output.get("range_end"),
+        partition_key=output.get("partition_key"),
+        reason=str(event.get("reason", ""))[:2000],
+        source_task_id=task.pk,
+    )
+    return {"type": "invalidation", "invalidation_id": invalidation.pk, "dataset_id": dataset.pk}
+
+
+def invalidation_mark_processed(*, task: Task) -> None:
+    """The dependent job's fenced completion processed the invalidation; a replace-style job
+    passes it on to its own outputs so repairs cascade downstream."""
+    job = task.job
+    InvalidationProcessing.objects.filter(
+        invalidation_id=task.invalidation_id,
+        dag_name=job.dag_version.name,
+        job_name=job.name,
+    ).update(processed_at=timezone.now(), task_id=task.pk)
+    if job.update_strategy != "replace":
+        return
+    invalidation = task.invalidation
+    for index in range(job.outputs):
+        DataInvalidation.objects.create(
+            dataset=dataset_for_output(
+                org_id=task.org_id,
+                dag_name=job.dag_version.name,
+                job_name=job.name,
+                output_index=index,
+            ),
+            kind=invalidation.kind,
+            range_start=invalidation.range_start,
+            range_end=invalidation.range_end,
+            partition_key=invalidation.partition_key,
+            reason=f"cascade of invalidation {invalidation.pk}",
+            source_task_id=task.pk,
+        )

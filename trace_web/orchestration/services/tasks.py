@@ -1,0 +1,443 @@
+"""The task lifecycle: create, claim, heartbeat, complete, fail, cancel, retry and reap.
+
+Every mutation of a running attempt is fenced by (task_id, attempt, lease_token): it is a
+conditional UPDATE (or a row locked with that condition), so a stale attempt changes nothing.
+Wake-ups are outbox rows written in the same transaction as the state change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from trace_web.errors import NotFound, StaleAttempt, ValidationFailed
+from trace_web.orchestration.models import (
+    Job,
+    OutboxKind,
+    Task,
+    TaskInput,
+    TaskStatus,
+    TaskTransition,
+)
+from trace_web.orchestration.services.backoff import backoff_seconds
+from trace_web.orchestration.services.outbox import outbox_add
+from trace_web.orchestration.services.tokens import Lease, capability_token_issue
+
+log = logging.getLogger(__name__)
+
+ERROR_MAX_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class TaskScope:
+    partition_key: str | None = None
+    range_start: int | None = None
+    range_end: int | None = None  # end-exclusive
+    cursor: Any = None
+
+    def __post_init__(self) -> None:
+        if (self.range_start is None) != (self.range_end is None):
+            raise ValidationFailed("a block range needs both range_start and range_end")
+        if self.range_start is not None and self.range_end <= self.range_start:  # type: ignore[operator]
+            raise ValidationFailed(
+                f"empty range [{self.range_start}, {self.range_end}): end is exclusive"
+            )
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    task: Task
+    lease: Lease
+    capability_token: str
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+@dataclass
+class PinnedInput:
+    dataset_id: int
+    dataset_version_id: int | None = None
+    partition_key: str | None = None
+    cursor_from: int | None = None
+    cursor_to: int | None = None
+
+
+def lease_seconds_for(job: Job) -> float:
+    return float(job.heartbeat_timeout_seconds or settings.TRACE_LEASE_SECONDS)
+
+
+def heartbeat_seconds_for(job: Job) -> float:
+    # Three heartbeats per lease: one lost heartbeat never costs the lease.
+    return min(settings.TRACE_HEARTBEAT_SECONDS, lease_seconds_for(job) / 3)
+
+
+def _record(task: Task, from_status: str, to_status: str, reason: str = "") -> None:
+    TaskTransition.objects.create(
+        task=task,
+        attempt=task.attempt,
+        from_status=from_status,
+        to_status=to_status,
+        worker_id=task.worker_id,
+        reason=reason[:2000],
+    )
+
+
+def _wake(task: Task, job: Job, *, mark: bool = True) -> None:
+    outbox_add(kind=OutboxKind.WAKE_TASK, payload={"task_id": task.pk, "queue": job.runtime})
+    if mark:
+        Task.objects.filter(pk=task.pk).update(last_woken_at=timezone.now())
+
+
+def task_create(
+    *,
+    job: Job,
+    trigger: str,
+    scope: TaskScope | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    invalidation_id: int | None = None,
+    inputs: list[PinnedInput] | None = None,
+) -> tuple[Task, bool]:
+    """Create a Queued task and its wake-up; with a dedupe_key, at most one task ever exists
+    for that key (returns the existing one and False)."""
+    scope = scope or TaskScope()
+    if dedupe_key:
+        existing = Task.objects.filter(dedupe_key=dedupe_key).first()
+        if existing:
+            return existing, False
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                org_id=job.org_id,
+                job=job,
+                status=TaskStatus.QUEUED,
+                attempt=1,
+                max_attempts=job.max_attempts,
+                trigger=trigger,
+                dedupe_key=dedupe_key,
+                partition_key=scope.partition_key,
+                range_start=scope.range_start,
+                range_end=scope.range_end,
+                cursor=scope.cursor,
+                invalidation_id=invalidation_id,
+                payload=payload or {},
+                last_woken_at=timezone.now(),
+            )
+            TaskInput.objects.bulk_create(
+                TaskInput(
+                    task=task,
+                    dataset_id=i.dataset_id,
+                    dataset_version_id=i.dataset_version_id,
+                    partition_key=i.partition_key,
+                    cursor_from=i.cursor_from,
+                    cursor_to=i.cursor_to,
+                )
+                for i in inputs or []
+            )
+            _record(task, "", TaskStatus.QUEUED, f"created by {trigger}")
+            _wake(task, job, mark=False)  # last_woken_at was set on insert
+    except IntegrityError:
+        if not dedupe_key:
+            raise
+        return Task.objects.get(dedupe_key=dedupe_key), False
+    return task, True
+
+
+def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
+    """Atomically move a Queued task to Running under a fresh lease; None if it is not
+    claimable (already claimed, not Queued, or its job is at max_concurrency)."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = Task.objects.select_related("job__dag_version").filter(pk=task_id).first()
+        if task is None or task.status != TaskStatus.QUEUED:
+            return None
+        job = task.job
+        if job.max_concurrency:
+            # Serialize claims of this job so two workers cannot both take the last slot.
+            Job.objects.select_for_update().filter(pk=job.pk).first()
+            running = Task.objects.filter(job=job, status=TaskStatus.RUNNING).count()
+            if running >= job.max_concurrency:
+                return None
+        lease_token = uuid.uuid4()
+        lease_s = lease_seconds_for(job)
+        deadline = now + timedelta(seconds=job.timeout_seconds) if job.timeout_seconds else None
+        claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED).update(
+            status=TaskStatus.RUNNING,
+            lease_token=lease_token,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            deadline_at=deadline,
+            worker_id=worker_id[:200],
+            started_at=now,
+            next_retry_at=None,
+        )
+        if not claimed:
+            return None  # another worker won the race for this attempt
+        # The conditional UPDATE succeeded, so the row now holds exactly these values.
+        task.status = TaskStatus.RUNNING
+        task.lease_token = lease_token
+        task.lease_expires_at = now + timedelta(seconds=lease_s)
+        task.deadline_at = deadline
+        task.worker_id = worker_id[:200]
+        task.started_at = now
+        task.next_retry_at = None
+        _record(task, TaskStatus.QUEUED, TaskStatus.RUNNING, "claimed")
+    lease = Lease(task_id=task.pk, attempt=task.attempt, lease_token=str(lease_token))
+    token = capability_token_issue(
+        lease=lease, org_id=task.org_id, timeout_seconds=job.timeout_seconds
+    )
+    return ClaimedTask(
+        task=task,
+        lease=lease,
+        capability_token=token,
+        lease_seconds=lease_s,
+        heartbeat_seconds=heartbeat_seconds_for(job),
+    )
+
+
+def _current(lease: Lease) -> Q:
+    return Q(
+        pk=lease.task_id,
+        attempt=lease.attempt,
+        lease_token=lease.lease_token,
+        status=TaskStatus.RUNNING,
+    )
+
+
+def _lock_current(lease: Lease) -> Task:
+    """Lock the task row if (and only if) the lease is current; otherwise StaleAttempt."""
+    task = (
+        Task.objects.select_for_update(of=("self",))
+        .select_related("job__dag_version")
+        .filter(_current(lease))
+        .first()
+    )
+    if task is None:
+        raise StaleAttempt(
+            f"task {lease.task_id} attempt {lease.attempt}: lease is not current "
+            "(stale attempt, wrong lease token, or the task is no longer running)"
+        )
+    return task
+
+
+def task_heartbeat(*, lease: Lease) -> datetime:
+    """Extend the lease; raises StaleAttempt when the attempt lost its lease (stop working)."""
+    job = Job.objects.filter(tasks__pk=lease.task_id).first()
+    if job is None:
+        raise NotFound(f"no task {lease.task_id}")
+    expires = timezone.now() + timedelta(seconds=lease_seconds_for(job))
+    if not Task.objects.filter(_current(lease)).update(lease_expires_at=expires):
+        raise StaleAttempt(f"task {lease.task_id} attempt {lease.attempt}: lease lost")
+    return expires
+
+
+@transaction.atomic
+def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) -> Task:
+    """Commit the attempt's outputs and finish it. Without explicit outputs, each of the job's
+    outputs is committed once with the task's own scope."""
+    from trace_web.orchestration.services.commits import (
+        default_outputs,
+        invalidation_mark_processed,
+        output_commit,
+        per_update_cursor_advance,
+    )
+
+    task = _lock_current(lease)
+    committed = [
+        output_commit(task=task, output=o)
+        for o in (default_outputs(task) if outputs is None else outputs)
+    ]
+    if task.job.execution_strategy == "PerUpdate":
+        per_update_cursor_advance(task=task)
+    if task.invalidation_id:
+        invalidation_mark_processed(task=task)
+    task.status = TaskStatus.COMPLETED
+    task.outputs = committed
+    task.finished_at = timezone.now()
+    task.lease_token = None
+    task.lease_expires_at = None
+    task.save(update_fields=["status", "outputs", "finished_at", "lease_token", "lease_expires_at"])
+    _record(task, TaskStatus.RUNNING, TaskStatus.COMPLETED)
+    _release_capacity(task.job)
+    return task
+
+
+@transaction.atomic
+def task_events(*, lease: Lease, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Commit outputs (or record invalidations) mid-run, e.g. a follower's per-block events."""
+    from trace_web.orchestration.services.commits import invalidation_record, output_commit
+
+    task = _lock_current(lease)
+    accepted = []
+    for event in events:
+        kind = event.get("type", "output")
+        if kind == "output":
+            accepted.append(output_commit(task=task, output=event))
+        elif kind == "invalidation":
+            accepted.append(invalidation_record(task=task, event=event))
+        else:
+            raise ValidationFailed(f"events[]: unknown type {kind!r} (output | invalidation)")
+    return accepted
+
+
+def task_fail(*, lease: Lease, error: str, retryable: bool = True) -> Task:
+    with transaction.atomic():
+        task = _lock_current(lease)
+        return _fail_locked(task, error=error, retryable=retryable)
+
+
+def _fail_locked(task: Task, *, error: str, retryable: bool) -> Task:
+    now = timezone.now()
+    retry = retryable and task.attempt < task.max_attempts
+    task.status = TaskStatus.FAILED
+    task.error = error[:ERROR_MAX_CHARS]
+    task.lease_token = None
+    task.lease_expires_at = None
+    if retry:
+        delay = backoff_seconds(
+            tries=task.attempt,
+            base=settings.TRACE_RETRY_BACKOFF_BASE_SECONDS,
+            cap=settings.TRACE_RETRY_BACKOFF_MAX_SECONDS,
+        )
+        task.next_retry_at = now + timedelta(seconds=delay)
+        reason = f"attempt {task.attempt} failed, retry in {delay:.1f}s: {error}"
+    else:
+        task.next_retry_at = None
+        task.finished_at = now
+        why = "not retryable" if not retryable else f"after {task.attempt} attempts"
+        reason = f"failed for good ({why}): {error}"
+    task.save(
+        update_fields=[
+            "status",
+            "error",
+            "lease_token",
+            "lease_expires_at",
+            "next_retry_at",
+            "finished_at",
+        ]
+    )
+    _record(task, TaskStatus.RUNNING, TaskStatus.FAILED, reason)
+    _release_capacity(task.job)
+    return task
+
+
+@transaction.atomic
+def task_cancel(*, task_id: int, org_id: int, reason: str = "canceled") -> Task:
+    task = (
+        Task.objects.select_for_update()
+        .select_related("job")
+        .filter(pk=task_id, org_id=org_id)
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELED) or (
+        task.status == TaskStatus.FAILED and task.next_retry_at is None
+    ):
+        raise ValidationFailed(f"task {task_id} already finished ({task.status})")
+    previous = task.status
+    was_running = previous == TaskStatus.RUNNING
+    task.status = TaskStatus.CANCELED
+    task.lease_token = None  # the worker's next heartbeat fails and it stops
+    task.lease_expires_at = None
+    task.next_retry_at = None
+    task.finished_at = timezone.now()
+    task.save(
+        update_fields=["status", "lease_token", "lease_expires_at", "next_retry_at", "finished_at"]
+    )
+    _record(task, previous, TaskStatus.CANCELED, reason)
+    if was_running:
+        _release_capacity(task.job)
+    return task
+
+
+def _release_capacity(job: Job) -> None:
+    """A capped job freed a slot: wake its oldest Queued tasks (they may have been refused)."""
+    if not job.max_concurrency:
+        return
+    for task in Task.objects.filter(job=job, status=TaskStatus.QUEUED).order_by("id")[
+        : job.max_concurrency
+    ]:
+        _wake(task, job)
+
+
+def tasks_requeue_due(*, limit: int = 200) -> int:
+    """Retry scheduler: Failed tasks whose next_retry_at has come go back to Queued with
+    attempt + 1 (same row)."""
+    now = timezone.now()
+    count = 0
+    with transaction.atomic():
+        due = (
+            Task.objects.select_for_update(skip_locked=True)
+            .select_related("job")
+            .filter(status=TaskStatus.FAILED, next_retry_at__lte=now)
+            .order_by("next_retry_at")[:limit]
+        )
+        for task in due:
+            task.status = TaskStatus.QUEUED
+            task.attempt += 1
+            task.next_retry_at = None
+            task.worker_id = ""
+            task.started_at = None
+            task.deadline_at = None
+            task.save(
+                update_fields=[
+                    "status",
+                    "attempt",
+                    "next_retry_at",
+                    "worker_id",
+                    "started_at",
+                    "deadline_at",
+                ]
+            )
+            _record(task, TaskStatus.FAILED, TaskStatus.QUEUED, "retry")
+            _wake(task, task.job)
+            count += 1
+    return count
+
+
+def tasks_rewake_stale(*, limit: int = 200) -> int:
+    """Queued tasks whose wake-up seems lost (not claimed long after it was sent) are woken
+    again. Duplicates are harmless: the claim decides."""
+    cutoff = timezone.now() - timedelta(seconds=settings.TRACE_REWAKE_AFTER_SECONDS)
+    count = 0
+    with transaction.atomic():
+        stale = (
+            Task.objects.select_for_update(skip_locked=True)
+            .select_related("job")
+            .filter(status=TaskStatus.QUEUED)
+            .filter(Q(last_woken_at__lt=cutoff) | Q(last_woken_at__isnull=True))[:limit]
+        )
+        for task in stale:
+            _wake(task, task.job)
+            count += 1
+    return count
+
+
+def tasks_reap_expired(*, limit: int = 200) -> int:
+    """Lease reaper: a Running attempt whose lease expired (worker stopped heartbeating) or
+    whose deadline passed is failed, then retried or failed for good."""
+    now = timezone.now()
+    count = 0
+    with transaction.atomic():
+        expired = (
+            Task.objects.select_for_update(skip_locked=True)
+            .select_related("job")
+            .filter(status=TaskStatus.RUNNING)
+            .filter(Q(lease_expires_at__lt=now) | Q(deadline_at__lt=now))[:limit]
+        )
+        for task in expired:
+            if task.deadline_at and task.deadline_at < now:
+                error = f"timed out after {task.job.timeout_seconds}s (worker {task.worker_id})"
+            else:
+                error = f"lease expired: worker {task.worker_id} stopped heartbeating"
+            _fail_locked(task, error=error, retryable=True)
+            count += 1
+    return count

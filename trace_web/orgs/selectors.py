@@ -1,0 +1,25 @@
+"""Reads for orgs: which org a request acts in and with what role."""
+
+from __future__ import annotations
+
+from trace_web.errors import PermissionDenied
+from trace_web.orgs.models import ROLE_RANK, OrgMembership, Role
+
+
+def membership_for_user(*, user, org_slug: str | None = None) -> OrgMembership:
+    """The caller's membership: the named org, or the only one they belong to."""
+    memberships = OrgMembership.objects.select_related("org").filter(user=user)
+    if org_slug:
+        memberships = memberships.filter(org__slug=org_slug)
+    found = list(memberships[:2])
+    if not found:
+        raise PermissionDenied(
+            "you are not a member of " + (f"org {org_slug!r}" if org_slug else "any org")
+        )
+    if len(found) > 1:
+        raise PermissionDenied("you belong to several orgs: name one with the X-Trace-Org header")
+    return found[0]
+
+
+def role_at_least(role: str, minimum: str) -> bool:
+    return ROLE_RANK[Role(role)] >= ROLE_RANK[Role(minimum)]
