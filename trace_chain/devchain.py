@@ -404,7 +404,7 @@ def emitter_calldata(function: str, *args: int | bytes) -> str:
 RECEIPT_BATCH = 500  # anvil refuses very large JSON-RPC batches
 
 
-def _wait_receipts(rpc: RpcPool, tx_hashes: Sequence[str], timeout: float = 30.0) -> list[dict]:
+def wait_receipts(rpc: RpcPool, tx_hashes: Sequence[str], timeout: float = 30.0) -> list[dict]:
     """Receipts for `tx_hashes`, mining a block if some are still pending (automine off)."""
     deadline = time.monotonic() + timeout
     mined_once = False
@@ -442,7 +442,7 @@ def deploy_emitter(url: str, *, sender: str | None = None) -> str:
                 }
             ],
         )
-        (receipt,) = _wait_receipts(rpc, [tx_hash])
+        (receipt,) = wait_receipts(rpc, [tx_hash])
         if int(receipt["status"], 16) != 1 or not receipt.get("contractAddress"):
             raise AnvilError(f"emitter deployment failed: {receipt}")
         address = receipt["contractAddress"].lower()
@@ -561,7 +561,7 @@ def generate_traffic(
                 rpc.call("evm_mine")
                 mined.add(int(rpc.call("eth_blockNumber"), 16))
                 sent += block_txs
-            receipts = _wait_receipts(rpc, sent) if sent else []
+            receipts = wait_receipts(rpc, sent) if sent else []
         finally:
             if automine:
                 rpc.call("evm_setAutomine", [True])
