@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from trace_operators.context import PermanentError, TaskContext
+from trace_operators.context import ConfigError, PermanentError, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,60 @@ class FollowerConfig:
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> FollowerConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(config) - known
+        unknown = set(config) - set(cls.__dataclass_fields__)
         if unknown:
-            raise PermanentError(f"block_follower config: unknown field(s) {sorted(unknown)}")
-        for required in ("chain_id", "rpc_pool"):
-            if required not in config:
-                raise PermanentError(f"block_follower config: {required} is required")
-        parsed = cls(**config)
-        if parsed.batch_size < 1 or parsed.emit_every_blocks < 1 or parsed.window_blocks < 1:
-            raise PermanentError("block_follower config: sizes must be >= 1")
-        return parsed
+            raise ConfigError(
+                None, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELD_TYPES)}"
+            )
+        for name in ("chain_id", "rpc_pool"):
+            if name not in config:
+                raise ConfigError(name, "required")
+        for name, value in config.items():
+            kind, minimum = _FIELD_TYPES[name]
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is float:
+                ok = value is None or (
+                    isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+                )
+            elif kind is str:
+                ok = isinstance(value, str) and bool(value.strip())
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+            if not ok:
+                raise ConfigError(
+                    name, f"{_FIELD_RULES[kind].format(minimum=minimum)}, got {value!r}"
+                )
+        return cls(**config)
+
+
+_FIELD_TYPES: dict[str, tuple[type, int]] = {
+    "chain_id": (int, 0),
+    "rpc_pool": (str, 0),
+    "start_block": (int, 0),
+    "batch_size": (int, 1),
+    "emit_every_blocks": (int, 1),
+    "window_blocks": (int, 1),
+    "poll_interval_seconds": (float, 0),
+    "reset_outputs": (bool, 0),
+}
+_FIELD_RULES = {
+    int: "must be an integer >= {minimum}",
+    str: "must be a non-empty string (a pool name)",
+    float: "must be a number of seconds > 0",
+    bool: "must be true or false",
+}
+
+
+def config_parse(config: dict[str, Any]) -> FollowerConfig:
+    return FollowerConfig.parse(config)
+
+
+def content_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The hot rows depend on the chain and where following starts, not on the RPC pool or
+    how it polls and batches."""
+    parsed = config_parse(config)
+    return {"chain_id": parsed.chain_id, "start_block": parsed.start_block}
 
 
 class HashWindow:
@@ -303,7 +346,7 @@ def run(ctx: TaskContext) -> None:
     from trace_chain.hot_store import chain_writer_lock
     from trace_chain.rpc import rpc_pool_from_env
 
-    config = FollowerConfig.parse(ctx.config)
+    config = config_parse(ctx.config)
     pool = rpc_pool_from_env(config.rpc_pool)
     engine = data_engine()
     follower = Follower(ctx, config, ChainAdapter(pool), engine)

@@ -29,7 +29,7 @@ from trace_chain import cold_layout
 from trace_chain.chains import chain_settings
 from trace_chain.object_store import object_store_from_env, trace_home
 from trace_chain.rpc import RpcPool, redact_url, rpc_pool_config_from_env
-from trace_operators.context import PermanentError, TaskContext
+from trace_operators.context import ConfigError, PermanentError, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -106,24 +106,25 @@ def config_parse(config: Mapping[str, Any]) -> IngestConfig:
     """Validate the job config strictly; every error names the field."""
     unknown = set(config) - OPERATOR_KEYS - CONTENT_OPTIONS - TUNING_OPTIONS
     if unknown:
-        raise PermanentError(
-            f"cryo_ingest config: unknown field(s) {sorted(unknown)}; allowed: "
-            f"{sorted(OPERATOR_KEYS | CONTENT_OPTIONS | TUNING_OPTIONS)}"
+        raise ConfigError(
+            None,
+            f"unknown field(s) {sorted(unknown)}; allowed: "
+            f"{sorted(OPERATOR_KEYS | CONTENT_OPTIONS | TUNING_OPTIONS)}",
         )
     chain_id = _int(config, "chain_id", required=True, minimum=0)
     dataset = config.get("dataset")
     if dataset not in DATASETS:
-        raise PermanentError(f"config.dataset: must be one of {list(DATASETS)}, got {dataset!r}")
+        raise ConfigError("dataset", f"must be one of {list(DATASETS)}, got {dataset!r}")
     rpc_pool, rpc_url = config.get("rpc_pool"), config.get("rpc_url")
     if (rpc_pool is None) == (rpc_url is None):
-        raise PermanentError("config: set exactly one of rpc_pool (a pool name) or rpc_url")
+        raise ConfigError(None, "set exactly one of rpc_pool (a pool name) or rpc_url")
     for name, value in (("rpc_pool", rpc_pool), ("rpc_url", rpc_url)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise PermanentError(f"config.{name}: must be a non-empty string")
+            raise ConfigError(name, "must be a non-empty string")
     if rpc_url is not None and not re.match(r"^https?://", rpc_url):
-        raise PermanentError("config.rpc_url: must be an http(s) URL")
+        raise ConfigError("rpc_url", "must be an http(s) URL")
     if any(k in config for k in _HEX_LIST_OPTIONS) and dataset != "logs":
-        raise PermanentError("config: contract/topic filters apply to the logs dataset only")
+        raise ConfigError(None, "contract/topic filters apply to the logs dataset only")
     content = dict(DEFAULT_CONTENT_OPTIONS.get(dataset, {}))
     if any(k in config for k in ("columns", "include_columns", "exclude_columns")):
         content = {}  # explicit column choices replace the defaults, never merge with them
@@ -136,14 +137,14 @@ def config_parse(config: Mapping[str, Any]) -> IngestConfig:
             raw = config[name]
             content[name] = [v.lower() for v in ([raw] if isinstance(raw, str) else raw or [])]
             if not content[name] or not all(re.fullmatch(r"0x[0-9a-f]+", v) for v in content[name]):
-                raise PermanentError(f"config.{name}: must be a 0x-hex string or list of them")
+                raise ConfigError(name, "must be a 0x-hex string or list of them")
     for name in _INT_OPTIONS:
         if name in config:
             content[name] = _int(config, name, minimum=1)
     for name in _BOOL_OPTIONS:
         if name in config:
             if not isinstance(config[name], bool):
-                raise PermanentError(f"config.{name}: must be true or false")
+                raise ConfigError(name, "must be true or false")
             content[name] = config[name]
     for name in TUNING_OPTIONS:
         if name in config:
@@ -160,6 +161,21 @@ def config_parse(config: Mapping[str, Any]) -> IngestConfig:
     )
 
 
+def _identity(config: IngestConfig) -> dict[str, Any]:
+    return cold_layout.config_identity(
+        chain_id=config.chain_id,
+        chain=chain_settings(config.chain_id).name,
+        dataset=config.dataset,
+        options=config.content_options,
+    )
+
+
+def content_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides the output's bytes, so what defines its dataset version: the partition
+    identity (chain, dataset, content options), not the RPC source or throughput knobs."""
+    return _identity(config_parse(config))
+
+
 def _int(
     config: Mapping[str, Any],
     name: str,
@@ -170,9 +186,9 @@ def _int(
 ) -> int:
     value = config.get(name, default)
     if value is None and required:
-        raise PermanentError(f"config.{name}: required")
+        raise ConfigError(name, "required")
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PermanentError(f"config.{name}: must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(name, f"must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -181,7 +197,7 @@ def _str_list(config: Mapping[str, Any], name: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise PermanentError(f"config.{name}: must be a non-empty list of strings")
+        raise ConfigError(name, "must be a non-empty list of strings")
     return list(value)
 
 
@@ -407,12 +423,7 @@ def run(ctx: TaskContext) -> IngestResult:
     config = config_parse(ctx.config)
     start, end = scope_range(ctx)
     chain = chain_settings(config.chain_id).name
-    identity = cold_layout.config_identity(
-        chain_id=config.chain_id,
-        chain=chain,
-        dataset=config.dataset,
-        options=config.content_options,
-    )
+    identity = _identity(config)
     partition = cold_layout.ColdPartition(
         chain_id=config.chain_id,
         chain=chain,

@@ -1,12 +1,20 @@
-"""The operator registry: operator name (as written in DAG YAML) -> function."""
+"""The operator registry: operator name (as written in DAG YAML) -> its module.
+
+An operator module defines `run(ctx)`, and may define:
+- `config_parse(config)`: validate a job config, raising `ConfigError` naming the field. DAG
+  sync calls it, so a bad config is refused at deploy time, not on the first run.
+- `content_config(config)`: the part of the config that decides what the output holds (the
+  dataset version's definition). Without it the whole config counts.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from trace_operators.context import PermanentError, TaskContext
+from trace_operators.context import ConfigError, PermanentError, TaskContext
 
 Operator = Callable[[TaskContext], Any]
 
@@ -18,8 +26,37 @@ OPERATORS: dict[str, str] = {
 }
 
 
-def operator_get(name: str) -> Operator:
+class UnknownOperator(PermanentError):
+    pass
+
+
+def _module(name: str) -> ModuleType:
     module_path = OPERATORS.get(name)
     if module_path is None:
-        raise PermanentError(f"unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))}")
-    return importlib.import_module(module_path).run
+        raise UnknownOperator(f"unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))}")
+    return importlib.import_module(module_path)
+
+
+def operator_get(name: str) -> Operator:
+    return _module(name).run
+
+
+def operator_config_problems(name: str, config: dict[str, Any]) -> list[tuple[str, str]]:
+    """`(field path, message)` for what is wrong with a job's operator and config (empty when
+    nothing is). Paths are relative to the job: `operator`, `config`, `config.<field>`."""
+    try:
+        parse = getattr(_module(name), "config_parse", None)
+    except UnknownOperator as exc:
+        return [("operator", str(exc))]
+    if parse is not None:
+        try:
+            parse(config)
+        except ConfigError as exc:
+            return [(f"config.{exc.field}" if exc.field else "config", exc.message)]
+    return []
+
+
+def operator_content_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """What of `config` decides the output's content (see the module docstring)."""
+    content = getattr(_module(name), "content_config", None)
+    return config if content is None else content(config)

@@ -355,6 +355,17 @@ def test_bad_config_or_scope_is_permanent(anvil, cold, changes, scope, message):
     assert cold.list("") == []
 
 
+def test_content_config_ignores_the_rpc_source_and_throughput_knobs():
+    base = {"chain_id": CHAIN_ID, "dataset": "logs", "rpc_pool": "main"}
+    same = {**base, "rpc_pool": None, "rpc_url": "http://127.0.0.1:1", "max_retries": 9}
+    same = {k: v for k, v in same.items() if v is not None}
+    assert cryo_ingest.content_config(same) == cryo_ingest.content_config(base)
+    for content_change in ({"dataset": "blocks"}, {"topic0": "0xab"}, {"compression": ["zstd"]}):
+        assert cryo_ingest.content_config({**base, **content_change}) != (
+            cryo_ingest.content_config(base)
+        )
+
+
 def test_a_node_on_another_chain_is_a_config_error(chain_with_traffic, cold):
     ctx = make_ctx(
         {"chain_id": 1, "dataset": "blocks", "rpc_url": chain_with_traffic.url},

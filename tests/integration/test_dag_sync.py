@@ -114,3 +114,54 @@ def test_publish_registers_named_dataset_and_refuses_a_taken_name(api, org):
     assert response.status_code == 400
     assert "publish.events.clean" in response.json()["detail"]
     assert not DagVersion.objects.filter(name="other").exists()  # rejected whole
+
+
+FOLLOWER_DAG = """
+name: follow
+jobs:
+  - name: follow
+    activation: source
+    source: {{kind: always_on}}
+    operator: block_follower
+    update_strategy: replace
+    config: {config}
+"""
+
+
+def test_operator_config_is_checked_at_deploy_naming_the_field(api):
+    bad = FOLLOWER_DAG.format(config="{chain_id: '1', rpc_pool: main, batch_sise: 5}")
+    response = api.post("/v1/dags/follow/versions", {"yaml": bad}, format="json")
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error.startswith("jobs[0].config: unknown field(s) ['batch_sise']")
+    wrong_type = FOLLOWER_DAG.format(config="{chain_id: '1', rpc_pool: main}")
+    (error,) = api.post("/v1/dags/follow/versions", {"yaml": wrong_type}, format="json").json()[
+        "errors"
+    ]
+    assert error == "jobs[0].config.chain_id: must be an integer >= 0, got '1'"
+    cryo = noop_dag().replace("operator: noop", "operator: cryo_ingest", 1)
+    cryo = cryo.replace("config: {}", "config: {chain_id: 1, dataset: traces, rpc_pool: p}", 1)
+    (error,) = api.post("/v1/dags/chain/versions", {"yaml": cryo}, format="json").json()["errors"]
+    assert error.startswith("jobs[0].config.dataset: must be one of ['blocks'")
+    unknown = noop_dag().replace("operator: noop", "operator: nope", 1)
+    (error,) = api.post("/v1/dags/chain/versions", {"yaml": unknown}, format="json").json()[
+        "errors"
+    ]
+    assert error.startswith("jobs[0].operator: unknown operator 'nope'; known: block_follower")
+    assert not DagVersion.objects.exists()
+
+
+def test_only_content_config_changes_start_a_new_dataset_version(org, api):
+    def deploy(config):
+        yaml = FOLLOWER_DAG.format(config=config)
+        response = api.post("/v1/dags/follow/versions", {"yaml": yaml}, format="json")
+        assert response.status_code in (200, 201), response.json()
+        return response.json()["version"]
+
+    deploy("{chain_id: 1, rpc_pool: main}")
+    # Another pool and other throughput knobs: a new DAG version, the same dataset version.
+    assert deploy("{chain_id: 1, rpc_pool: backup, batch_size: 10, poll_interval_seconds: 1}") == 2
+    follow = Dataset.objects.get(org=org, job_name="follow")
+    assert DatasetVersion.objects.filter(dataset=follow).count() == 1
+    deploy("{chain_id: 1, rpc_pool: main, start_block: 100}")
+    assert DatasetVersion.objects.filter(dataset=follow).count() == 2

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from pydantic import ValidationError
 
+from trace_operators.registry import OPERATORS
 from trace_web.orchestration.dag_spec import (
     DagSpec,
     DagSpecError,
@@ -673,7 +674,8 @@ def test_multiple_documents_rejected():
     )
 
 
-def test_anchors_aliases_and_merge_keys_allowed():
+def test_anchors_aliases_and_merge_keys_allowed(monkeypatch):
+    monkeypatch.setitem(OPERATORS, "other", "trace_operators.noop")
     text = """
     name: anchors
     defaults: {update_strategy: replace}

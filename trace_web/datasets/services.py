@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
+from trace_operators.registry import operator_content_config
 from trace_web.datasets.models import Dataset, DatasetVersion
 from trace_web.errors import ValidationFailed
 from trace_web.orgs.models import Org
@@ -27,10 +28,12 @@ def output_definition(
     unique_key: list[str] | None,
     output_index: int,
 ) -> dict[str, Any]:
-    """What defines a dataset's content: a change here starts a new dataset version."""
+    """What defines a dataset's content: a change here starts a new dataset version. Only the
+    config the operator says decides content counts, so pointing a job at another RPC pool or
+    tuning its batch size keeps the version."""
     return {
         "operator": operator,
-        "config": config,
+        "config": operator_content_config(operator, config),
         "update_strategy": update_strategy,
         "unique_key": list(unique_key or []),
         "output": output_index,

@@ -1,6 +1,7 @@
 """Parse and strictly validate DAG YAML documents (TRACE.md section 3, "DAG YAML").
 
-Pure Python (pydantic, PyYAML, stdlib): no Django imports, so it can run anywhere. Entry points:
+Pure Python (pydantic, PyYAML, stdlib, the operator registry): no Django imports, so it can run
+anywhere. Each job's config is checked by its operator's own `config_parse`. Entry points:
 ``parse_dag_yaml`` / ``parse_dag_dict`` return a frozen, fully resolved ``DagSpec`` (job defaults
 applied) or raise ``DagSpecError`` listing every problem as ``field.path: message``.
 ``canonical_json`` / ``content_hash`` identify a spec by content, independent of YAML formatting.
@@ -27,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from trace_operators.registry import operator_config_problems
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,99}$"
 DATASET_RE = r"^[a-z][a-z0-9_.-]{0,199}$"
@@ -273,6 +276,7 @@ class JobSpec(_Model):
             errors.append(("udf", "required when runtime is 'udf'"))
         elif self.runtime != "udf" and self.udf is not None:
             errors.append(("udf", "only allowed when runtime is 'udf'"))
+        errors += operator_config_problems(self.operator, self.config)
         _raise_rules(errors)
         return self
 
