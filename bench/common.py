@@ -3,6 +3,7 @@ data DB, and the plain web3 baseline that writes the same hot rows row by row.""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -193,6 +194,12 @@ def web3_baseline_write(w3, engine, chain_id: int, start: int, end: int) -> int:
         rows += 1 + len(txs) + len(logs)
     del sa
     return rows
+
+
+def require_baseline(module: str) -> None:
+    """Stop with the install command when a baseline's library is missing."""
+    if importlib.util.find_spec(module) is None:
+        sys.exit(f"{module} is not installed; run: pip install -r requirements/bench.txt")
 
 
 def percentile(values: list[float], q: float) -> float:

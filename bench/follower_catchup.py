@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import data_db, median, truncate, web3_baseline_write
+from common import data_db, median, require_baseline, truncate, web3_baseline_write
 
 CHAIN_ID = 31337
 
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--txs-per-block", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    require_baseline("web3")
 
     from web3 import Web3
 

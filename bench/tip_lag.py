@@ -13,7 +13,7 @@ import argparse
 import threading
 import time
 
-from common import data_db, percentile, truncate, web3_baseline_write
+from common import data_db, percentile, require_baseline, truncate, web3_baseline_write
 
 CHAIN_ID = 31337
 
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--txs-per-block", type=int, default=5)
     args = parser.parse_args()
+    require_baseline("web3")
     from trace_chain import devchain
 
     engine = data_db()

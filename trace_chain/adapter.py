@@ -319,6 +319,13 @@ class ChainAdapter:
     def head_number(self) -> int:
         return _required_int(self.pool.call("eth_blockNumber"), "eth_blockNumber")
 
+    def head(self) -> dict[str, Any]:
+        """The node's latest block header, decoded: its number and hash in one call."""
+        answer = self.pool.call("eth_getBlockByNumber", ["latest", False])
+        if answer is None:
+            raise ChainDataError("the node returned no latest block")
+        return decode_block(answer)
+
     def chain_id(self) -> int:
         if self._chain_id is None:
             self._chain_id = _required_int(self.pool.call("eth_chainId"), "eth_chainId")

@@ -13,6 +13,7 @@ window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from trace_operators.context import ConfigError, PermanentError, TaskContext
 
 log = logging.getLogger(__name__)
+
+STATUS_REFRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class Follower:
         self.tip: int | None = None
         self.tip_hash: str | None = None
         self.unemitted_from = 0
+        self._last_status: tuple | None = None
+        self._last_status_at = 0.0
 
     # --- start-up -------------------------------------------------------------------------
     def resume(self) -> None:
@@ -194,12 +199,13 @@ class Follower:
     def _step(self) -> int:
         from trace_chain import hot_store
 
-        head = self.adapter.head_number()
+        latest = self.adapter.head()
+        head = latest["number"]
         start = self.next_block
         if head < start:
             # Nothing new; but a reorg can replace blocks at (or below) our tip without the
             # head moving past it, so check that the node still has what we stored there.
-            if self.tip is not None and self._tip_replaced(head):
+            if self.tip is not None and self._tip_replaced(latest):
                 self._handle_reorg(head)
             else:
                 self._emit_due()  # e.g. blocks an earlier attempt stored but did not announce
@@ -233,14 +239,19 @@ class Follower:
         self._status(head)
         return keep
 
-    def _tip_replaced(self, head: int) -> bool:
+    def _tip_replaced(self, latest: dict[str, Any]) -> bool:
         """Does the node disagree with our block at min(head, tip)? A node merely behind us
-        (a lagging endpoint) agrees there, and we wait for it."""
+        (a lagging endpoint) agrees there, and we wait for it. At the tip (the usual idle
+        poll) the head's own hash answers, with no second call."""
+        head = latest["number"]
         number = min(head, self.tip)
         if number < self.config.start_block:
             return False
-        node = self.adapter.blocks(number, number + 1, full_transactions=False)
-        return node[0]["hash"] != self._stored_hash(number)
+        if number == head:
+            node_hash = latest["hash"]
+        else:
+            node_hash = self.adapter.blocks(number, number + 1, full_transactions=False)[0]["hash"]
+        return node_hash != self._stored_hash(number)
 
     def _emit_due(self) -> None:
         """Emit one event per full `emit_every_blocks` blocks written since the last one."""
@@ -257,8 +268,15 @@ class Follower:
             self.unemitted_from = upto
 
     def _status(self, head: int) -> None:
+        """Record head, tip and announcements; an idle poll that changed nothing rewrites the
+        row (its `updated_at` is the follower's liveness) at most every STATUS_REFRESH_SECONDS."""
         from trace_chain import hot_store
 
+        state = (head, self.tip, self.unemitted_from)
+        now = time.monotonic()
+        if state == self._last_status and now - self._last_status_at < STATUS_REFRESH_SECONDS:
+            return
+        self._last_status, self._last_status_at = state, now
         hot_store.hot_status_update(
             self.engine,
             chain_id=self.config.chain_id,
@@ -296,6 +314,7 @@ class Follower:
         else:
             self.tip, self.tip_hash = fork, self._stored_hash(fork)
         self.unemitted_from = min(self.unemitted_from, first_bad)
+        self._last_status = None
         hot_store.hot_status_update(
             self.engine,
             chain_id=self.config.chain_id,
