@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
@@ -88,6 +89,10 @@ hot_chain_status = sa.Table(
     sa.Column("last_reorg_at", sa.DateTime(timezone=True)),
     sa.Column("reset_marker", sa.Text),  # which reset_outputs bootstrap already ran
     sa.Column("emitted_upto", sa.BigInteger),  # blocks below this were announced as events
+    # Orgs whose followers wrote this chain's rows: reset_outputs may wipe only one's own.
+    sa.Column(
+        "writer_org_ids", postgresql.ARRAY(sa.BigInteger), nullable=False, server_default="{}"
+    ),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 

@@ -145,6 +145,21 @@ def hot_status_update(
         conn.execute(statement.on_conflict_do_update(index_elements=["chain_id"], set_=update))
 
 
+def hot_writer_register(engine: Engine, *, chain_id: int, org_id: int) -> None:
+    """Record that a follower of `org_id` writes this chain's hot rows (idempotent)."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    writers = hot_chain_status.c.writer_org_ids
+    statement = insert(hot_chain_status).values(chain_id=chain_id, writer_org_ids=[org_id])
+    statement = statement.on_conflict_do_update(
+        index_elements=["chain_id"],
+        set_={"writer_org_ids": sa.func.array_append(writers, org_id)},
+        where=sa.literal(org_id, sa.BigInteger) != sa.all_(writers),
+    )
+    with engine.begin() as conn:
+        conn.execute(statement)
+
+
 @contextmanager
 def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]):
     """Hold the one-writer-per-chain lock (a Postgres session advisory lock in the data DB) for

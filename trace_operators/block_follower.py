@@ -144,6 +144,9 @@ class Follower:
             )
         if self.config.reset_outputs:
             self._reset_once()
+        hot_store.hot_writer_register(
+            self.engine, chain_id=self.config.chain_id, org_id=self.ctx.org_id
+        )
         tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
         if tip and tip[0] >= self.config.start_block:
             self.tip, self.tip_hash = tip
@@ -169,6 +172,14 @@ class Follower:
         status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
         if status.get("reset_marker") == marker:
             return
+        others = set(status.get("writer_org_ids") or []) - {self.ctx.org_id}
+        if others:
+            # The hot tables hold a chain once for every org that follows it.
+            raise PermanentError(
+                f"reset_outputs refused: chain {self.config.chain_id}'s hot rows were also "
+                f"written for {len(others)} other org(s), and resetting would delete rows they "
+                "rely on; remove reset_outputs from the config"
+            )
         log.warning("reset_outputs: deleting hot rows of chain %s", self.config.chain_id)
         hot_store.hot_delete_from(self.engine, chain_id=self.config.chain_id, start=0)
         hot_store.hot_status_update(

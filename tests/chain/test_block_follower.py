@@ -11,7 +11,7 @@ from trace_chain.adapter import ChainAdapter
 from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
 from trace_chain.rpc import RpcPool
 from trace_operators.block_follower import Follower, FollowerConfig
-from trace_operators.context import TaskContext
+from trace_operators.context import PermanentError, TaskContext
 from trace_operators.context import TaskScope as OperatorScope
 
 CHAIN = 31337
@@ -29,11 +29,11 @@ class Recorder:
         return [e for e in self.events if e["type"] == kind]
 
 
-def make_follower(url, engine, recorder, **config):
+def make_follower(url, engine, recorder, *, org_id=1, **config):
     ctx = TaskContext(
         task_id=1,
         attempt=1,
-        org_id=1,
+        org_id=org_id,
         dag_name="chain",
         job_name="follow",
         config={},
@@ -282,3 +282,31 @@ def test_one_writer_per_chain(hot_engine):
     assert len(waits) >= 3
     with chain_writer_lock(hot_engine, chain_id=CHAIN + 1, wait=lambda: None):
         pass  # another chain is not blocked
+
+
+def test_reset_outputs_wipes_the_chain_once_and_never_another_orgs_rows(fresh_anvil, hot_engine):
+    devchain.mine(fresh_anvil.url, 6)
+    catch_up(make_follower(fresh_anvil.url, hot_engine, Recorder()))
+    assert len(hot_rows(hot_engine, hot_blocks, [hot_blocks.c.block_number])) == 7
+
+    reset = make_follower(
+        fresh_anvil.url, hot_engine, Recorder(), start_block=3, reset_outputs=True
+    )
+    assert hot_rows(hot_engine, hot_blocks, [hot_blocks.c.block_number]) == []  # wiped
+    catch_up(reset)
+    # A restart of the same job and start block does not wipe again.
+    again = make_follower(
+        fresh_anvil.url, hot_engine, Recorder(), start_block=3, reset_outputs=True
+    )
+    assert again.tip == reset.tip
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 3, reset.tip + 1)
+
+    # Another org's follower of the same chain writes too; after that, no one's reset may
+    # delete the shared rows.
+    catch_up(make_follower(fresh_anvil.url, hot_engine, Recorder(), org_id=2, start_block=3))
+    with pytest.raises(PermanentError, match=r"reset_outputs refused: .* 1 other org"):
+        make_follower(fresh_anvil.url, hot_engine, Recorder(), start_block=0, reset_outputs=True)
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 3, reset.tip + 1)
+    with hot_engine.connect() as conn:
+        writers = conn.execute(sa.select(hot_chain_status.c.writer_org_ids)).scalar_one()
+    assert sorted(writers) == [1, 2]
