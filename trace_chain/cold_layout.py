@@ -86,6 +86,12 @@ def _check_range(start: int, end: int) -> None:
         raise ValueError(f"invalid block range [{start}, {end}): need 0 <= start < end")
 
 
+def version_prefix(*, chain_id: int, dataset: str, config_hash: str) -> str:
+    """Where every partition of one dataset under one config lives:
+    `{chain_id}/{dataset}/{config_hash[:16]}/`."""
+    return f"{chain_id}/{dataset}/{config_hash[:CONFIG_HASH_PREFIX_CHARS]}/"
+
+
 @dataclass(frozen=True)
 class ColdPartition:
     """One dataset's block range `[range_start, range_end)` under one config."""
@@ -104,10 +110,10 @@ class ColdPartition:
 
     @property
     def prefix(self) -> str:
-        return (
-            f"{self.chain_id}/{self.dataset}/{self.config_hash[:CONFIG_HASH_PREFIX_CHARS]}/"
-            f"{self.range_start:08}_{self.range_end - 1:08}/"
+        version = version_prefix(
+            chain_id=self.chain_id, dataset=self.dataset, config_hash=self.config_hash
         )
+        return f"{version}{self.range_start:08}_{self.range_end - 1:08}/"
 
     @property
     def partition_key(self) -> str:

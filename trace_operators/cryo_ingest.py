@@ -176,6 +176,19 @@ def content_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return _identity(config_parse(config))
 
 
+def output_prefixes(config: Mapping[str, Any]) -> list[str]:
+    """The only object-store prefix this job may publish under: its version prefix. Chain data
+    is the same for everyone, so it is content-addressed at the store root, not per org."""
+    parsed = config_parse(config)
+    return [
+        cold_layout.version_prefix(
+            chain_id=parsed.chain_id,
+            dataset=parsed.dataset,
+            config_hash=cold_layout.config_hash(_identity(parsed)),
+        )
+    ]
+
+
 def _int(
     config: Mapping[str, Any],
     name: str,

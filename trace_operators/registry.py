@@ -5,6 +5,8 @@ An operator module defines `run(ctx)`, and may define:
   sync calls it, so a bad config is refused at deploy time, not on the first run.
 - `content_config(config)`: the part of the config that decides what the output holds (the
   dataset version's definition). Without it the whole config counts.
+- `output_prefixes(config)`: object-store prefixes (relative to the store root) the job may
+  publish under. Without it a job gets its own `orgs/{org_id}/{dag}/{job}/`.
 """
 
 from __future__ import annotations
@@ -60,3 +62,9 @@ def operator_content_config(name: str, config: dict[str, Any]) -> dict[str, Any]
     """What of `config` decides the output's content (see the module docstring)."""
     content = getattr(_module(name), "content_config", None)
     return config if content is None else content(config)
+
+
+def operator_output_prefixes(name: str, config: dict[str, Any]) -> list[str] | None:
+    """Where the operator publishes (see the module docstring); None: the platform default."""
+    prefixes = getattr(_module(name), "output_prefixes", None)
+    return None if prefixes is None else prefixes(config)

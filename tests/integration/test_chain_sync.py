@@ -15,6 +15,7 @@ from trace_web.chain_sync.services import chain_sync_apply, chain_sync_plan
 from trace_web.errors import ValidationFailed
 from trace_web.orchestration.models import Task
 from trace_web.orchestration.services.tasks import task_claim, task_complete, task_fail
+from trace_web.orchestration.services.tokens import capability_token_verify
 
 
 def fixed(to_block=25, enabled=True, chunk=10, inflight=2, datasets=("blocks", "logs")):
@@ -58,8 +59,10 @@ def store_root():
 
 def complete(scheduled, rows=10):
     claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
+    (prefix,) = capability_token_verify(claimed.capability_token).claims["prefixes"]
+    assert prefix.startswith(f"{store_root()}31337/{scheduled.stream.dataset}/")
     publication = {
-        "location": f"{store_root()}{scheduled.stream.dataset}/{scheduled.range_start}/",
+        "location": f"{prefix}{scheduled.range_start}/",
         "row_count": rows,
         "config_hash": "c" * 64,
     }

@@ -228,14 +228,23 @@ def test_capability_token_names_exactly_one_attempt(org, dag):
     assert capability.claims["aud"] == "trace.task"
 
 
-def test_publication_must_point_into_the_object_store(org, dag, settings):
+def test_publication_must_point_into_the_jobs_own_prefix(org, other_org, dag, settings):
     from trace_chain.object_store import object_store_from_url
 
     task = run(org)
     claimed = task_claim(task_id=task.pk, worker_id="w1")
     root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
-    for location in ("file:///etc/", "s3://someone-elses-bucket/x/", f"{root}a/../../etc/"):
-        with pytest.raises(ValidationFailed, match="outside the object store"):
+    own = f"{root}orgs/{org.pk}/{task.job.dag_version.name}/{task.job.name}/"
+    assert capability_token_verify(claimed.capability_token).claims["prefixes"] == [own]
+    refused = (
+        "file:///etc/",
+        "s3://someone-elses-bucket/x/",
+        f"{root}p/",  # inside the store, outside the job's prefix
+        f"{root}orgs/{other_org.pk}/{task.job.dag_version.name}/{task.job.name}/p/",
+        f"{own}../../../../etc/",
+    )
+    for location in refused:
+        with pytest.raises(ValidationFailed, match="outside the object store prefixes"):
             task_complete(
                 lease=claimed.lease,
                 outputs=[
@@ -244,6 +253,6 @@ def test_publication_must_point_into_the_object_store(org, dag, settings):
             )
     task_complete(
         lease=claimed.lease,
-        outputs=[{"output": 0, "partition_key": "p", "publication": {"location": f"{root}p/"}}],
+        outputs=[{"output": 0, "partition_key": "p", "publication": {"location": f"{own}p/"}}],
     )
     assert Task.objects.get(pk=task.pk).status == TaskStatus.COMPLETED

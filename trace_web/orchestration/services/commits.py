@@ -65,20 +65,38 @@ def _validated(task: Task, output: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValidationFailed(f"outputs.publication: unknown field(s) {sorted(unknown)}")
     location = publication.get("location")
-    if location is not None and not _inside_object_store(str(location)):
-        raise ValidationFailed(
-            f"outputs.publication.location: {location!r} is outside the object store"
-        )
+    if location is not None:
+        allowed = publication_prefixes(task)
+        if not _inside(str(location), allowed):
+            raise ValidationFailed(
+                f"outputs.publication.location: {location!r} is outside the object store "
+                f"prefixes this job may publish under: {allowed}"
+            )
     return {**output, "output": index}
 
 
-def _inside_object_store(location: str) -> bool:
-    """Readers follow committed locations, so a runtime may only point them into our store."""
+def publication_prefixes(task: Task) -> list[str]:
+    """Absolute object-store prefixes the task's job may publish under. Readers follow
+    committed locations, so a runtime may point them only at its own job's part of our store:
+    what the operator declares (cryo_ingest: its content-addressed version prefix), else
+    `orgs/{org_id}/{dag}/{job}/`. The capability token carries the same list."""
     from trace_chain.object_store import object_store_from_url
+    from trace_operators.registry import operator_output_prefixes
 
+    job = task.job
     root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
     root = root if root.endswith("/") else root + "/"
-    return location.startswith(root) and ".." not in location[len(root) :].split("/")
+    relative = operator_output_prefixes(job.operator, job.config)
+    if relative is None:
+        relative = [f"orgs/{task.org_id}/{job.dag_version.name}/{job.name}/"]
+    return [root + prefix for prefix in relative]
+
+
+def _inside(location: str, prefixes: list[str]) -> bool:
+    return any(
+        location.startswith(prefix) and ".." not in location[len(prefix) :].split("/")
+        for prefix in prefixes
+    )
 
 
 def output_commit(*, task: Task, output: dict[str, Any]) -> dict[str, Any]:

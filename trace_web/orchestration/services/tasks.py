@@ -189,9 +189,14 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
         task.started_at = now
         task.next_retry_at = None
         _record(task, TaskStatus.QUEUED, TaskStatus.RUNNING, "claimed")
+    from trace_web.orchestration.services.commits import publication_prefixes
+
     lease = Lease(task_id=task.pk, attempt=task.attempt, lease_token=str(lease_token))
     token = capability_token_issue(
-        lease=lease, org_id=task.org_id, timeout_seconds=job.timeout_seconds
+        lease=lease,
+        org_id=task.org_id,
+        timeout_seconds=job.timeout_seconds,
+        prefixes=publication_prefixes(task),
     )
     return ClaimedTask(
         task=task,
