@@ -3,17 +3,28 @@ chain_sync progress per stream."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from trace_web.chain_sync.selectors import chain_sync_get, chain_sync_status
+from trace_web.chain_sync.serializers import ChainStatusOut, ChainSyncStatusOut
 from trace_web.errors import NotFound
 from trace_web.orgs.scoping import OrgScopedView
+from trace_web.orgs.serializers import NOT_A_MEMBER, ORG_HEADER, ErrorOut
 
 
 class ChainStatusApi(OrgScopedView):
     """Hot tables are shared by every org that follows a chain; this exposes only counters."""
 
+    @extend_schema(
+        parameters=[ORG_HEADER],
+        responses={
+            200: ChainStatusOut,
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No follower has written this chain"),
+        },
+    )
     def get(self, request: Request, chain_id: int) -> Response:
         from trace_chain.db import data_engine
         from trace_chain.hot_store import hot_status_get
@@ -37,6 +48,14 @@ class ChainStatusApi(OrgScopedView):
 
 
 class ChainSyncStatusApi(OrgScopedView):
+    @extend_schema(
+        parameters=[ORG_HEADER],
+        responses={
+            200: ChainSyncStatusOut,
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No chain_sync of that name in the org"),
+        },
+    )
     def get(self, request: Request, name: str) -> Response:
         sync = chain_sync_get(org_id=self.org.pk, name=name)
         return Response(

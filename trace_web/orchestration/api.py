@@ -4,7 +4,10 @@ one service each."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -13,7 +16,7 @@ from rest_framework.views import APIView
 
 from trace_web.errors import NotFound, Unauthenticated
 from trace_web.orchestration import serializers as s
-from trace_web.orchestration.models import DagPointer, DagVersion, Task
+from trace_web.orchestration.models import DagPointer, DagVersion, Task, TaskStatus
 from trace_web.orchestration.services.dags import dag_activate, dag_rollback, dag_sync
 from trace_web.orchestration.services.sources import (
     job_run_manual,
@@ -31,9 +34,50 @@ from trace_web.orchestration.services.tasks import (
 from trace_web.orchestration.services.tokens import capability_token_verify
 from trace_web.orgs.models import Role
 from trace_web.orgs.scoping import OrgScopedView
+from trace_web.orgs.serializers import (
+    NOT_A_MEMBER,
+    ORG_HEADER,
+    ROLE_TOO_LOW,
+    BadRequestOut,
+    ErrorOut,
+)
+
+TOKEN_REFUSED = OpenApiResponse(ErrorOut, "Missing, invalid or expired capability token")
+LEASE_LOST = OpenApiResponse(
+    ErrorOut, "stale_attempt: the attempt is no longer current (stop working)"
+)
+
+
+class DeclaredAuthSchema(AutoSchema):
+    """Documents a credential that the view checks itself, with no DRF authenticator."""
+
+    scheme_name: str
+    scheme: dict
+
+    def get_auth(self) -> list[dict]:
+        self.registry.register_on_missing(
+            ResolvedComponent(
+                name=self.scheme_name,
+                type=ResolvedComponent.SECURITY_SCHEMA,
+                object=self.scheme_name,
+                schema=self.scheme,
+            )
+        )
+        return [{self.scheme_name: []}]
+
+
+class CapabilityTokenSchema(DeclaredAuthSchema):
+    scheme_name = "capabilityToken"
+    scheme = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+class WebhookSecretSchema(DeclaredAuthSchema):
+    scheme_name = "webhookSecret"
+    scheme = {"type": "apiKey", "in": "header", "name": "X-Trace-Webhook-Secret"}
 
 
 class DagListApi(OrgScopedView):
+    @extend_schema(parameters=[ORG_HEADER], responses={200: s.DagOut(many=True), 403: NOT_A_MEMBER})
     def get(self, request: Request) -> Response:
         pointers = self.scoped(DagPointer).select_related("current")
         names = sorted(set(self.scoped(DagVersion).values_list("name", flat=True)))
@@ -42,7 +86,14 @@ class DagListApi(OrgScopedView):
 
 
 class DagVersionsApi(OrgScopedView):
-    @extend_schema(responses=s.DagVersionOut(many=True))
+    @extend_schema(
+        parameters=[ORG_HEADER],
+        responses={
+            200: s.DagVersionOut(many=True),
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No DAG of that name"),
+        },
+    )
     def get(self, request: Request, name: str) -> Response:
         versions = self.scoped(DagVersion).filter(name=name).select_related("created_by")
         if not versions.exists():
@@ -54,7 +105,34 @@ class DagVersionsApi(OrgScopedView):
             s.DagVersionOut(versions, many=True, context={"active_ids": active_ids}).data
         )
 
-    @extend_schema(request=s.DagVersionIn, responses=s.DagVersionOut)
+    @extend_schema(
+        description="Deploy a version of the DAG: JSON (or a form) with its YAML, or the YAML "
+        "document itself as the body with a YAML content type (application/yaml, text/yaml, "
+        "...) and `?activate=true` to activate it.",
+        request={
+            "application/json": s.DagVersionIn,
+            "application/x-www-form-urlencoded": s.DagVersionIn,
+            "multipart/form-data": s.DagVersionIn,
+            "application/yaml": OpenApiTypes.STR,
+        },
+        parameters=[
+            ORG_HEADER,
+            OpenApiParameter(
+                "activate",
+                OpenApiTypes.BOOL,
+                OpenApiParameter.QUERY,
+                description="Only with a YAML body: activate the version (`true`)",
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(s.DagVersionSyncOut, "A new version was stored"),
+            200: OpenApiResponse(s.DagVersionSyncOut, "The same content was already a version"),
+            400: OpenApiResponse(
+                BadRequestOut, "Invalid body, or the DAG document is invalid (`errors` per field)"
+            ),
+            403: ROLE_TOO_LOW,
+        },
+    )
     def post(self, request: Request, name: str) -> Response:
         if request.content_type and "yaml" in request.content_type:
             yaml_text, activate = (
@@ -81,7 +159,18 @@ class DagVersionsApi(OrgScopedView):
 
 
 class DagActiveApi(OrgScopedView):
-    @extend_schema(request=s.ActivateIn)
+    @extend_schema(
+        request=s.ActivateIn,
+        parameters=[ORG_HEADER],
+        responses={
+            200: s.DagActiveOut,
+            400: OpenApiResponse(
+                BadRequestOut, "Not exactly one of version/rollback, or nothing to roll back to"
+            ),
+            403: ROLE_TOO_LOW,
+            404: OpenApiResponse(ErrorOut, "No such version, or no active version to roll back"),
+        },
+    )
     def put(self, request: Request, name: str) -> Response:
         body = s.ActivateIn(data=request.data)
         body.is_valid(raise_exception=True)
@@ -101,7 +190,16 @@ class DagActiveApi(OrgScopedView):
 
 
 class JobRunApi(OrgScopedView):
-    @extend_schema(request=s.RunIn, responses=s.TaskOut)
+    @extend_schema(
+        request=s.RunIn,
+        parameters=[ORG_HEADER],
+        responses={
+            201: s.TaskOut,
+            400: OpenApiResponse(BadRequestOut, "Invalid body or scope"),
+            403: ROLE_TOO_LOW,
+            404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
+        },
+    )
     def post(self, request: Request, name: str, job: str) -> Response:
         body = s.RunIn(data=request.data)
         body.is_valid(raise_exception=True)
@@ -119,6 +217,18 @@ class JobRunApi(OrgScopedView):
 class WebhookSecretApi(OrgScopedView):
     required_roles = {"POST": Role.ADMIN}
 
+    @extend_schema(
+        request=None,
+        parameters=[ORG_HEADER],
+        responses={
+            200: s.WebhookSecretOut,
+            400: OpenApiResponse(ErrorOut, "The job is not a webhook source"),
+            403: OpenApiResponse(
+                ErrorOut, "Not signed in, not a member of the org (X-Trace-Org), or not its admin"
+            ),
+            404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
+        },
+    )
     def post(self, request: Request, name: str, job: str) -> Response:
         secret = webhook_secret_rotate(org=self.org, dag_name=name, job_name=job)
         url = f"/v1/hooks/{self.org.slug}/{name}/{job}"
@@ -131,7 +241,27 @@ class WebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes: list = []
+    schema = WebhookSecretSchema()
 
+    @extend_schema(
+        request={
+            "application/json": {
+                "description": "Any JSON: an object is the task's payload, any other value is "
+                'wrapped as {"body": value}'
+            },
+            "application/x-www-form-urlencoded": {
+                "type": "object",
+                "description": "Fields of a form: the payload maps each to a list of its values",
+            },
+        },
+        responses={
+            202: OpenApiResponse(s.WebhookAcceptedOut, "A task of the job was queued"),
+            400: OpenApiResponse(ErrorOut, "Unparsable body, or the job is not a webhook source"),
+            401: OpenApiResponse(ErrorOut, "Bad or missing webhook secret"),
+            404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
+            415: OpenApiResponse(ErrorOut, "Unsupported content type"),
+        },
+    )
     def post(self, request: Request, org: str, name: str, job: str) -> Response:
         payload = request.data if isinstance(request.data, dict) else {"body": request.data}
         task = webhook_receive(
@@ -147,7 +277,20 @@ class WebhookApi(APIView):
 
 
 class TaskListApi(OrgScopedView):
-    @extend_schema(responses=s.TaskOut(many=True))
+    @extend_schema(
+        parameters=[
+            ORG_HEADER,
+            OpenApiParameter("status", OpenApiTypes.STR, enum=TaskStatus.values),
+            OpenApiParameter("dag", OpenApiTypes.STR, description="DAG name"),
+            OpenApiParameter("job", OpenApiTypes.STR, description="Job name"),
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                description="At most this many, newest first (default 100, capped at 1000)",
+            ),
+        ],
+        responses={200: s.TaskOut(many=True), 403: NOT_A_MEMBER},
+    )
     def get(self, request: Request) -> Response:
         tasks = self.scoped(Task).select_related("job", "job__dag_version").order_by("-id")
         for param, field in (
@@ -162,7 +305,14 @@ class TaskListApi(OrgScopedView):
 
 
 class TaskDetailApi(OrgScopedView):
-    @extend_schema(responses=s.TaskDetailOut)
+    @extend_schema(
+        parameters=[ORG_HEADER],
+        responses={
+            200: s.TaskDetailOut,
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No such task in the org"),
+        },
+    )
     def get(self, request: Request, task_id: int) -> Response:
         task = (
             self.scoped(Task).select_related("job", "job__dag_version").filter(pk=task_id).first()
@@ -173,7 +323,16 @@ class TaskDetailApi(OrgScopedView):
 
 
 class TaskCancelApi(OrgScopedView):
-    @extend_schema(request=None, responses=s.TaskOut)
+    @extend_schema(
+        request=None,
+        parameters=[ORG_HEADER],
+        responses={
+            200: s.TaskOut,
+            400: OpenApiResponse(ErrorOut, "The task has already finished"),
+            403: ROLE_TOO_LOW,
+            404: OpenApiResponse(ErrorOut, "No such task in the org"),
+        },
+    )
     def post(self, request: Request, task_id: int) -> Response:
         task = task_cancel(
             task_id=task_id, org_id=self.org.pk, reason=f"canceled by {request.user}"
@@ -187,6 +346,7 @@ class CapabilityView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes: list = []
+    schema = CapabilityTokenSchema()
 
     def lease(self, request: Request):
         header = request.headers.get("Authorization", "")
@@ -196,13 +356,35 @@ class CapabilityView(APIView):
 
 
 class TaskHeartbeatApi(CapabilityView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(s.TaskHeartbeatOut, "The lease was extended"),
+            401: TOKEN_REFUSED,
+            404: OpenApiResponse(ErrorOut, "The task no longer exists"),
+            409: LEASE_LOST,
+        },
+    )
     def post(self, request: Request) -> Response:
         expires = task_heartbeat(lease=self.lease(request))
         return Response({"lease_expires_at": expires})
 
 
 class TaskCompleteApi(CapabilityView):
-    @extend_schema(request=s.OutputIn)
+    @extend_schema(
+        request=s.OutputIn,
+        responses={
+            200: OpenApiResponse(s.TaskCompleteOut, "Outputs committed, task Completed"),
+            400: OpenApiResponse(BadRequestOut, "An output was refused (fields, range, location)"),
+            401: TOKEN_REFUSED,
+            404: OpenApiResponse(ErrorOut, "No dataset for an output"),
+            409: OpenApiResponse(
+                ErrorOut,
+                "stale_attempt: the attempt is no longer current; conflict: a partition is "
+                "already committed with another publication",
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
         body = s.OutputIn(data=request.data)
@@ -212,7 +394,15 @@ class TaskCompleteApi(CapabilityView):
 
 
 class TaskFailApi(CapabilityView):
-    @extend_schema(request=s.FailIn)
+    @extend_schema(
+        request=s.FailIn,
+        responses={
+            200: OpenApiResponse(s.TaskFailOut, "Task Failed; retried at next_retry_at if set"),
+            400: OpenApiResponse(BadRequestOut, "Invalid body"),
+            401: TOKEN_REFUSED,
+            409: LEASE_LOST,
+        },
+    )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
         body = s.FailIn(data=request.data)
@@ -224,7 +414,20 @@ class TaskFailApi(CapabilityView):
 
 
 class TaskEventsApi(CapabilityView):
-    @extend_schema(request=s.EventsIn)
+    @extend_schema(
+        request=s.EventsIn,
+        responses={
+            200: OpenApiResponse(s.TaskEventsOut, "Every event was committed or recorded"),
+            400: OpenApiResponse(BadRequestOut, "An event was refused; none is kept"),
+            401: TOKEN_REFUSED,
+            404: OpenApiResponse(ErrorOut, "No dataset for an event's output"),
+            409: OpenApiResponse(
+                ErrorOut,
+                "stale_attempt: the attempt is no longer current; conflict: a partition is "
+                "already committed with another publication",
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
         body = s.EventsIn(data=request.data)

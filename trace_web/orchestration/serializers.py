@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from trace_web.orchestration.models import DagVersion, Task, TaskTransition
+from trace_web.orchestration.models import DagVersion, Task, TaskStatus, TaskTransition
+
+
+class DagOut(serializers.Serializer):
+    name = serializers.CharField()
+    active_version = serializers.IntegerField(
+        allow_null=True, help_text="Null while no version of the DAG is active"
+    )
 
 
 class DagVersionOut(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     active = serializers.SerializerMethodField()
 
     class Meta:
@@ -17,6 +25,15 @@ class DagVersionOut(serializers.ModelSerializer):
 
     def get_active(self, obj: DagVersion) -> bool:
         return obj.pk in self.context.get("active_ids", ())
+
+
+class DagVersionSyncOut(DagVersionOut):
+    """A deployed DAG version: `created` is false when the same content already existed."""
+
+    created = serializers.BooleanField()
+
+    class Meta(DagVersionOut.Meta):
+        fields = [*DagVersionOut.Meta.fields, "created"]
 
 
 class DagVersionIn(serializers.Serializer):
@@ -34,6 +51,25 @@ class ActivateIn(serializers.Serializer):
         return attrs
 
 
+class DagActiveOut(serializers.Serializer):
+    name = serializers.CharField()
+    active_version = serializers.IntegerField()
+    previous_version = serializers.IntegerField(allow_null=True)
+
+
+class WebhookSecretOut(serializers.Serializer):
+    """A new webhook secret: only its hash is stored, so it is shown this once."""
+
+    url = serializers.CharField(help_text="Path of the webhook, under this API's host")
+    secret = serializers.CharField()
+    header = serializers.CharField(help_text="Request header that must carry the secret")
+
+
+class WebhookAcceptedOut(serializers.Serializer):
+    task_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=TaskStatus.choices)
+
+
 class ScopeIn(serializers.Serializer):
     partition_key = serializers.CharField(required=False, allow_null=True, max_length=200)
     range_start = serializers.IntegerField(required=False, allow_null=True, min_value=0)
@@ -43,6 +79,28 @@ class ScopeIn(serializers.Serializer):
 class RunIn(serializers.Serializer):
     payload = serializers.DictField(required=False, default=dict)
     scope = ScopeIn(required=False)
+
+
+class CommittedOutputOut(serializers.Serializer):
+    """The event a committed output emits to dependent jobs."""
+
+    dataset_id = serializers.IntegerField()
+    dataset_version_id = serializers.IntegerField()
+    generation = serializers.IntegerField()
+    output = serializers.IntegerField()
+    partition_key = serializers.CharField(allow_null=True)
+    range_start = serializers.IntegerField(allow_null=True)
+    range_end = serializers.IntegerField(allow_null=True)
+    cursor = serializers.JSONField(allow_null=True)
+    attributes = serializers.DictField()
+    producer_task_id = serializers.IntegerField()
+    producer_attempt = serializers.IntegerField()
+    producer_trigger = serializers.CharField()
+
+
+@extend_schema_field(CommittedOutputOut(many=True))
+class CommittedOutputsField(serializers.JSONField):
+    """Task.outputs as stored: the events of its committed outputs."""
 
 
 class TransitionOut(serializers.ModelSerializer):
@@ -55,6 +113,7 @@ class TaskOut(serializers.ModelSerializer):
     dag = serializers.CharField(source="job.dag_version.name")
     dag_version = serializers.IntegerField(source="job.dag_version.version")
     job = serializers.CharField(source="job.name")
+    outputs = CommittedOutputsField(read_only=True)
 
     class Meta:
         model = Task
@@ -89,16 +148,110 @@ class TaskDetailOut(TaskOut):
         fields = [*TaskOut.Meta.fields, "payload", "transitions"]
 
 
+# PublicationIn, OutputItemIn and EventItemIn only document the items of OutputIn and
+# EventsIn, which pass them on as dicts: the commit service validates them.
+class PublicationIn(serializers.Serializer):
+    """Where a committed partition's data lies."""
+
+    location = serializers.CharField(
+        required=False, help_text="Must lie under the object-store prefixes of the job's token"
+    )
+    row_count = serializers.IntegerField(required=False, allow_null=True)
+    bytes = serializers.IntegerField(required=False, allow_null=True)
+    config_hash = serializers.CharField(required=False)
+    schema_hash = serializers.CharField(required=False)
+    manifest = serializers.DictField(required=False, allow_null=True)
+
+
+class OutputItemIn(serializers.Serializer):
+    """One output to commit; other keys are refused."""
+
+    output = serializers.IntegerField(
+        required=False, default=0, help_text="Index of the job's output"
+    )
+    partition_key = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Default with a range: `{range_start}_{range_end}`",
+    )
+    range_start = serializers.IntegerField(required=False, allow_null=True)
+    range_end = serializers.IntegerField(
+        required=False, allow_null=True, help_text="End-exclusive; set with range_start"
+    )
+    cursor = serializers.JSONField(required=False, allow_null=True)
+    attributes = serializers.DictField(required=False, allow_null=True)
+    publication = PublicationIn(required=False, allow_null=True)
+
+
+class EventItemIn(OutputItemIn):
+    """An output to commit mid-run, or an invalidation of part of one; other keys are
+    refused."""
+
+    type = serializers.ChoiceField(
+        choices=["output", "invalidation"], required=False, default="output"
+    )
+    reason = serializers.CharField(required=False, help_text="Only for an invalidation")
+
+
+@extend_schema_field(OutputItemIn)
+class OutputField(serializers.DictField):
+    """A dict passed on as it is; the commit service checks its keys."""
+
+
+@extend_schema_field(EventItemIn)
+class EventField(serializers.DictField):
+    """A dict passed on as it is; the commit service checks its keys."""
+
+
 class OutputIn(serializers.Serializer):
     """Free-form here; the commit service validates fields and ranges strictly."""
 
-    outputs = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
+    outputs = serializers.ListField(
+        child=OutputField(),
+        required=False,
+        allow_null=True,
+        help_text="Omitted or null: each of the job's outputs once, with the task's own scope",
+    )
 
 
 class EventsIn(serializers.Serializer):
-    events = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
+    events = serializers.ListField(child=EventField(), min_length=1, max_length=1000)
 
 
 class FailIn(serializers.Serializer):
     error = serializers.CharField(max_length=10_000)
     retryable = serializers.BooleanField(default=True)
+
+
+class TaskHeartbeatOut(serializers.Serializer):
+    lease_expires_at = serializers.DateTimeField()
+
+
+class InvalidationRecordedOut(serializers.Serializer):
+    type = serializers.CharField(help_text='Always "invalidation"')
+    invalidation_id = serializers.IntegerField()
+    dataset_id = serializers.IntegerField()
+
+
+class TaskCompleteOut(serializers.Serializer):
+    task_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=TaskStatus.choices, help_text='Always "Completed"')
+    outputs = CommittedOutputOut(many=True)
+
+
+class TaskFailOut(serializers.Serializer):
+    task_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=TaskStatus.choices, help_text='Always "Failed"')
+    next_retry_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the next attempt is queued; null: failed for good"
+    )
+
+
+class TaskEventsOut(serializers.Serializer):
+    accepted = PolymorphicProxySerializer(
+        component_name="AcceptedEvent",
+        serializers=[CommittedOutputOut, InvalidationRecordedOut],
+        resource_type_field_name=None,
+        many=True,
+        help_text="One entry per event, in order",
+    )

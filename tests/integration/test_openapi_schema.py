@@ -1,0 +1,318 @@
+"""The OpenAPI schema (/v1/schema/): drf-spectacular generates it without a single warning or
+error, it is valid, every operation documents the body it answers with, and what the views
+really return has exactly the documented shape."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from tests.dags import noop_dag
+from trace_web.orchestration.services.dags import dag_sync
+from trace_web.orchestration.services.sources import job_run_manual
+from trace_web.orchestration.services.tasks import task_claim
+from trace_web.orgs.models import Role
+
+SOURCES = """
+name: sources
+jobs:
+  - name: hook
+    activation: source
+    source: {kind: webhook}
+    operator: noop
+    outputs: 0
+"""
+CHAIN_SYNC = """
+kind: chain_sync
+name: history
+chain_id: 31337
+mode: fixed_target
+from_block: 0
+to_block: 25
+streams:
+  - {dataset: blocks, chunk_size: 10, max_inflight: 2, rpc_pool: devchain}
+"""
+METHODS = {"get", "put", "post", "patch", "delete"}
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(settings):
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    GENERATOR_STATS.reset()
+    with GENERATOR_STATS.silence():
+        generated = SchemaGenerator().get_schema(request=None, public=True)
+    GENERATOR_STATS.reset()
+    return generated
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def json_schema(schema: dict, content: dict) -> dict:
+    return resolve(schema, content["application/json"]["schema"])
+
+
+def operation(schema: dict, method: str, path: str) -> dict:
+    return schema["paths"][path][method]
+
+
+def response_schema(schema: dict, method: str, path: str, code: str) -> dict:
+    return json_schema(schema, operation(schema, method, path)["responses"][code]["content"])
+
+
+def properties(schema: dict, node: dict) -> set[str]:
+    node = resolve(schema, node)
+    if node.get("type") == "array":
+        node = resolve(schema, node["items"])
+    return set(node.get("properties", {}))
+
+
+def mismatches(schema: dict, node: dict, value: Any, where: str = "body") -> list[str]:
+    """Where `value` differs from the documented `node` (keys, types, nullability)."""
+    node = resolve(schema, node)
+    if "allOf" in node:  # spectacular wraps a $ref to add nullable/description
+        node = {
+            **resolve(schema, node["allOf"][0]),
+            **{k: v for k, v in node.items() if k != "allOf"},
+        }
+    if value is None:
+        return (
+            [] if node.get("nullable") or not node else [f"{where}: null, documented not nullable"]
+        )
+    if "oneOf" in node:
+        if any(not mismatches(schema, option, value, where) for option in node["oneOf"]):
+            return []
+        return [f"{where}: matches none of {node['oneOf']}"]
+    if "enum" in node and value not in node["enum"]:
+        return [f"{where}: {value!r} not in {node['enum']}"]
+    kind = node.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return [f"{where}: {value!r} is not an object"]
+        documented = node.get("properties", {})
+        extra = set(value) - set(documented) if "additionalProperties" not in node else set()
+        missing = set(node.get("required", [])) - set(value)
+        if extra or missing:
+            return [f"{where}: undocumented keys {sorted(extra)}, missing {sorted(missing)}"]
+        return [
+            problem
+            for key in sorted(value)
+            for problem in mismatches(
+                schema,
+                documented.get(key, node.get("additionalProperties", {})),
+                value[key],
+                f"{where}.{key}",
+            )
+        ]
+    if kind == "array":
+        if not isinstance(value, list):
+            return [f"{where}: {value!r} is not an array"]
+        return [
+            problem
+            for index, item in enumerate(value)
+            for problem in mismatches(schema, node["items"], item, f"{where}[{index}]")
+        ]
+    checks = {
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "string": lambda v: isinstance(v, str),
+        "object": lambda v: isinstance(v, dict),
+    }
+    if kind in checks and not checks[kind](value):
+        return [f"{where}: {value!r} is not {kind}"]
+    if node.get("format") == "date-time":
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return [f"{where}: {value!r} is not a date-time"]
+    return []
+
+
+def assert_documented(schema, method, path, response):
+    code = str(response.status_code)
+    responses = operation(schema, method, path)["responses"]
+    assert code in responses, f"{method.upper()} {path} answered {code}, not documented"
+    node = responses[code]["content"]["application/json"]["schema"]
+    problems = mismatches(schema, node, response.json())
+    assert not problems, f"{method.upper()} {path} {code}:\n" + "\n".join(problems)
+
+
+def test_spectacular_reports_no_warning_or_error(tmp_path):
+    GENERATOR_STATS.reset()  # it caches messages process-wide; other tests generate too
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            call_command(
+                "spectacular",
+                "--validate",
+                "--fail-on-warn",
+                "--file",
+                str(tmp_path / "schema.yaml"),
+            )
+    except CommandError as exc:
+        pytest.fail(f"{exc}\n{messages.getvalue()}")
+    finally:
+        GENERATOR_STATS.reset()
+
+
+def test_every_operation_documents_a_success_body_with_named_properties(schema):
+    undocumented = []
+    for path, item in schema["paths"].items():
+        for method in METHODS & set(item):
+            success = [r for code, r in item[method]["responses"].items() if code[0] == "2"]
+            if not success or not all(
+                "content" in r and properties(schema, json_schema(schema, r["content"]))
+                for r in success
+            ):
+                undocumented.append(f"{method.upper()} {path}")
+    assert not undocumented, f"no documented success body: {undocumented}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_fields", "code", "response_fields", "errors"),
+    [
+        (
+            "post",
+            "/v1/task/complete",
+            {"outputs"},
+            "200",
+            {"task_id", "status", "outputs"},
+            {"400", "401", "404", "409"},
+        ),
+        ("post", "/v1/task/events", {"events"}, "200", {"accepted"}, {"400", "401", "409"}),
+        ("post", "/v1/task/fail", {"error", "retryable"}, "200", {"task_id"}, {"401", "409"}),
+        ("post", "/v1/task/heartbeat", None, "200", {"lease_expires_at"}, {"401", "409"}),
+        (
+            "get",
+            "/v1/chains/{chain_id}/status",
+            None,
+            "200",
+            {"chain_id", "head_block", "tip_block", "lag_blocks", "reorg_count"},
+            {"403", "404"},
+        ),
+        ("get", "/v1/chain-syncs/{name}", None, "200", {"name", "streams"}, {"403", "404"}),
+        ("get", "/v1/datasets", None, "200", {"name", "latest_generation"}, {"403"}),
+        ("get", "/v1/dags", None, "200", {"name", "active_version"}, {"403"}),
+        ("put", "/v1/dags/{name}/active", {"version", "rollback"}, "200", {"name"}, {"400"}),
+        ("post", "/v1/dags/{name}/versions", {"yaml", "activate"}, "201", {"created"}, {"400"}),
+        ("post", "/v1/dags/{name}/jobs/{job}/runs", {"payload", "scope"}, "201", {"id"}, {"404"}),
+        ("post", "/v1/hooks/{org}/{name}/{job}", None, "202", {"task_id"}, {"401", "404"}),
+    ],
+)
+def test_key_operations_document_request_and_response(
+    schema, method, path, request_fields, code, response_fields, errors
+):
+    op = operation(schema, method, path)
+    if request_fields is not None:
+        assert request_fields <= properties(
+            schema, json_schema(schema, op["requestBody"]["content"])
+        )
+    assert response_fields <= properties(schema, response_schema(schema, method, path, code))
+    assert errors <= set(op["responses"])
+    for error in errors:  # the error body (or, for a 400, either of two) is documented
+        body = json_schema(schema, op["responses"][error]["content"])
+        assert "detail" in properties(schema, body) or "oneOf" in body, (error, body)
+
+
+def test_capability_token_endpoints_answer_as_documented(schema, org):
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    runtime = APIClient()
+    claimed = task_claim(
+        task_id=job_run_manual(org=org, dag_name="chain", job_name="extract").pk, worker_id="w"
+    )
+    runtime.credentials(HTTP_AUTHORIZATION=f"Bearer {claimed.capability_token}")
+
+    def post(path, body=None):
+        response = runtime.post(path, body, format="json")
+        assert_documented(schema, "post", path, response)
+        return response
+
+    assert post("/v1/task/heartbeat").status_code == 200
+    events = [
+        {"output": 0, "partition_key": "p1", "cursor": {"block": 7}},
+        {"type": "invalidation", "output": 0, "partition_key": "p0", "reason": "reorg"},
+    ]
+    assert len(post("/v1/task/events", {"events": events}).json()["accepted"]) == 2
+    assert post("/v1/task/events", {"events": []}).status_code == 400
+    assert post("/v1/task/complete", {}).json()["status"] == "Completed"
+    assert post("/v1/task/complete", {}).status_code == 409  # the attempt is over
+    runtime.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert post("/v1/task/heartbeat").status_code == 401
+
+    failing = task_claim(
+        task_id=job_run_manual(org=org, dag_name="chain", job_name="extract").pk, worker_id="w"
+    )
+    runtime.credentials(HTTP_AUTHORIZATION=f"Bearer {failing.capability_token}")
+    assert post("/v1/task/fail", {"error": "boom"}).json()["next_retry_at"] is not None
+
+
+def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_engine):
+    from trace_chain.hot_store import hot_status_update
+    from trace_web.chain_sync.services import chain_sync_apply
+
+    def call(method, path, url=None, body=None, client=api):
+        response = getattr(client, method)(url or path, body, format="json")
+        assert_documented(schema, method, path, response)
+        return response
+
+    assert call("get", "/v1/datasets", client=APIClient()).status_code == 403  # not signed in
+    viewer = client_for(org, Role.VIEWER)
+    assert (
+        call("post", "/v1/dags/{name}/versions", "/v1/dags/chain/versions", {}, viewer).status_code
+        == 403
+    )
+    invalid = call(
+        "post", "/v1/dags/{name}/versions", "/v1/dags/chain/versions", {"yaml": "jobs: 1"}
+    )
+    assert invalid.status_code == 400 and invalid.json()["error"] == "invalid"
+
+    deployed = call(
+        "post", "/v1/dags/{name}/versions", "/v1/dags/chain/versions", {"yaml": noop_dag()}
+    )
+    assert deployed.status_code == 201
+    call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1})
+    call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1, "rollback": True})
+    call("get", "/v1/dags")
+    call("get", "/v1/dags/{name}/versions", "/v1/dags/chain/versions")
+    run = call("post", "/v1/dags/{name}/jobs/{job}/runs", "/v1/dags/chain/jobs/extract/runs", {})
+    task_id = run.json()["id"]
+    call("get", "/v1/tasks")
+    call("get", "/v1/tasks/{task_id}", f"/v1/tasks/{task_id}")
+    call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")
+    call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")  # 400: finished
+    call("get", "/v1/datasets")
+
+    assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 404
+    hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
+    call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status")
+    chain_sync_apply(org=org, yaml_text=CHAIN_SYNC)
+    call("get", "/v1/chain-syncs/{name}", "/v1/chain-syncs/history")
+
+    dag_sync(org=org, yaml_text=SOURCES, activate=True)
+    secret = call(
+        "post",
+        "/v1/dags/{name}/jobs/{job}/webhook-secret",
+        "/v1/dags/sources/jobs/hook/webhook-secret",
+    ).json()
+    hook = APIClient().post(
+        secret["url"], [1, 2], format="json", HTTP_X_TRACE_WEBHOOK_SECRET=secret["secret"]
+    )
+    assert_documented(schema, "post", "/v1/hooks/{org}/{name}/{job}", hook)
+    assert hook.status_code == 202
