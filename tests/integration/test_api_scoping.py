@@ -86,3 +86,25 @@ def test_openapi_schema_is_served(api):
     paths = response.json()["paths"]
     assert "/v1/dags/{name}/versions" in paths
     assert "/v1/task/complete" in paths
+
+
+def test_every_api_error_has_the_one_documented_shape(org, api):
+    anonymous = APIClient()
+    refused = [
+        api.get("/v1/tasks", {"limit": "abc"}),  # input check
+        api.post("/v1/dags/chain/versions", {"activate": "maybe"}, format="json"),
+        api.generic("POST", "/v1/dags/chain/versions", b"{", content_type="application/json"),
+        api.get("/v1/tasks/999999"),  # a service's NotFound
+        anonymous.get("/v1/tasks"),  # not signed in
+        anonymous.post("/v1/task/heartbeat"),  # no capability token
+    ]
+    for response in refused:
+        body = response.json()
+        assert response.status_code >= 400
+        assert set(body) <= {"error", "detail", "errors"} and {"error", "detail"} <= set(body)
+        assert isinstance(body["error"], str) and body["error"], body
+    invalid = refused[1].json()
+    assert invalid["error"] == "invalid"
+    assert any(e.startswith("yaml: ") for e in invalid["errors"])
+    assert any(e.startswith("activate: ") for e in invalid["errors"])
+    assert refused[2].json()["error"] == "parse_error"

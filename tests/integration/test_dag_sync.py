@@ -165,3 +165,12 @@ def test_only_content_config_changes_start_a_new_dataset_version(org, api):
     assert DatasetVersion.objects.filter(dataset=follow).count() == 1
     deploy("{chain_id: 1, rpc_pool: main, start_block: 100}")
     assert DatasetVersion.objects.filter(dataset=follow).count() == 2
+
+
+def test_yaml_body_that_is_not_utf8_is_a_400(api):
+    response = api.generic(
+        "POST", "/v1/dags/chain/versions", b"name: \xff\xfe\n", content_type="application/yaml"
+    )
+    assert response.status_code == 400
+    assert "not UTF-8" in response.json()["detail"]
+    assert not DagVersion.objects.exists()

@@ -3,6 +3,7 @@ in beat's tables, always_on singletons, and the capability-token HTTP API."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -60,6 +61,23 @@ def test_webhook_with_bad_secret_is_401_and_creates_nothing(sources_dag, api, or
     assert ok.status_code == 202
     task = Task.objects.get(pk=ok.json()["task_id"])
     assert (task.trigger, task.payload, task.status) == ("webhook", {"a": 1}, "Queued")
+
+
+def test_webhook_takes_json_only(sources_dag, api):
+    secret = api.post("/v1/dags/sources/jobs/hook/webhook-secret").json()
+    anonymous = APIClient()
+    headers = {"HTTP_X_TRACE_WEBHOOK_SECRET": secret["secret"]}
+    form = anonymous.post(secret["url"], {"a": "1"}, **headers)  # multipart form
+    assert form.status_code == 415
+    upload = anonymous.post(secret["url"], {"f": io.BytesIO(b"data")}, **headers)
+    assert upload.status_code == 415
+    broken = anonymous.generic(
+        "POST", secret["url"], b"{not json", content_type="application/json", **headers
+    )
+    assert broken.status_code == 400
+    assert not Task.objects.filter(job__name="hook").exists()
+    listed = anonymous.post(secret["url"], [1, 2], format="json", **headers)
+    assert Task.objects.get(pk=listed.json()["task_id"]).payload == {"body": [1, 2]}
 
 
 def test_webhook_secret_rotation_needs_admin(sources_dag, client_for, org):
@@ -154,3 +172,17 @@ def test_task_endpoints_with_capability_token(org):
     assert client.post("/v1/task/complete", {}, format="json").status_code == 409
     task.refresh_from_db()
     assert task.finished_at <= timezone.now()
+
+
+def test_task_list_filters_and_refuses_bad_parameters(org, api):
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    for _ in range(3):
+        assert api.post("/v1/dags/chain/jobs/extract/runs", {}, format="json").status_code == 201
+    listed = api.get("/v1/tasks", {"job": "extract", "status": "Queued", "limit": 2}).json()
+    assert len(listed) == 2 and {t["job"] for t in listed} == {"extract"}
+    assert api.get("/v1/tasks", {"status": "Running"}).json() == []
+    for bad in ({"limit": "abc"}, {"limit": -1}, {"limit": 5000}, {"status": "Sleeping"}):
+        response = api.get("/v1/tasks", bad)
+        assert response.status_code == 400, bad
+        (error,) = response.json()["errors"]
+        assert error.startswith(f"{next(iter(bad))}: ")

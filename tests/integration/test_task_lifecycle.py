@@ -200,6 +200,37 @@ def test_outputs_are_validated_against_the_job(org, dag):
     assert task.status == TaskStatus.RUNNING  # rejected whole, nothing half-written
 
 
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ({"output": True}, r"outputs\.output: True out of range"),
+        ({"range_start": 1, "range_end": "x"}, r"outputs\.range_end: must be an integer"),
+        ({"range_start": "5", "range_end": 7}, r"outputs\.range_start: must be an integer"),
+        ({"range_start": -1, "range_end": 7}, r"outputs\.range_start: must be an integer >= 0"),
+        ({"partition_key": 5}, r"outputs\.partition_key: must be a string"),
+        ({"partition_key": "k" * 201}, r"outputs\.partition_key: must be a string of 1 to 200"),
+        ({"attributes": ["a"]}, r"outputs\.attributes: must be an object"),
+        ({"partition_key": "p", "publication": [{"location": "x"}]}, "must be an object"),
+        ({"partition_key": "p", "publication": {"location": 5}}, "location: must be a string"),
+        ({"partition_key": "p", "publication": {"row_count": "9"}}, "row_count: must be an int"),
+        ({"partition_key": "p", "publication": {"config_hash": "c" * 65}}, "at most 64"),
+        ({"partition_key": "p", "publication": {"manifest": "m"}}, "manifest: must be an object"),
+        ("not an object", "each output must be an object, got a string"),
+    ],
+)
+def test_wrongly_typed_outputs_are_refused_naming_the_field(org, dag, output, message):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    with pytest.raises(ValidationFailed, match=message):
+        task_complete(lease=claimed.lease, outputs=[{"output": 0}, output])
+    if isinstance(output, dict):  # the HTTP layer already refuses non-object events
+        with pytest.raises(ValidationFailed, match=message):
+            task_events(lease=claimed.lease, events=[output])
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RUNNING
+    assert not Outbox.objects.filter(kind="route_event").exists()  # nothing half-committed
+
+
 def test_outbox_row_that_keeps_failing_ends_failed_and_visible(org, dag, settings, monkeypatch):
     settings.TRACE_OUTBOX_MAX_TRIES = 3
     run(org)

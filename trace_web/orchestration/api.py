@@ -9,14 +9,15 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trace_web.errors import NotFound, Unauthenticated
+from trace_web.errors import NotFound, Unauthenticated, ValidationFailed
 from trace_web.orchestration import serializers as s
-from trace_web.orchestration.models import DagPointer, DagVersion, Task, TaskStatus
+from trace_web.orchestration.models import DagPointer, DagVersion, Task
 from trace_web.orchestration.services.dags import dag_activate, dag_rollback, dag_sync
 from trace_web.orchestration.services.sources import (
     job_run_manual,
@@ -38,7 +39,6 @@ from trace_web.orgs.serializers import (
     NOT_A_MEMBER,
     ORG_HEADER,
     ROLE_TOO_LOW,
-    BadRequestOut,
     ErrorOut,
 )
 
@@ -128,17 +128,18 @@ class DagVersionsApi(OrgScopedView):
             201: OpenApiResponse(s.DagVersionSyncOut, "A new version was stored"),
             200: OpenApiResponse(s.DagVersionSyncOut, "The same content was already a version"),
             400: OpenApiResponse(
-                BadRequestOut, "Invalid body, or the DAG document is invalid (`errors` per field)"
+                ErrorOut, "Invalid body, or the DAG document is invalid (`errors` per field)"
             ),
             403: ROLE_TOO_LOW,
         },
     )
     def post(self, request: Request, name: str) -> Response:
         if request.content_type and "yaml" in request.content_type:
-            yaml_text, activate = (
-                request.body.decode(),
-                request.query_params.get("activate") == "true",
-            )
+            try:
+                yaml_text = request.body.decode()
+            except UnicodeDecodeError as exc:
+                raise ValidationFailed(f"body: not UTF-8 text ({exc.reason})") from None
+            activate = request.query_params.get("activate") == "true"
         else:
             body = s.DagVersionIn(data=request.data)
             body.is_valid(raise_exception=True)
@@ -165,7 +166,7 @@ class DagActiveApi(OrgScopedView):
         responses={
             200: s.DagActiveOut,
             400: OpenApiResponse(
-                BadRequestOut, "Not exactly one of version/rollback, or nothing to roll back to"
+                ErrorOut, "Not exactly one of version/rollback, or nothing to roll back to"
             ),
             403: ROLE_TOO_LOW,
             404: OpenApiResponse(ErrorOut, "No such version, or no active version to roll back"),
@@ -195,7 +196,7 @@ class JobRunApi(OrgScopedView):
         parameters=[ORG_HEADER],
         responses={
             201: s.TaskOut,
-            400: OpenApiResponse(BadRequestOut, "Invalid body or scope"),
+            400: OpenApiResponse(ErrorOut, "Invalid body or scope"),
             403: ROLE_TOO_LOW,
             404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
         },
@@ -241,6 +242,7 @@ class WebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes: list = []
+    parser_classes = [JSONParser]  # a form or an upload is a 415, not a payload of lists
     schema = WebhookSecretSchema()
 
     @extend_schema(
@@ -248,10 +250,6 @@ class WebhookApi(APIView):
             "application/json": {
                 "description": "Any JSON: an object is the task's payload, any other value is "
                 'wrapped as {"body": value}'
-            },
-            "application/x-www-form-urlencoded": {
-                "type": "object",
-                "description": "Fields of a form: the payload maps each to a list of its values",
             },
         },
         responses={
@@ -278,30 +276,25 @@ class WebhookApi(APIView):
 
 class TaskListApi(OrgScopedView):
     @extend_schema(
-        parameters=[
-            ORG_HEADER,
-            OpenApiParameter("status", OpenApiTypes.STR, enum=TaskStatus.values),
-            OpenApiParameter("dag", OpenApiTypes.STR, description="DAG name"),
-            OpenApiParameter("job", OpenApiTypes.STR, description="Job name"),
-            OpenApiParameter(
-                "limit",
-                OpenApiTypes.INT,
-                description="At most this many, newest first (default 100, capped at 1000)",
-            ),
-        ],
-        responses={200: s.TaskOut(many=True), 403: NOT_A_MEMBER},
+        parameters=[ORG_HEADER, s.TaskListQuery],
+        responses={
+            200: s.TaskOut(many=True),
+            400: OpenApiResponse(ErrorOut, "A bad query parameter"),
+            403: NOT_A_MEMBER,
+        },
     )
     def get(self, request: Request) -> Response:
+        query = s.TaskListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         tasks = self.scoped(Task).select_related("job", "job__dag_version").order_by("-id")
         for param, field in (
             ("status", "status"),
             ("dag", "job__dag_version__name"),
             ("job", "job__name"),
         ):
-            if value := request.query_params.get(param):
+            if value := query.validated_data.get(param):
                 tasks = tasks.filter(**{field: value})
-        limit = min(int(request.query_params.get("limit", 100)), 1000)
-        return Response(s.TaskOut(tasks[:limit], many=True).data)
+        return Response(s.TaskOut(tasks[: query.validated_data["limit"]], many=True).data)
 
 
 class TaskDetailApi(OrgScopedView):
@@ -375,7 +368,7 @@ class TaskCompleteApi(CapabilityView):
         request=s.OutputIn,
         responses={
             200: OpenApiResponse(s.TaskCompleteOut, "Outputs committed, task Completed"),
-            400: OpenApiResponse(BadRequestOut, "An output was refused (fields, range, location)"),
+            400: OpenApiResponse(ErrorOut, "An output was refused (fields, range, location)"),
             401: TOKEN_REFUSED,
             404: OpenApiResponse(ErrorOut, "No dataset for an output"),
             409: OpenApiResponse(
@@ -398,7 +391,7 @@ class TaskFailApi(CapabilityView):
         request=s.FailIn,
         responses={
             200: OpenApiResponse(s.TaskFailOut, "Task Failed; retried at next_retry_at if set"),
-            400: OpenApiResponse(BadRequestOut, "Invalid body"),
+            400: OpenApiResponse(ErrorOut, "Invalid body"),
             401: TOKEN_REFUSED,
             409: LEASE_LOST,
         },
@@ -418,7 +411,7 @@ class TaskEventsApi(CapabilityView):
         request=s.EventsIn,
         responses={
             200: OpenApiResponse(s.TaskEventsOut, "Every event was committed or recorded"),
-            400: OpenApiResponse(BadRequestOut, "An event was refused; none is kept"),
+            400: OpenApiResponse(ErrorOut, "An event was refused; none is kept"),
             401: TOKEN_REFUSED,
             404: OpenApiResponse(ErrorOut, "No dataset for an event's output"),
             409: OpenApiResponse(

@@ -255,3 +255,12 @@ class TaskEventsOut(serializers.Serializer):
         many=True,
         help_text="One entry per event, in order",
     )
+
+
+class TaskListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TaskStatus.choices, required=False)
+    dag = serializers.CharField(required=False, help_text="DAG name")
+    job = serializers.CharField(required=False, help_text="Job name")
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=100, help_text="At most this many, newest first"
+    )

@@ -48,31 +48,83 @@ def default_outputs(task: Task) -> list[dict[str, Any]]:
 
 
 def _validated(task: Task, output: dict[str, Any]) -> dict[str, Any]:
+    """Check one reported output field by field: runtimes are untrusted, so a wrong type is a
+    clear 400 naming the field, never a crash or a string where an integer belongs."""
+    if not isinstance(output, dict):
+        raise ValidationFailed(f"outputs: each output must be an object, got {_kind(output)}")
     unknown = set(output) - OUTPUT_FIELDS
     if unknown:
         raise ValidationFailed(f"outputs: unknown field(s) {sorted(unknown)}")
     index = output.get("output", 0)
-    if not isinstance(index, int) or not 0 <= index < task.job.outputs:
+    if not _is_int(index) or not 0 <= index < task.job.outputs:
         raise ValidationFailed(
             f"outputs.output: {index!r} out of range: job {task.job.name!r} has "
             f"{task.job.outputs} output(s)"
         )
     start, end = output.get("range_start"), output.get("range_end")
+    for name, value in (("range_start", start), ("range_end", end)):
+        if value is not None and not (_is_int(value) and value >= 0):
+            raise ValidationFailed(f"outputs.{name}: must be an integer >= 0, got {value!r}")
     if (start is None) != (end is None) or (start is not None and end <= start):
         raise ValidationFailed("outputs: range_start/range_end must both be set, end > start")
+    partition_key = output.get("partition_key")
+    if partition_key is not None and not (
+        isinstance(partition_key, str) and 0 < len(partition_key) <= PARTITION_KEY_MAX
+    ):
+        raise ValidationFailed(
+            f"outputs.partition_key: must be a string of 1 to {PARTITION_KEY_MAX} characters"
+        )
+    if not isinstance(output.get("attributes") or {}, dict):
+        raise ValidationFailed("outputs.attributes: must be an object")
     publication = output.get("publication") or {}
+    if not isinstance(publication, dict):
+        raise ValidationFailed(f"outputs.publication: must be an object, got {_kind(publication)}")
     unknown = set(publication) - PUBLICATION_FIELDS
     if unknown:
         raise ValidationFailed(f"outputs.publication: unknown field(s) {sorted(unknown)}")
+    _check_publication_types(publication)
     location = publication.get("location")
     if location is not None:
         allowed = publication_prefixes(task)
-        if not _inside(str(location), allowed):
+        if not _inside(location, allowed):
             raise ValidationFailed(
                 f"outputs.publication.location: {location!r} is outside the object store "
                 f"prefixes this job may publish under: {allowed}"
             )
     return {**output, "output": index}
+
+
+PARTITION_KEY_MAX = 200  # PartitionVersion.partition_key
+HASH_MAX = 64  # PartitionVersion.config_hash / schema_hash
+
+
+def _check_publication_types(publication: dict[str, Any]) -> None:
+    for name in ("row_count", "bytes"):
+        value = publication.get(name)
+        if value is not None and not (_is_int(value) and value >= 0):
+            raise ValidationFailed(
+                f"outputs.publication.{name}: must be an integer >= 0, got {value!r}"
+            )
+    for name in ("config_hash", "schema_hash"):
+        value = publication.get(name)
+        if value is not None and not (isinstance(value, str) and len(value) <= HASH_MAX):
+            raise ValidationFailed(
+                f"outputs.publication.{name}: must be a string of at most {HASH_MAX} characters"
+            )
+    if not isinstance(publication.get("location", ""), str):
+        raise ValidationFailed("outputs.publication.location: must be a string")
+    if not isinstance(publication.get("manifest") or {}, dict):
+        raise ValidationFailed("outputs.publication.manifest: must be an object")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def publication_prefixes(task: Task) -> list[str]:
