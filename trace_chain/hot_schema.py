@@ -88,12 +88,38 @@ hot_chain_status = sa.Table(
     sa.Column("last_reorg_depth", sa.Integer),
     sa.Column("last_reorg_at", sa.DateTime(timezone=True)),
     sa.Column("reset_marker", sa.Text),  # which reset_outputs bootstrap already ran
-    sa.Column("emitted_upto", sa.BigInteger),  # blocks below this were announced as events
-    # Orgs whose followers wrote this chain's rows: reset_outputs may wipe only one's own.
+    # Orgs whose followers write or announce this chain's rows: reset_outputs may wipe only
+    # rows no other org relies on.
     sa.Column(
-        "writer_org_ids", postgresql.ARRAY(sa.BigInteger), nullable=False, server_default="{}"
+        "follower_org_ids", postgresql.ARRAY(sa.BigInteger), nullable=False, server_default="{}"
     ),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+# One row per follower job of a chain ("{org_id}/{dag}/{job}"): how far it announced blocks as
+# events of its own dataset, and the last rewrite of the chain (hot_rewrites.id) it has handled.
+hot_followers = sa.Table(
+    "hot_followers",
+    metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True),
+    sa.Column("follower", sa.Text, primary_key=True),
+    sa.Column("emitted_upto", sa.BigInteger),  # blocks below this were announced
+    sa.Column("rewrites_seen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+# Every time a chain's hot rows from some block on were deleted to be rewritten (a reorg, a
+# reset), written in the same transaction as the delete: each follower of the chain, writer or
+# not, invalidates what it announced of that range.
+hot_rewrites = sa.Table(
+    "hot_rewrites",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("range_start", sa.BigInteger, nullable=False),
+    sa.Column("range_end", sa.BigInteger, nullable=False),  # end-exclusive: the old tip + 1
+    sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Index("ix_hot_rewrites_chain", "chain_id", "id"),
 )
 
 BLOCK_COLUMNS = [c.name for c in hot_blocks.columns]

@@ -17,7 +17,9 @@ from trace_chain.hot_schema import (
     TRANSACTION_COLUMNS,
     hot_blocks,
     hot_chain_status,
+    hot_followers,
     hot_logs,
+    hot_rewrites,
     hot_transactions,
 )
 
@@ -88,10 +90,70 @@ def _delete(conn: Connection, chain_id: int, start: int, end: int | None) -> Non
         conn.execute(table.delete().where(condition))
 
 
-def hot_delete_from(engine: Engine, *, chain_id: int, start: int) -> None:
-    """Delete every hot row at or above `start` (orphans of a reorg, or a reset)."""
+def hot_rewrite_from(engine: Engine, *, chain_id: int, start: int, end: int) -> int | None:
+    """Delete every hot row at or above `start` (orphans of a reorg, or a reset) and log the
+    rewrite of `[start, end)` in the same transaction, so every follower of the chain learns
+    of it. Returns the log row's id (None when the range was empty)."""
     with engine.begin() as conn:
         _delete(conn, chain_id, start, None)
+        if end <= start:
+            return None
+        return conn.execute(
+            hot_rewrites.insert()
+            .values(chain_id=chain_id, range_start=start, range_end=end)
+            .returning(hot_rewrites.c.id)
+        ).scalar_one()
+
+
+def hot_rewrites_since(engine: Engine, *, chain_id: int, after: int) -> list[dict[str, Any]]:
+    query = (
+        sa.select(hot_rewrites)
+        .where(hot_rewrites.c.chain_id == chain_id, hot_rewrites.c.id > after)
+        .order_by(hot_rewrites.c.id)
+    )
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def hot_rewrites_last(engine: Engine, *, chain_id: int) -> int:
+    query = sa.select(sa.func.coalesce(sa.func.max(hot_rewrites.c.id), 0)).where(
+        hot_rewrites.c.chain_id == chain_id
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
+def hot_bounds(engine: Engine, *, chain_id: int) -> tuple[int, int] | None:
+    """(lowest, highest) hot block number of the chain, or None when it has none. The writer
+    keeps the rows between them contiguous."""
+    query = sa.select(
+        sa.func.min(hot_blocks.c.block_number), sa.func.max(hot_blocks.c.block_number)
+    ).where(hot_blocks.c.chain_id == chain_id)
+    with engine.connect() as conn:
+        low, high = conn.execute(query).one()
+    return None if low is None else (low, high)
+
+
+def follower_get(engine: Engine, *, chain_id: int, follower: str) -> dict[str, Any] | None:
+    query = sa.select(hot_followers).where(
+        hot_followers.c.chain_id == chain_id, hot_followers.c.follower == follower
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def follower_save(engine: Engine, *, chain_id: int, follower: str, **fields: Any) -> None:
+    """Upsert one follower's progress (emitted_upto, rewrites_seen)."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    values = {**fields, "updated_at": sa.func.now()}
+    statement = insert(hot_followers).values(chain_id=chain_id, follower=follower, **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["chain_id", "follower"], set_=values
+    )
+    with engine.begin() as conn:
+        conn.execute(statement)
 
 
 def hot_tip(engine: Engine, *, chain_id: int) -> tuple[int, str] | None:
@@ -145,16 +207,16 @@ def hot_status_update(
         conn.execute(statement.on_conflict_do_update(index_elements=["chain_id"], set_=update))
 
 
-def hot_writer_register(engine: Engine, *, chain_id: int, org_id: int) -> None:
-    """Record that a follower of `org_id` writes this chain's hot rows (idempotent)."""
+def hot_follower_org_register(engine: Engine, *, chain_id: int, org_id: int) -> None:
+    """Record that a follower of `org_id` writes or announces this chain's rows (idempotent)."""
     from sqlalchemy.dialects.postgresql import insert
 
-    writers = hot_chain_status.c.writer_org_ids
-    statement = insert(hot_chain_status).values(chain_id=chain_id, writer_org_ids=[org_id])
+    orgs = hot_chain_status.c.follower_org_ids
+    statement = insert(hot_chain_status).values(chain_id=chain_id, follower_org_ids=[org_id])
     statement = statement.on_conflict_do_update(
         index_elements=["chain_id"],
-        set_={"writer_org_ids": sa.func.array_append(writers, org_id)},
-        where=sa.literal(org_id, sa.BigInteger) != sa.all_(writers),
+        set_={"follower_org_ids": sa.func.array_append(orgs, org_id)},
+        where=sa.literal(org_id, sa.BigInteger) != sa.all_(orgs),
     )
     with engine.begin() as conn:
         conn.execute(statement)

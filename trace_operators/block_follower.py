@@ -128,12 +128,18 @@ class Follower:
         self.poll = config.poll_interval_seconds or max(hint / 4, 0.05)
         self.tip: int | None = None
         self.tip_hash: str | None = None
-        self.unemitted_from = 0
+        self.unemitted_from = config.start_block
+        # This follower's own announcement cursor and rewrite-log position (hot_followers).
+        self.key = f"{ctx.org_id}/{ctx.dag_name}/{ctx.job_name}"
+        self.rewrites_seen = 0
+        self.prepared = False
         self._last_status: tuple | None = None
         self._last_status_at = 0.0
 
     # --- start-up -------------------------------------------------------------------------
-    def resume(self) -> None:
+    def prepare(self) -> None:
+        """What any follower of the chain needs, writer or standby: the right chain, its org
+        on record, its own cursor, and the rewrites it has not handled yet."""
         from trace_chain import hot_store
 
         node_chain = self.adapter.chain_id()
@@ -142,11 +148,29 @@ class Follower:
                 f"rpc_pool {self.config.rpc_pool!r} serves chain {node_chain}, "
                 f"not chain_id {self.config.chain_id}"
             )
+        chain_id = self.config.chain_id
+        hot_store.hot_follower_org_register(self.engine, chain_id=chain_id, org_id=self.ctx.org_id)
+        cursor = hot_store.follower_get(self.engine, chain_id=chain_id, follower=self.key)
+        if cursor is None:  # new: nothing announced, no rewrite of the past concerns us
+            self.rewrites_seen = hot_store.hot_rewrites_last(self.engine, chain_id=chain_id)
+        else:
+            self.rewrites_seen = cursor["rewrites_seen"]
+            if cursor["emitted_upto"] is not None:
+                self.unemitted_from = max(cursor["emitted_upto"], self.config.start_block)
+        self.prepared = True
+        self._catch_up_rewrites()
+
+    def resume(self) -> None:
+        """Become the chain's writer (the caller holds the chain's writer lock): continue from
+        the hot tip, and announce what was stored but not yet announced (at least once)."""
+        from trace_chain import hot_store
+
+        if not self.prepared:
+            self.prepare()
         if self.config.reset_outputs:
             self._reset_once()
-        hot_store.hot_writer_register(
-            self.engine, chain_id=self.config.chain_id, org_id=self.ctx.org_id
-        )
+        self._catch_up_rewrites()  # the previous writer's last ones, if we were on standby
+        self.tip = self.tip_hash = None  # whatever standby saw, the hot table decides
         tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
         if tip and tip[0] >= self.config.start_block:
             self.tip, self.tip_hash = tip
@@ -157,12 +181,27 @@ class Follower:
                 ).items()
             ):
                 self.window.add(number, block_hash)
-        # Announce what an earlier attempt wrote but did not announce yet (at least once).
-        status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
-        emitted = status.get("emitted_upto")
-        if emitted is None:  # nothing announced yet, though blocks may already be stored
-            emitted = self.config.start_block
-        self.unemitted_from = min(max(emitted, self.config.start_block), self.next_block)
+        self.unemitted_from = min(self.unemitted_from, self.next_block)
+
+    def _catch_up_rewrites(self) -> None:
+        """Invalidate, for our own dataset, what we announced of ranges the chain's writer
+        (another org's follower, or an earlier attempt of ours) deleted and rewrote since."""
+        from trace_chain import hot_store
+
+        for rewrite in hot_store.hot_rewrites_since(
+            self.engine, chain_id=self.config.chain_id, after=self.rewrites_seen
+        ):
+            start = max(rewrite["range_start"], self.config.start_block)
+            if start < self.unemitted_from:
+                self.ctx.invalidate(
+                    output=0,
+                    range_start=start,
+                    range_end=self.unemitted_from,
+                    reason=f"hot rows of chain {self.config.chain_id} from block {start} "
+                    "were rewritten (reorg or reset)",
+                )
+                self.unemitted_from = start
+            self.rewrites_seen = rewrite["id"]
 
     def _reset_once(self) -> None:
         """reset_outputs bootstrap: wipe this chain's hot rows once per (job, start_block)."""
@@ -172,23 +211,47 @@ class Follower:
         status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
         if status.get("reset_marker") == marker:
             return
-        others = set(status.get("writer_org_ids") or []) - {self.ctx.org_id}
+        others = set(status.get("follower_org_ids") or []) - {self.ctx.org_id}
         if others:
             # The hot tables hold a chain once for every org that follows it.
             raise PermanentError(
-                f"reset_outputs refused: chain {self.config.chain_id}'s hot rows were also "
-                f"written for {len(others)} other org(s), and resetting would delete rows they "
-                "rely on; remove reset_outputs from the config"
+                f"reset_outputs refused: chain {self.config.chain_id}'s hot rows are also "
+                f"followed for {len(others)} other org(s), and resetting would delete rows "
+                "they rely on; remove reset_outputs from the config"
             )
         log.warning("reset_outputs: deleting hot rows of chain %s", self.config.chain_id)
-        hot_store.hot_delete_from(self.engine, chain_id=self.config.chain_id, start=0)
-        hot_store.hot_status_update(
-            self.engine,
-            chain_id=self.config.chain_id,
-            reset_marker=marker,
-            tip_block=None,
-            emitted_upto=None,
+        tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
+        hot_store.hot_rewrite_from(
+            self.engine, chain_id=self.config.chain_id, start=0, end=tip[0] + 1 if tip else 0
         )
+        hot_store.hot_status_update(
+            self.engine, chain_id=self.config.chain_id, reset_marker=marker, tip_block=None
+        )
+        # Our own earlier announcements are invalidated by the rewrite like everyone's.
+        self._catch_up_rewrites()
+
+    # --- standby --------------------------------------------------------------------------
+    def standby_step(self) -> None:
+        """Another follower (e.g. another org's) writes this chain: announce, for our own
+        dataset, what it stored, and invalidate what it rewrote. Never touches the rows."""
+        from trace_chain import hot_store
+
+        if not self.prepared:
+            self.prepare()
+        self._catch_up_rewrites()
+        bounds = hot_store.hot_bounds(self.engine, chain_id=self.config.chain_id)
+        if bounds is not None and bounds[0] > self.unemitted_from:
+            log.warning(
+                "chain %s: hot rows start at block %s, above this follower's next block %s; "
+                "waiting to become the writer",
+                self.config.chain_id,
+                bounds[0],
+                self.unemitted_from,
+            )
+        elif bounds is not None:
+            self.tip = bounds[1] if bounds[1] >= self.config.start_block else None
+            self._emit_due()
+        self._status(None)
 
     @property
     def next_block(self) -> int:
@@ -278,22 +341,28 @@ class Follower:
             )
             self.unemitted_from = upto
 
-    def _status(self, head: int) -> None:
-        """Record head, tip and announcements; an idle poll that changed nothing rewrites the
-        row (its `updated_at` is the follower's liveness) at most every STATUS_REFRESH_SECONDS."""
+    def _status(self, head: int | None) -> None:
+        """Record our cursor and, as the writer (`head` known), the chain's head and tip. An
+        idle poll that changed nothing rewrites them (`updated_at` is liveness) at most every
+        STATUS_REFRESH_SECONDS."""
         from trace_chain import hot_store
 
-        state = (head, self.tip, self.unemitted_from)
+        state = (head, self.tip, self.unemitted_from, self.rewrites_seen)
         now = time.monotonic()
         if state == self._last_status and now - self._last_status_at < STATUS_REFRESH_SECONDS:
             return
         self._last_status, self._last_status_at = state, now
-        hot_store.hot_status_update(
+        chain_id = self.config.chain_id
+        if head is not None:
+            hot_store.hot_status_update(
+                self.engine, chain_id=chain_id, head_block=head, tip_block=self.tip
+            )
+        hot_store.follower_save(
             self.engine,
-            chain_id=self.config.chain_id,
-            head_block=head,
-            tip_block=self.tip,
+            chain_id=chain_id,
+            follower=self.key,
             emitted_upto=self.unemitted_from,
+            rewrites_seen=self.rewrites_seen,
         )
 
     def _handle_reorg(self, head: int) -> None:
@@ -318,22 +387,25 @@ class Follower:
             range_end=old_next,
             reason=f"reorg of depth {depth} on chain {self.config.chain_id}",
         )
-        hot_store.hot_delete_from(self.engine, chain_id=self.config.chain_id, start=first_bad)
+        rewrite = hot_store.hot_rewrite_from(
+            self.engine, chain_id=self.config.chain_id, start=first_bad, end=old_next
+        )
+        self.rewrites_seen = max(self.rewrites_seen, rewrite or 0)  # invalidated just above
         self.window.drop_from(first_bad)
         if fork < self.config.start_block:
             self.tip = self.tip_hash = None
         else:
             self.tip, self.tip_hash = fork, self._stored_hash(fork)
         self.unemitted_from = min(self.unemitted_from, first_bad)
-        self._last_status = None
         hot_store.hot_status_update(
             self.engine,
             chain_id=self.config.chain_id,
             head_block=head,
             tip_block=self.tip,
-            emitted_upto=self.unemitted_from,
             reorg_depth=depth,
         )
+        self._last_status = None
+        self._status(head)
 
     def _stored_hash(self, number: int) -> str | None:
         from trace_chain import hot_store
@@ -381,12 +453,15 @@ def run(ctx: TaskContext) -> None:
     engine = data_engine()
     follower = Follower(ctx, config, ChainAdapter(pool), engine)
 
-    def wait_for_other_writer() -> None:
-        log.info("chain %s is written by another follower; waiting", config.chain_id)
-        ctx.sleep(1.0)
+    def standby() -> None:
+        # Another follower writes the chain: announce its rows for our dataset until we can
+        # take over (it stops, or dies and its session ends).
+        follower.standby_step()
+        ctx.sleep(follower.poll)
 
     try:
-        with chain_writer_lock(engine, chain_id=config.chain_id, wait=wait_for_other_writer):
+        follower.prepare()
+        with chain_writer_lock(engine, chain_id=config.chain_id, wait=standby):
             follower.resume()
             while not ctx.should_stop():
                 if follower.step() == 0:

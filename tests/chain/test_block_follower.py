@@ -29,13 +29,13 @@ class Recorder:
         return [e for e in self.events if e["type"] == kind]
 
 
-def make_follower(url, engine, recorder, *, org_id=1, **config):
+def make_follower(url, engine, recorder, *, org_id=1, job="follow", resume=True, **config):
     ctx = TaskContext(
         task_id=1,
         attempt=1,
         org_id=org_id,
         dag_name="chain",
-        job_name="follow",
+        job_name=job,
         config={},
         scope=OperatorScope(),
         emit_events=recorder,
@@ -43,7 +43,8 @@ def make_follower(url, engine, recorder, *, org_id=1, **config):
     settings = FollowerConfig(chain_id=CHAIN, rpc_pool="unused", **config)
     pool = RpcPool("test", [url], timeout=10.0, max_retries=1)
     follower = Follower(ctx, settings, ChainAdapter(pool), engine)
-    follower.resume()
+    if resume:
+        follower.resume()
     return follower
 
 
@@ -301,12 +302,130 @@ def test_reset_outputs_wipes_the_chain_once_and_never_another_orgs_rows(fresh_an
     assert again.tip == reset.tip
     assert_hot_equals_node(hot_engine, fresh_anvil.url, 3, reset.tip + 1)
 
-    # Another org's follower of the same chain writes too; after that, no one's reset may
-    # delete the shared rows.
+    # Another org's follower of the same chain relies on the rows too; after that, no one's
+    # reset may delete them.
     catch_up(make_follower(fresh_anvil.url, hot_engine, Recorder(), org_id=2, start_block=3))
     with pytest.raises(PermanentError, match=r"reset_outputs refused: .* 1 other org"):
         make_follower(fresh_anvil.url, hot_engine, Recorder(), start_block=0, reset_outputs=True)
     assert_hot_equals_node(hot_engine, fresh_anvil.url, 3, reset.tip + 1)
     with hot_engine.connect() as conn:
-        writers = conn.execute(sa.select(hot_chain_status.c.writer_org_ids)).scalar_one()
-    assert sorted(writers) == [1, 2]
+        orgs = conn.execute(sa.select(hot_chain_status.c.follower_org_ids)).scalar_one()
+    assert sorted(orgs) == [1, 2]
+
+
+def announced(recorder):
+    """Block numbers announced, in order, with each invalidation as ('inv', start, end)."""
+    seen = []
+    for event in recorder.events:
+        if event["type"] == "output":
+            seen.extend(range(event["range_start"], event["range_end"]))
+        else:
+            seen.append(("inv", event["range_start"], event["range_end"]))
+    return seen
+
+
+def test_another_orgs_follower_announces_the_writers_rows_and_its_reorgs(fresh_anvil, hot_engine):
+    url = fresh_anvil.url
+    devchain.mine(url, 6)
+    writer_events, standby_events = Recorder(), Recorder()
+    writer = make_follower(url, hot_engine, writer_events)
+    standby = make_follower(url, hot_engine, standby_events, org_id=2, resume=False)
+    catch_up(writer)
+    standby.standby_step()
+    assert announced(standby_events) == list(range(0, 7))  # what the writer stored
+
+    devchain.mine(url, 3)
+    catch_up(writer)
+    devchain.reorg(url, 2)
+    writer.step()  # the writer's reorg: it deletes [8, 10), logs it, rewrites
+    catch_up(writer)
+    standby.standby_step()
+    assert ("inv", 8, 10) in announced(writer_events)
+    # The standby had announced only 0..6, so this rewrite invalidates nothing of its own.
+    assert announced(standby_events) == list(range(0, 10))
+    devchain.reorg(url, 3)
+    writer.step()
+    catch_up(writer)
+    standby.standby_step()
+    assert announced(standby_events)[10:] == [("inv", 7, 10), 7, 8, 9]
+    with hot_engine.connect() as conn:  # the chain's status is the writer's alone
+        assert conn.execute(sa.select(hot_chain_status.c.tip_block)).scalar_one() == writer.tip
+
+    # The writer stops; the standby becomes the writer and continues without gap.
+    devchain.mine(url, 2)
+    standby.resume()
+    catch_up(standby)
+    assert announced(standby_events)[-2:] == [10, 11]
+    assert_hot_equals_node(hot_engine, url, 0, 12)
+
+
+def test_each_follower_keeps_its_own_announcement_cursor(fresh_anvil, hot_engine):
+    url = fresh_anvil.url
+    devchain.mine(url, 4)
+    first = Recorder()
+    catch_up(make_follower(url, hot_engine, first))
+    devchain.mine(url, 3)
+    # A second job of the same org starts later: it announces from its own start, and the
+    # first job, restarted, resumes from where it announced, not from the second's position.
+    second = Recorder()
+    catch_up(make_follower(url, hot_engine, second, job="follow2", start_block=2))
+    again = Recorder()
+    catch_up(make_follower(url, hot_engine, again))
+    assert announced(first) == list(range(0, 5))
+    assert announced(second) == list(range(2, 8))
+    assert announced(again) == list(range(5, 8))
+
+
+def test_standby_takes_over_when_the_writer_stops(fresh_anvil, hot_engine, monkeypatch):
+    import threading
+    import time
+
+    from trace_operators import block_follower
+
+    monkeypatch.setenv("TRACE_RPC_POOL_ANVIL", fresh_anvil.url)
+    devchain.mine(fresh_anvil.url, 3)
+    recorders, contexts, threads = {}, {}, {}
+    for org_id in (1, 2):
+        recorders[org_id] = Recorder()
+        contexts[org_id] = TaskContext(
+            task_id=org_id,
+            attempt=1,
+            org_id=org_id,
+            dag_name="chain",
+            job_name="follow",
+            config={"chain_id": CHAIN, "rpc_pool": "anvil", "poll_interval_seconds": 0.05},
+            scope=OperatorScope(),
+            emit_events=recorders[org_id],
+        )
+    errors = []
+
+    def run(org_id):
+        try:
+            block_follower.run(contexts[org_id])
+        except Exception as exc:  # LeaseLost when stopped; anything else fails the test
+            if type(exc).__name__ != "LeaseLost":
+                errors.append(exc)
+
+    def wait_for(predicate):
+        deadline = time.monotonic() + 15
+        while not predicate():
+            assert time.monotonic() < deadline and not errors, errors
+            time.sleep(0.05)
+
+    threads[1] = threading.Thread(target=run, args=(1,))
+    threads[1].start()
+    wait_for(lambda: announced(recorders[1])[-1:] == [3])
+    threads[2] = threading.Thread(target=run, args=(2,))
+    threads[2].start()
+    devchain.mine(fresh_anvil.url, 2)
+    wait_for(lambda: announced(recorders[2])[-1:] == [5])  # org 2 on standby
+    contexts[1].stop_event.set()
+    threads[1].join(5)
+    devchain.mine(fresh_anvil.url, 2)
+    wait_for(lambda: announced(recorders[2])[-1:] == [7])  # org 2 now writes
+    contexts[2].stop_event.set()
+    threads[2].join(5)
+    assert announced(recorders[2]) == list(range(0, 8))
+    assert announced(recorders[1]) == list(range(0, 6))[: len(announced(recorders[1]))]
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, 8)
+    assert not errors
