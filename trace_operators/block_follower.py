@@ -83,6 +83,10 @@ _FIELD_RULES = {
 }
 
 
+# Trusted code: it writes the shared hot tables.
+RUNTIMES = ("platform",)
+
+
 def config_parse(config: dict[str, Any]) -> FollowerConfig:
     return FollowerConfig.parse(config)
 
@@ -133,6 +137,7 @@ class Follower:
         self.key = f"{ctx.org_id}/{ctx.dag_name}/{ctx.job_name}"
         self.rewrites_seen = 0
         self.prepared = False
+        self._catching_up = True  # until a poll finds nothing new
         self._last_status: tuple | None = None
         self._last_status_at = 0.0
 
@@ -207,7 +212,7 @@ class Follower:
         """reset_outputs bootstrap: wipe this chain's hot rows once per (job, start_block)."""
         from trace_chain import hot_store
 
-        marker = f"{self.ctx.dag_name}/{self.ctx.job_name}/start={self.config.start_block}"
+        marker = f"{self.key}/start={self.config.start_block}"
         status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
         if status.get("reset_marker") == marker:
             return
@@ -273,13 +278,17 @@ class Follower:
     def _step(self) -> int:
         from trace_chain import hot_store
 
-        latest = self.adapter.head()
-        head = latest["number"]
+        # At the tip, one call answers "anything new?" and "is my tip still canonical?"; while
+        # catching up, the bare number is enough (a busy chain's head block lists thousands
+        # of transaction hashes).
+        latest = None if self._catching_up else self.adapter.head()
+        head = self.adapter.head_number() if latest is None else latest["number"]
         start = self.next_block
         if head < start:
+            self._catching_up = False
             # Nothing new; but a reorg can replace blocks at (or below) our tip without the
             # head moving past it, so check that the node still has what we stored there.
-            if self.tip is not None and self._tip_replaced(latest):
+            if self.tip is not None and self._tip_replaced(latest or self.adapter.head()):
                 self._handle_reorg(head)
             else:
                 self._emit_due()  # e.g. blocks an earlier attempt stored but did not announce
@@ -306,6 +315,7 @@ class Follower:
             transactions=[t for t in rows.transactions if wanted(t)],
             logs=[entry for entry in rows.logs if wanted(entry)],
         )
+        self._catching_up = last < head
         for block in blocks[:keep]:
             self.window.add(block["number"], block["hash"])
         self.tip, self.tip_hash = last, blocks[keep - 1]["hash"]
@@ -314,18 +324,13 @@ class Follower:
         return keep
 
     def _tip_replaced(self, latest: dict[str, Any]) -> bool:
-        """Does the node disagree with our block at min(head, tip)? A node merely behind us
-        (a lagging endpoint) agrees there, and we wait for it. At the tip (the usual idle
-        poll) the head's own hash answers, with no second call."""
+        """Called when the node's head is at or below our tip: does the node disagree with
+        the block we stored at its head's height? A node merely behind us (a lagging
+        endpoint) agrees there, and we wait for it."""
         head = latest["number"]
-        number = min(head, self.tip)
-        if number < self.config.start_block:
+        if head < self.config.start_block:
             return False
-        if number == head:
-            node_hash = latest["hash"]
-        else:
-            node_hash = self.adapter.blocks(number, number + 1, full_transactions=False)[0]["hash"]
-        return node_hash != self._stored_hash(number)
+        return latest["hash"] != self._stored_hash(head)
 
     def _emit_due(self) -> None:
         """Emit one event per full `emit_every_blocks` blocks written since the last one."""

@@ -135,9 +135,16 @@ def config_parse(config: Mapping[str, Any]) -> IngestConfig:
     for name in _HEX_LIST_OPTIONS:
         if name in config:
             raw = config[name]
-            content[name] = [v.lower() for v in ([raw] if isinstance(raw, str) else raw or [])]
-            if not content[name] or not all(re.fullmatch(r"0x[0-9a-f]+", v) for v in content[name]):
+            values = [raw] if isinstance(raw, str) else raw
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(
+                    isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]+", v) for v in values
+                )
+            ):
                 raise ConfigError(name, "must be a 0x-hex string or list of them")
+            content[name] = [v.lower() for v in values]
     for name in _INT_OPTIONS:
         if name in config:
             content[name] = _int(config, name, minimum=1)
@@ -176,15 +183,31 @@ def content_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return _identity(config_parse(config))
 
 
-def output_prefixes(config: Mapping[str, Any]) -> list[str]:
-    """The only object-store prefix this job may publish under: its version prefix. Chain data
-    is the same for everyone, so it is content-addressed at the store root, not per org."""
+# Trusted code: it writes content-addressed chain data every org shares.
+RUNTIMES = ("platform",)
+
+
+def output_prefixes(
+    config: Mapping[str, Any], range_start: int | None, range_end: int | None
+) -> list[str]:
+    """Where a task of this job may publish: exactly its range's partition prefix (its
+    version prefix when the task has no range). Chain data is the same for everyone, so it is
+    content-addressed at the store root, not per org."""
     parsed = config_parse(config)
+    config_hash = cold_layout.config_hash(_identity(parsed))
+    if range_start is not None and range_end is not None and 0 <= range_start < range_end:
+        partition = cold_layout.ColdPartition(
+            chain_id=parsed.chain_id,
+            chain=chain_settings(parsed.chain_id).name,
+            dataset=parsed.dataset,
+            config_hash=config_hash,
+            range_start=range_start,
+            range_end=range_end,
+        )
+        return [partition.prefix]
     return [
         cold_layout.version_prefix(
-            chain_id=parsed.chain_id,
-            dataset=parsed.dataset,
-            config_hash=cold_layout.config_hash(_identity(parsed)),
+            chain_id=parsed.chain_id, dataset=parsed.dataset, config_hash=config_hash
         )
     ]
 

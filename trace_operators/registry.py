@@ -5,8 +5,11 @@ An operator module defines `run(ctx)`, and may define:
   sync calls it, so a bad config is refused at deploy time, not on the first run.
 - `content_config(config)`: the part of the config that decides what the output holds (the
   dataset version's definition). Without it the whole config counts.
-- `output_prefixes(config)`: object-store prefixes (relative to the store root) the job may
-  publish under. Without it a job gets its own `orgs/{org_id}/{dag}/{job}/`.
+- `output_prefixes(config, range_start, range_end)`: object-store prefixes (relative to the
+  store root) a task of the job may publish under. Without it a job gets its own
+  `orgs/{org_id}/{dag}/{job}/`.
+- `RUNTIMES`: the runtimes it may run in (e.g. only `platform` for trusted code that writes
+  shared data). Without it, any.
 """
 
 from __future__ import annotations
@@ -43,19 +46,30 @@ def operator_get(name: str) -> Operator:
     return _module(name).run
 
 
-def operator_config_problems(name: str, config: dict[str, Any]) -> list[tuple[str, str]]:
-    """`(field path, message)` for what is wrong with a job's operator and config (empty when
-    nothing is). Paths are relative to the job: `operator`, `config`, `config.<field>`."""
+def operator_config_problems(
+    name: str, config: dict[str, Any], runtime: str
+) -> list[tuple[str, str]]:
+    """`(field path, message)` for what is wrong with a job's operator, runtime and config
+    (empty when nothing is). Paths are relative to the job: `operator`, `runtime`, `config`,
+    `config.<field>`."""
     try:
-        parse = getattr(_module(name), "config_parse", None)
+        module = _module(name)
     except UnknownOperator as exc:
         return [("operator", str(exc))]
+    problems = []
+    runtimes = getattr(module, "RUNTIMES", None)
+    if runtimes is not None and runtime not in runtimes:
+        problems.append(("runtime", f"operator {name!r} runs only in {list(runtimes)}"))
+    parse = getattr(module, "config_parse", None)
     if parse is not None:
         try:
             parse(config)
         except ConfigError as exc:
-            return [(f"config.{exc.field}" if exc.field else "config", exc.message)]
-    return []
+            problems.append((f"config.{exc.field}" if exc.field else "config", exc.message))
+        except (TypeError, ValueError, AttributeError, LookupError) as exc:
+            # An operator's parser missed a case: still the user's config, still a 400.
+            problems.append(("config", f"invalid: {type(exc).__name__}: {exc}"))
+    return problems
 
 
 def operator_content_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +78,10 @@ def operator_content_config(name: str, config: dict[str, Any]) -> dict[str, Any]
     return config if content is None else content(config)
 
 
-def operator_output_prefixes(name: str, config: dict[str, Any]) -> list[str] | None:
-    """Where the operator publishes (see the module docstring); None: the platform default."""
+def operator_output_prefixes(
+    name: str, config: dict[str, Any], range_start: int | None, range_end: int | None
+) -> list[str] | None:
+    """Where a task of the operator publishes (see the module docstring); None: the platform
+    default."""
     prefixes = getattr(_module(name), "output_prefixes", None)
-    return None if prefixes is None else prefixes(config)
+    return None if prefixes is None else prefixes(config, range_start, range_end)

@@ -182,8 +182,11 @@ def test_a_node_behind_our_tip_is_waited_for_not_treated_as_a_reorg(fresh_anvil,
         def __init__(self, inner):
             self.inner = inner
 
+        def head_number(self):
+            return self.inner.head_number() - 3
+
         def head(self):
-            number = self.inner.head_number() - 3
+            number = self.head_number()
             return self.inner.blocks(number, number + 1, full_transactions=False)[0]
 
         def __getattr__(self, name):

@@ -60,7 +60,9 @@ def store_root():
 def complete(scheduled, rows=10):
     claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
     (prefix,) = capability_token_verify(claimed.capability_token).claims["prefixes"]
+    # Exactly this range's partition: no other range's files, no other org's.
     assert prefix.startswith(f"{store_root()}31337/{scheduled.stream.dataset}/")
+    assert prefix.endswith(f"/{scheduled.range_start:08}_{scheduled.range_end - 1:08}/")
     publication = {
         "location": f"{prefix}{scheduled.range_start}/",
         "row_count": rows,

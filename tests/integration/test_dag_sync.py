@@ -143,6 +143,20 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
     cryo = cryo.replace("config: {}", "config: {chain_id: 1, dataset: traces, rpc_pool: p}", 1)
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": cryo}, format="json").json()["errors"]
     assert error.startswith("jobs[0].config.dataset: must be one of ['blocks'")
+    for contract in ("[1]", "5", "[]", "'0xzz'"):
+        filters = cryo.replace("dataset: traces", f"dataset: logs, contract: {contract}")
+        response = api.post("/v1/dags/chain/versions", {"yaml": filters}, format="json")
+        assert response.json()["errors"] == [
+            "jobs[0].config.contract: must be a 0x-hex string or list of them"
+        ], contract
+    in_udf = FOLLOWER_DAG.format(config="{chain_id: 1, rpc_pool: main}").replace(
+        "operator: block_follower",
+        "operator: block_follower\n    runtime: udf\n    udf: {bundle: b, entrypoint: e}",
+    )
+    (error,) = api.post("/v1/dags/follow/versions", {"yaml": in_udf}, format="json").json()[
+        "errors"
+    ]
+    assert error == "jobs[0].runtime: operator 'block_follower' runs only in ['platform']"
     unknown = noop_dag().replace("operator: noop", "operator: nope", 1)
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": unknown}, format="json").json()[
         "errors"

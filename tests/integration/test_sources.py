@@ -75,6 +75,15 @@ def test_webhook_takes_json_only(sources_dag, api):
         "POST", secret["url"], b"{not json", content_type="application/json", **headers
     )
     assert broken.status_code == 400
+    # A wrong secret is a 401 whatever the body, before the body is even parsed.
+    wrong = {"HTTP_X_TRACE_WEBHOOK_SECRET": "wrong"}
+    assert anonymous.post(secret["url"], {"a": "1"}, **wrong).status_code == 401
+    assert (
+        anonymous.generic(
+            "POST", secret["url"], b"{not json", content_type="application/json", **wrong
+        ).status_code
+        == 401
+    )
     assert not Task.objects.filter(job__name="hook").exists()
     listed = anonymous.post(secret["url"], [1, 2], format="json", **headers)
     assert Task.objects.get(pk=listed.json()["task_id"]).payload == {"body": [1, 2]}

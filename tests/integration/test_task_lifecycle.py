@@ -273,6 +273,10 @@ def test_publication_must_point_into_the_jobs_own_prefix(org, other_org, dag, se
         f"{root}p/",  # inside the store, outside the job's prefix
         f"{root}orgs/{other_org.pk}/{task.job.dag_version.name}/{task.job.name}/p/",
         f"{own}../../../../etc/",
+        f"{own}%2e%2e/%2e%2e/%2e%2e/{other_org.pk}/x/",  # what a reader may unquote to ..
+        f"{own}p?x#y",
+        f"{own}a//b/",
+        f"{own}./p/",
     )
     for location in refused:
         with pytest.raises(ValidationFailed, match="outside the object store prefixes"):

@@ -30,7 +30,7 @@ class ChainStatusApi(OrgScopedView):
         from trace_chain.hot_store import hot_status_get
 
         status = hot_status_get(data_engine(), chain_id=chain_id)
-        if status is None:
+        if status is None or status["head_block"] is None:
             raise NotFound(f"no follower has written chain {chain_id}")
         head, tip = status["head_block"], status["tip_block"]
         return Response(

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
+from trace_operators.context import ConfigError
 from trace_operators.registry import operator_content_config
 from trace_web.datasets.models import Dataset, DatasetVersion
 from trace_web.errors import ValidationFailed
@@ -31,9 +32,13 @@ def output_definition(
     """What defines a dataset's content: a change here starts a new dataset version. Only the
     config the operator says decides content counts, so pointing a job at another RPC pool or
     tuning its batch size keeps the version."""
+    try:
+        content = operator_content_config(operator, config)
+    except ConfigError:  # deployed before configs were checked: the whole config counts
+        content = config
     return {
         "operator": operator,
-        "config": operator_content_config(operator, config),
+        "config": content,
         "update_strategy": update_strategy,
         "unique_key": list(unique_key or []),
         "output": output_index,

@@ -21,6 +21,7 @@ from trace_web.orchestration.models import DagPointer, DagVersion, Task
 from trace_web.orchestration.services.dags import dag_activate, dag_rollback, dag_sync
 from trace_web.orchestration.services.sources import (
     job_run_manual,
+    webhook_authenticate,
     webhook_receive,
     webhook_secret_rotate,
 )
@@ -261,14 +262,11 @@ class WebhookApi(APIView):
         },
     )
     def post(self, request: Request, org: str, name: str, job: str) -> Response:
+        source = {"org_slug": org, "dag_name": name, "job_name": job}
+        secret = request.headers.get("X-Trace-Webhook-Secret", "")
+        webhook_authenticate(**source, secret=secret)  # a wrong secret is a 401, whatever the body
         payload = request.data if isinstance(request.data, dict) else {"body": request.data}
-        task = webhook_receive(
-            org_slug=org,
-            dag_name=name,
-            job_name=job,
-            secret=request.headers.get("X-Trace-Webhook-Secret", ""),
-            payload=dict(payload),
-        )
+        task = webhook_receive(**source, secret=secret, payload=dict(payload))
         return Response(
             {"task_id": task.pk, "status": task.status}, status=status.HTTP_202_ACCEPTED
         )

@@ -276,7 +276,7 @@ class JobSpec(_Model):
             errors.append(("udf", "required when runtime is 'udf'"))
         elif self.runtime != "udf" and self.udf is not None:
             errors.append(("udf", "only allowed when runtime is 'udf'"))
-        errors += operator_config_problems(self.operator, self.config)
+        errors += operator_config_problems(self.operator, self.config, self.runtime)
         _raise_rules(errors)
         return self
 

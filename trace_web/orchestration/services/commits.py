@@ -133,22 +133,40 @@ def publication_prefixes(task: Task) -> list[str]:
     what the operator declares (cryo_ingest: its content-addressed version prefix), else
     `orgs/{org_id}/{dag}/{job}/`. The capability token carries the same list."""
     from trace_chain.object_store import object_store_from_url
+    from trace_operators.context import ConfigError
     from trace_operators.registry import operator_output_prefixes
 
     job = task.job
     root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
     root = root if root.endswith("/") else root + "/"
-    relative = operator_output_prefixes(job.operator, job.config)
+    try:
+        relative = operator_output_prefixes(
+            job.operator, job.config, task.range_start, task.range_end
+        )
+    except ConfigError:
+        return []  # the operator refuses its config, so it publishes nothing
     if relative is None:
         relative = [f"orgs/{task.org_id}/{job.dag_version.name}/{job.name}/"]
     return [root + prefix for prefix in relative]
 
 
 def _inside(location: str, prefixes: list[str]) -> bool:
-    return any(
-        location.startswith(prefix) and ".." not in location[len(prefix) :].split("/")
-        for prefix in prefixes
-    )
+    """Under one of `prefixes`, by plain key segments only: readers turn locations into paths
+    and may unquote them, so `%`, `?`, `#` and `.`/`..`/empty segments are refused."""
+    from trace_chain.object_store import ObjectStoreError, validate_key
+
+    for prefix in prefixes:
+        if not location.startswith(prefix):
+            continue
+        rest = location[len(prefix) :]
+        if any(c in rest for c in "%?#"):
+            return False
+        try:
+            validate_key(rest, allow_empty=True)
+        except ObjectStoreError:
+            return False
+        return True
+    return False
 
 
 def output_commit(*, task: Task, output: dict[str, Any]) -> dict[str, Any]:

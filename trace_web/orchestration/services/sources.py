@@ -99,16 +99,26 @@ def webhook_secret_rotate(*, org: Org, dag_name: str, job_name: str) -> str:
     return secret
 
 
-def webhook_receive(
-    *, org_slug: str, dag_name: str, job_name: str, secret: str, payload: dict[str, Any]
-) -> Task:
-    """A webhook call: a wrong or missing secret creates nothing (401)."""
+def webhook_authenticate(
+    *, org_slug: str, dag_name: str, job_name: str, secret: str
+) -> WebhookSecret:
+    """The source's stored secret if `secret` matches it, else Unauthenticated (401)."""
     stored = WebhookSecret.objects.filter(
         org__slug=org_slug, dag_name=dag_name, job_name=job_name
     ).first()
     offered = hashlib.sha256((secret or "").encode()).hexdigest()
     if stored is None or not hmac.compare_digest(stored.secret_sha256, offered):
         raise Unauthenticated("bad or missing webhook secret")
+    return stored
+
+
+def webhook_receive(
+    *, org_slug: str, dag_name: str, job_name: str, secret: str, payload: dict[str, Any]
+) -> Task:
+    """A webhook call: a wrong or missing secret creates nothing (401)."""
+    stored = webhook_authenticate(
+        org_slug=org_slug, dag_name=dag_name, job_name=job_name, secret=secret
+    )
     job = active_job(org_id=stored.org_id, dag_name=dag_name, job_name=job_name)
     if job.source_kind != "webhook":
         raise ValidationFailed(f"job {job_name!r} is not a webhook source")
