@@ -185,6 +185,24 @@ def test_every_operation_documents_a_success_body_with_named_properties(schema):
     assert not undocumented, f"no documented success body: {undocumented}"
 
 
+def test_user_operations_document_the_rate_limit_and_it_answers_so(schema, api, monkeypatch):
+    for path, item in schema["paths"].items():
+        for method in METHODS & set(item):
+            org_scoped = any(p["name"] == "X-Trace-Org" for p in item[method].get("parameters", []))
+            assert ("429" in item[method]["responses"]) == org_scoped, (method, path)
+    from django.core.cache import cache
+    from rest_framework.throttling import UserRateThrottle
+
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "2/min"})
+    cache.clear()
+    try:
+        responses = [api.get("/v1/tasks") for _ in range(3)]
+    finally:
+        cache.clear()
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert_documented(schema, "get", "/v1/tasks", responses[2])
+
+
 @pytest.mark.parametrize(
     ("method", "path", "request_fields", "code", "response_fields", "errors"),
     [

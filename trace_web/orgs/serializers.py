@@ -39,3 +39,25 @@ NOT_A_MEMBER = OpenApiResponse(ErrorOut, "Not signed in, or not a member of the 
 ROLE_TOO_LOW = OpenApiResponse(
     ErrorOut, "Not signed in, not a member of the org (X-Trace-Org), or the role is too low"
 )
+
+
+def document_throttling(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every user operation (the org-scoped ones) is
+    rate limited per user (TRACE_USER_API_RATE), so each documents its 429."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            names = {p.get("name") for p in operation.get("parameters", [])}
+            if ORG_HEADER.name in names:
+                operation["responses"].setdefault(
+                    "429",
+                    {
+                        "description": "Too many requests: the per-user rate "
+                        "(TRACE_USER_API_RATE) was exceeded; retry after the Retry-After header",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorOut"}
+                            }
+                        },
+                    },
+                )
+    return result

@@ -80,6 +80,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Control plane of the Trace blockchain data platform.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "trace_web.orgs.serializers.document_throttling",
+    ],
 }
 
 LOGGING = {
