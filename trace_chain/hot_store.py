@@ -228,18 +228,30 @@ def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]
     the duration of the block. Two followers of one chain — another org's, or an old attempt
     that has not noticed it lost its lease — never write the hot tables at the same time; the
     lock dies with its connection, so a killed worker frees it at once. Calls `wait()` between
-    tries while another writer holds it."""
+    tries while another writer holds it. Yields `still_held()`, to check before each write
+    that the session (and so the lock) did not end under us."""
     key = int.from_bytes(
         hashlib.sha256(f"trace.hot_writer:{chain_id}".encode()).digest()[:8], "big", signed=True
     )
     conn = engine.connect()
+
+    def still_held() -> bool:
+        """A session-level lock lives exactly as long as its session: if the session still
+        answers, we hold it."""
+        try:
+            conn.execute(sa.select(1))
+            conn.commit()
+            return True
+        except sa.exc.DBAPIError:
+            return False
+
     try:
         while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
             conn.rollback()  # do not sit in a transaction while waiting
             wait()
         conn.commit()
         try:
-            yield
+            yield still_held
         finally:
             # The pool would keep the session (and its lock) alive: unlock explicitly, and if
             # that fails, discard the connection so Postgres ends the session.

@@ -134,7 +134,11 @@ class Follower:
         self.tip_hash: str | None = None
         self.unemitted_from = config.start_block
         # This follower's own announcement cursor and rewrite-log position (hot_followers).
-        self.key = f"{ctx.org_id}/{ctx.dag_name}/{ctx.job_name}"
+        # start_block is part of the dataset's definition, so part of the cursor's identity.
+        self.key = f"{ctx.org_id}/{ctx.dag_name}/{ctx.job_name}/start={config.start_block}"
+        # The lowest block the writer keeps contiguous: its start_block, or lower when the
+        # chain's hot rows (written by another follower) already begin below it.
+        self.floor = config.start_block
         self.rewrites_seen = 0
         self.prepared = False
         self._catching_up = True  # until a poll finds nothing new
@@ -158,6 +162,15 @@ class Follower:
         cursor = hot_store.follower_get(self.engine, chain_id=chain_id, follower=self.key)
         if cursor is None:  # new: nothing announced, no rewrite of the past concerns us
             self.rewrites_seen = hot_store.hot_rewrites_last(self.engine, chain_id=chain_id)
+            # Saved before any announcement, so a crash after the first one still finds the
+            # rewrites it must invalidate.
+            hot_store.follower_save(
+                self.engine,
+                chain_id=chain_id,
+                follower=self.key,
+                emitted_upto=self.unemitted_from,
+                rewrites_seen=self.rewrites_seen,
+            )
         else:
             self.rewrites_seen = cursor["rewrites_seen"]
             if cursor["emitted_upto"] is not None:
@@ -176,17 +189,45 @@ class Follower:
             self._reset_once()
         self._catch_up_rewrites()  # the previous writer's last ones, if we were on standby
         self.tip = self.tip_hash = None  # whatever standby saw, the hot table decides
+        bounds = self._check_announceable()
+        self.floor = min(self.config.start_block, bounds[0]) if bounds else self.config.start_block
         tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
-        if tip and tip[0] >= self.config.start_block:
+        if tip:
+            # The hot rows are the chain's: continue them without a gap, whatever our own
+            # start_block (we announce only from it).
             self.tip, self.tip_hash = tip
-            start = max(self.config.start_block, tip[0] - self.config.window_blocks + 1)
+            start = max(self.floor, tip[0] - self.config.window_blocks + 1)
             for number, block_hash in sorted(
                 hot_store.hot_hashes(
                     self.engine, chain_id=self.config.chain_id, start=start, end=tip[0] + 1
                 ).items()
             ):
                 self.window.add(number, block_hash)
-        self.unemitted_from = min(self.unemitted_from, self.next_block)
+        self.unemitted_from = max(
+            self.config.start_block, min(self.unemitted_from, self.next_block)
+        )
+
+    def _check_announceable(self) -> tuple[int, int] | None:
+        """The chain's hot bounds; refuses (for good) a follower whose next announcement lies
+        below the lowest stored block: nobody will store those blocks again, so announcing
+        them would announce rows that do not exist."""
+        from trace_chain import hot_store
+
+        bounds = hot_store.hot_bounds(self.engine, chain_id=self.config.chain_id)
+        if bounds is not None and self.unemitted_from < bounds[0]:
+            raise PermanentError(
+                f"chain {self.config.chain_id}'s hot rows start at block {bounds[0]}, above "
+                f"this follower's next block to announce ({self.unemitted_from}): another "
+                f"follower set where the chain's hot rows begin. Use start_block >= "
+                f"{bounds[0]}, and chain_sync for older history"
+            )
+        return bounds
+
+    def _align(self, block: int) -> int:
+        """The start of the `emit_every_blocks` announcement that holds `block`, so a
+        re-announcement covers the same ranges as the first one."""
+        every, base = self.config.emit_every_blocks, self.config.start_block
+        return base + ((block - base) // every) * every
 
     def _catch_up_rewrites(self) -> None:
         """Invalidate, for our own dataset, what we announced of ranges the chain's writer
@@ -196,7 +237,7 @@ class Follower:
         for rewrite in hot_store.hot_rewrites_since(
             self.engine, chain_id=self.config.chain_id, after=self.rewrites_seen
         ):
-            start = max(rewrite["range_start"], self.config.start_block)
+            start = self._align(max(rewrite["range_start"], self.config.start_block))
             if start < self.unemitted_from:
                 self.ctx.invalidate(
                     output=0,
@@ -212,7 +253,7 @@ class Follower:
         """reset_outputs bootstrap: wipe this chain's hot rows once per (job, start_block)."""
         from trace_chain import hot_store
 
-        marker = f"{self.key}/start={self.config.start_block}"
+        marker = self.key
         status = hot_store.hot_status_get(self.engine, chain_id=self.config.chain_id) or {}
         if status.get("reset_marker") == marker:
             return
@@ -239,28 +280,18 @@ class Follower:
     def standby_step(self) -> None:
         """Another follower (e.g. another org's) writes this chain: announce, for our own
         dataset, what it stored, and invalidate what it rewrote. Never touches the rows."""
-        from trace_chain import hot_store
-
         if not self.prepared:
             self.prepare()
         self._catch_up_rewrites()
-        bounds = hot_store.hot_bounds(self.engine, chain_id=self.config.chain_id)
-        if bounds is not None and bounds[0] > self.unemitted_from:
-            log.warning(
-                "chain %s: hot rows start at block %s, above this follower's next block %s; "
-                "waiting to become the writer",
-                self.config.chain_id,
-                bounds[0],
-                self.unemitted_from,
-            )
-        elif bounds is not None:
+        bounds = self._check_announceable()
+        if bounds is not None:  # the writer keeps [low, high] contiguous
             self.tip = bounds[1] if bounds[1] >= self.config.start_block else None
             self._emit_due()
         self._status(None)
 
     @property
     def next_block(self) -> int:
-        return self.config.start_block if self.tip is None else self.tip + 1
+        return self.floor if self.tip is None else self.tip + 1
 
     # --- the loop -------------------------------------------------------------------------
     def step(self) -> int:
@@ -284,11 +315,14 @@ class Follower:
         latest = None if self._catching_up else self.adapter.head()
         head = self.adapter.head_number() if latest is None else latest["number"]
         start = self.next_block
+        if head < start and latest is None:  # caught up: look at the head block itself
+            latest = self.adapter.head()
+            head = latest["number"]
         if head < start:
             self._catching_up = False
             # Nothing new; but a reorg can replace blocks at (or below) our tip without the
             # head moving past it, so check that the node still has what we stored there.
-            if self.tip is not None and self._tip_replaced(latest or self.adapter.head()):
+            if self.tip is not None and self._tip_replaced(latest):
                 self._handle_reorg(head)
             else:
                 self._emit_due()  # e.g. blocks an earlier attempt stored but did not announce
@@ -328,7 +362,7 @@ class Follower:
         the block we stored at its head's height? A node merely behind us (a lagging
         endpoint) agrees there, and we wait for it."""
         head = latest["number"]
-        if head < self.config.start_block:
+        if head < self.floor:
             return False
         return latest["hash"] != self._stored_hash(head)
 
@@ -377,6 +411,8 @@ class Follower:
         fork = self._fork_point(head)
         first_bad = fork + 1
         depth = old_next - first_bad
+        if depth <= 0:  # the node moved under us, nothing we stored differs
+            return
         log.warning(
             "chain %s reorg: blocks [%s, %s) orphaned (depth %s)",
             self.config.chain_id,
@@ -385,23 +421,26 @@ class Follower:
             depth,
         )
         # Invalidate first: if we die before the delete, the next attempt finds the same
-        # mismatch and invalidates again (harmless); the other order could lose it.
-        self.ctx.invalidate(
-            output=0,
-            range_start=first_bad,
-            range_end=old_next,
-            reason=f"reorg of depth {depth} on chain {self.config.chain_id}",
-        )
+        # mismatch and invalidates again (harmless); the other order could lose it. Only our
+        # own blocks (from start_block), from the start of their announcement.
+        ours = self._align(max(first_bad, self.config.start_block))
+        if ours < old_next:
+            self.ctx.invalidate(
+                output=0,
+                range_start=ours,
+                range_end=old_next,
+                reason=f"reorg of depth {depth} on chain {self.config.chain_id}",
+            )
         rewrite = hot_store.hot_rewrite_from(
             self.engine, chain_id=self.config.chain_id, start=first_bad, end=old_next
         )
         self.rewrites_seen = max(self.rewrites_seen, rewrite or 0)  # invalidated just above
         self.window.drop_from(first_bad)
-        if fork < self.config.start_block:
+        if fork < self.floor:
             self.tip = self.tip_hash = None
         else:
             self.tip, self.tip_hash = fork, self._stored_hash(fork)
-        self.unemitted_from = min(self.unemitted_from, first_bad)
+        self.unemitted_from = min(self.unemitted_from, ours)
         hot_store.hot_status_update(
             self.engine,
             chain_id=self.config.chain_id,
@@ -430,8 +469,8 @@ class Follower:
 
         upper = min(self.next_block, head + 1)  # exclusive
         step = 8
-        while upper > self.config.start_block:
-            lower = max(self.config.start_block, upper - step)
+        while upper > self.floor:
+            lower = max(self.floor, upper - step)
             canonical = {
                 b["number"]: b["hash"]
                 for b in self.adapter.blocks(lower, upper, full_transactions=False)
@@ -444,7 +483,7 @@ class Follower:
                     return number
             upper = lower
             step *= 2
-        return self.config.start_block - 1
+        return self.floor - 1
 
 
 def run(ctx: TaskContext) -> None:
@@ -466,9 +505,17 @@ def run(ctx: TaskContext) -> None:
 
     try:
         follower.prepare()
-        with chain_writer_lock(engine, chain_id=config.chain_id, wait=standby):
+        with chain_writer_lock(engine, chain_id=config.chain_id, wait=standby) as still_held:
             follower.resume()
             while not ctx.should_stop():
+                if not still_held():
+                    # Our database session (and with it the lock) ended, e.g. Postgres
+                    # restarted: a standby may be writing already. Stop; the source monitor
+                    # restarts us, as a standby if need be.
+                    raise RuntimeError(
+                        f"lost the writer lock of chain {config.chain_id}; stopping so that "
+                        "no two followers write it"
+                    )
                 if follower.step() == 0:
                     ctx.sleep(follower.poll)
     finally:

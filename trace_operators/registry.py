@@ -57,9 +57,8 @@ def operator_config_problems(
     except UnknownOperator as exc:
         return [("operator", str(exc))]
     problems = []
-    runtimes = getattr(module, "RUNTIMES", None)
-    if runtimes is not None and runtime not in runtimes:
-        problems.append(("runtime", f"operator {name!r} runs only in {list(runtimes)}"))
+    if not operator_runtime_allowed(name, runtime):
+        problems.append(("runtime", f"operator {name!r} runs only in {list(module.RUNTIMES)}"))
     parse = getattr(module, "config_parse", None)
     if parse is not None:
         try:
@@ -76,6 +75,11 @@ def operator_content_config(name: str, config: dict[str, Any]) -> dict[str, Any]
     """What of `config` decides the output's content (see the module docstring)."""
     content = getattr(_module(name), "content_config", None)
     return config if content is None else content(config)
+
+
+def operator_runtime_allowed(name: str, runtime: str) -> bool:
+    runtimes = getattr(_module(name), "RUNTIMES", None)
+    return runtimes is None or runtime in runtimes
 
 
 def operator_output_prefixes(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -65,6 +66,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if exc.details is not None:
             body["errors"] = exc.details
         return Response(body, status=exc.http_status)
+    if isinstance(exc, DataError):  # a value Postgres refuses (NUL in text, out of range)
+        return Response(
+            {"error": "invalid", "detail": f"the database refused a value: {exc}".strip()},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

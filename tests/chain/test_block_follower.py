@@ -432,3 +432,103 @@ def test_standby_takes_over_when_the_writer_stops(fresh_anvil, hot_engine, monke
     assert announced(recorders[1]) == list(range(0, 6))[: len(announced(recorders[1]))]
     assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, 8)
     assert not errors
+
+
+def test_a_head_that_moves_between_calls_is_not_a_reorg(fresh_anvil, hot_engine):
+    url = fresh_anvil.url
+    devchain.mine(url, 5)
+    recorder = Recorder()
+    follower = make_follower(url, hot_engine, recorder)
+    catch_up(follower)
+    tip = follower.tip
+    devchain.mine(url, 1)
+
+    class StaleNumber:
+        """eth_blockNumber answered before the node moved, the head block after."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def head_number(self):
+            return tip
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    follower.adapter = StaleNumber(follower.adapter)
+    follower._catching_up = True
+    follower.step()
+    catch_up(follower)
+    assert not recorder.of_type("invalidation")
+    assert_hot_equals_node(hot_engine, url, 0, tip + 2)
+
+
+def test_the_writer_keeps_the_chains_rows_contiguous_whatever_its_start_block(
+    fresh_anvil, hot_engine
+):
+    url = fresh_anvil.url
+    devchain.mine(url, 6)
+    standby_events = Recorder()
+    catch_up(make_follower(url, hot_engine, standby_events, org_id=2))  # rows 0..6, then stops
+    devchain.mine(url, 6)
+    writer_events = Recorder()
+    writer = make_follower(url, hot_engine, writer_events, start_block=10)
+    catch_up(writer)
+    assert_hot_equals_node(hot_engine, url, 0, 13)  # 7..9 written too: no gap
+    assert announced(writer_events) == [10, 11, 12]  # its own dataset starts at 10
+    standby = make_follower(url, hot_engine, standby_events, org_id=2, resume=False)
+    standby.standby_step()
+    assert announced(standby_events) == list(range(0, 13))
+
+    # A reorg reaching below the writer's start_block: it still finds the fork and deletes
+    # down to it, and each follower invalidates only what it announced.
+    devchain.reorg(url, 5)
+    writer.step()
+    catch_up(writer)
+    standby.standby_step()
+    assert ("inv", 10, 13) in announced(writer_events)
+    assert announced(standby_events)[13:] == [("inv", 8, 13), 8, 9, 10, 11, 12]
+    assert_hot_equals_node(hot_engine, url, 0, 13)
+
+    # A follower that would announce blocks below the chain's lowest stored block is refused.
+    with hot_engine.begin() as conn:
+        conn.execute(hot_blocks.delete().where(hot_blocks.c.block_number < 3))
+    with pytest.raises(PermanentError, match="hot rows start at block 3"):
+        make_follower(url, hot_engine, Recorder(), org_id=3)
+
+
+def test_reannouncements_after_a_reorg_keep_the_emit_grid(fresh_anvil, hot_engine):
+    url = fresh_anvil.url
+    devchain.mine(url, 11)  # blocks 0..11
+    recorder = Recorder()
+    follower = make_follower(url, hot_engine, recorder, emit_every_blocks=5)
+    catch_up(follower)
+    devchain.reorg(url, 4)  # replaces 8..11, inside the announced [5, 10)
+    follower.step()
+    catch_up(follower)
+    ranges = [(e["range_start"], e["range_end"], e["type"][0]) for e in recorder.events]
+    assert ranges == [(0, 5, "o"), (5, 10, "o"), (5, 12, "i"), (5, 10, "o")]
+
+
+def test_a_new_followers_cursor_is_saved_before_it_announces(fresh_anvil, hot_engine):
+    from trace_chain import hot_store
+
+    follower = make_follower(fresh_anvil.url, hot_engine, Recorder(), resume=False)
+    follower.prepare()
+    cursor = hot_store.follower_get(hot_engine, chain_id=CHAIN, follower=follower.key)
+    assert cursor is not None and cursor["emitted_upto"] == 0
+
+
+def test_the_writer_notices_when_its_lock_session_ends(hot_engine):
+    from trace_chain.hot_store import chain_writer_lock
+
+    with chain_writer_lock(hot_engine, chain_id=CHAIN, wait=lambda: None) as still_held:
+        assert still_held()
+        with hot_engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                )
+            )
+        assert not still_held()

@@ -195,3 +195,31 @@ def test_task_list_filters_and_refuses_bad_parameters(org, api):
         assert response.status_code == 400, bad
         (error,) = response.json()["errors"]
         assert error.startswith(f"{next(iter(bad))}: ")
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b'{"a": "x\\u0000y"}', "NUL"),
+        (b'{"a": "\\ud800"}', "surrogates"),
+        (b'{"a": 1e999}', "finite"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_webhook_bodies_postgres_cannot_store_are_a_400(sources_dag, api, body, problem):
+    secret = api.post("/v1/dags/sources/jobs/hook/webhook-secret").json()
+    response = APIClient().generic(
+        "POST",
+        secret["url"],
+        body,
+        content_type="application/json",
+        HTTP_X_TRACE_WEBHOOK_SECRET=secret["secret"],
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "parse_error" and problem in response.json()["detail"]
+    assert not Task.objects.filter(job__name="hook").exists()
+
+
+def test_a_nul_in_the_webhook_path_is_a_client_error(sources_dag, api):
+    response = APIClient().post("/v1/hooks/ac%00me/sources/hook", {}, format="json")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid"), response.json()

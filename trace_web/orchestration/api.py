@@ -9,7 +9,6 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,6 +41,7 @@ from trace_web.orgs.serializers import (
     ROLE_TOO_LOW,
     ErrorOut,
 )
+from trace_web.parsers import StrictJSONParser
 
 TOKEN_REFUSED = OpenApiResponse(ErrorOut, "Missing, invalid or expired capability token")
 LEASE_LOST = OpenApiResponse(
@@ -243,7 +243,7 @@ class WebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes: list = []
-    parser_classes = [JSONParser]  # a form or an upload is a 415, not a payload of lists
+    parser_classes = [StrictJSONParser]  # a form or an upload is a 415, not a list payload
     schema = WebhookSecretSchema()
 
     @extend_schema(

@@ -4,6 +4,7 @@ of services.tasks, so a stale attempt can never reach this code."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +33,8 @@ OUTPUT_FIELDS = {
     "attributes",
     "publication",
 }
+log = logging.getLogger(__name__)
+
 PUBLICATION_FIELDS = {"location", "row_count", "bytes", "config_hash", "schema_hash", "manifest"}
 
 
@@ -133,18 +136,20 @@ def publication_prefixes(task: Task) -> list[str]:
     what the operator declares (cryo_ingest: its content-addressed version prefix), else
     `orgs/{org_id}/{dag}/{job}/`. The capability token carries the same list."""
     from trace_chain.object_store import object_store_from_url
-    from trace_operators.context import ConfigError
-    from trace_operators.registry import operator_output_prefixes
+    from trace_operators.registry import operator_output_prefixes, operator_runtime_allowed
 
     job = task.job
     root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
     root = root if root.endswith("/") else root + "/"
     try:
+        if not operator_runtime_allowed(job.operator, job.runtime):
+            return []  # e.g. a trusted operator in `udf` from a version deployed long ago
         relative = operator_output_prefixes(
             job.operator, job.config, task.range_start, task.range_end
         )
-    except ConfigError:
-        return []  # the operator refuses its config, so it publishes nothing
+    except Exception:  # a config the operator refuses: it publishes nothing, and says why
+        log.warning("no publication prefixes for task %s", task.pk, exc_info=True)
+        return []
     if relative is None:
         relative = [f"orgs/{task.org_id}/{job.dag_version.name}/{job.name}/"]
     return [root + prefix for prefix in relative]
