@@ -88,6 +88,9 @@ hot_chain_status = sa.Table(
     sa.Column("last_reorg_depth", sa.Integer),
     sa.Column("last_reorg_at", sa.DateTime(timezone=True)),
     sa.Column("reset_marker", sa.Text),  # which reset_outputs bootstrap already ran
+    # Bumped by each follower that becomes the chain's writer; every write checks it under a
+    # row lock, so a writer that lost its lock unnoticed can never write beside the new one.
+    sa.Column("writer_epoch", sa.BigInteger, nullable=False, server_default="0"),
     # Orgs whose followers write or announce this chain's rows: reset_outputs may wipe only
     # rows no other org relies on.
     sa.Column(

@@ -55,6 +55,42 @@ def _copy(
     return count
 
 
+class StaleWriter(Exception):
+    """Another follower became the chain's writer since this one did: it must stop writing."""
+
+
+def hot_writer_epoch_take(engine: Engine, *, chain_id: int) -> int:
+    """Become the chain's writer: bump and return its writer epoch. The row lock this takes
+    waits for a previous writer's write in flight; every later write of that writer fails."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    epoch = hot_chain_status.c.writer_epoch
+    statement = (
+        insert(hot_chain_status)
+        .values(chain_id=chain_id, writer_epoch=1)
+        .on_conflict_do_update(index_elements=["chain_id"], set_={"writer_epoch": epoch + 1})
+        .returning(epoch)
+    )
+    with engine.begin() as conn:
+        return conn.execute(statement).scalar_one()
+
+
+def _check_epoch(conn: Connection, chain_id: int, epoch: int | None) -> None:
+    """Within a write's transaction: lock the chain's status row and refuse a stale writer."""
+    if epoch is None:
+        return
+    current = conn.execute(
+        sa.select(hot_chain_status.c.writer_epoch)
+        .where(hot_chain_status.c.chain_id == chain_id)
+        .with_for_update()
+    ).scalar()
+    if current != epoch:
+        raise StaleWriter(
+            f"chain {chain_id} has a newer writer (epoch {current}); this one (epoch {epoch}) "
+            "must stop writing"
+        )
+
+
 def hot_replace_range(
     engine: Engine,
     *,
@@ -64,9 +100,12 @@ def hot_replace_range(
     blocks: list[Mapping[str, Any]],
     transactions: list[Mapping[str, Any]],
     logs: list[Mapping[str, Any]],
+    epoch: int | None = None,
 ) -> dict[str, int]:
-    """Atomically make [start, end) hold exactly these rows (delete, then COPY)."""
+    """Atomically make [start, end) hold exactly these rows (delete, then COPY). With an
+    `epoch`, only if it is still the chain's writer epoch (else StaleWriter)."""
     with engine.begin() as conn:
+        _check_epoch(conn, chain_id, epoch)
         _delete(conn, chain_id, start, end)
         return {
             "blocks": _copy(conn, hot_blocks, BLOCK_COLUMNS, BLOCK_KEYS, chain_id, blocks),
@@ -90,11 +129,15 @@ def _delete(conn: Connection, chain_id: int, start: int, end: int | None) -> Non
         conn.execute(table.delete().where(condition))
 
 
-def hot_rewrite_from(engine: Engine, *, chain_id: int, start: int, end: int) -> int | None:
+def hot_rewrite_from(
+    engine: Engine, *, chain_id: int, start: int, end: int, epoch: int | None = None
+) -> int | None:
     """Delete every hot row at or above `start` (orphans of a reorg, or a reset) and log the
     rewrite of `[start, end)` in the same transaction, so every follower of the chain learns
-    of it. Returns the log row's id (None when the range was empty)."""
+    of it. Returns the log row's id (None when the range was empty). Fenced by `epoch` like
+    hot_replace_range; the row lock also makes log ids commit in order."""
     with engine.begin() as conn:
+        _check_epoch(conn, chain_id, epoch)
         _delete(conn, chain_id, start, None)
         if end <= start:
             return None

@@ -141,6 +141,7 @@ class Follower:
         self.floor = config.start_block
         self.rewrites_seen = 0
         self.prepared = False
+        self.epoch: int | None = None  # our writer epoch, once we are the chain's writer
         self._catching_up = True  # until a poll finds nothing new
         self._last_status: tuple | None = None
         self._last_status_at = 0.0
@@ -185,6 +186,7 @@ class Follower:
 
         if not self.prepared:
             self.prepare()
+        self.epoch = hot_store.hot_writer_epoch_take(self.engine, chain_id=self.config.chain_id)
         if self.config.reset_outputs:
             self._reset_once()
         self._catch_up_rewrites()  # the previous writer's last ones, if we were on standby
@@ -268,7 +270,11 @@ class Follower:
         log.warning("reset_outputs: deleting hot rows of chain %s", self.config.chain_id)
         tip = hot_store.hot_tip(self.engine, chain_id=self.config.chain_id)
         hot_store.hot_rewrite_from(
-            self.engine, chain_id=self.config.chain_id, start=0, end=tip[0] + 1 if tip else 0
+            self.engine,
+            chain_id=self.config.chain_id,
+            start=0,
+            end=tip[0] + 1 if tip else 0,
+            epoch=self.epoch,
         )
         hot_store.hot_status_update(
             self.engine, chain_id=self.config.chain_id, reset_marker=marker, tip_block=None
@@ -348,6 +354,7 @@ class Follower:
             blocks=blocks[:keep],
             transactions=[t for t in rows.transactions if wanted(t)],
             logs=[entry for entry in rows.logs if wanted(entry)],
+            epoch=self.epoch,
         )
         self._catching_up = last < head
         for block in blocks[:keep]:
@@ -432,7 +439,11 @@ class Follower:
                 reason=f"reorg of depth {depth} on chain {self.config.chain_id}",
             )
         rewrite = hot_store.hot_rewrite_from(
-            self.engine, chain_id=self.config.chain_id, start=first_bad, end=old_next
+            self.engine,
+            chain_id=self.config.chain_id,
+            start=first_bad,
+            end=old_next,
+            epoch=self.epoch,
         )
         self.rewrites_seen = max(self.rewrites_seen, rewrite or 0)  # invalidated just above
         self.window.drop_from(first_bad)

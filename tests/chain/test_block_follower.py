@@ -532,3 +532,23 @@ def test_the_writer_notices_when_its_lock_session_ends(hot_engine):
                 )
             )
         assert not still_held()
+
+
+def test_a_writer_superseded_unnoticed_cannot_write(fresh_anvil, hot_engine):
+    from trace_chain.hot_store import StaleWriter
+
+    url = fresh_anvil.url
+    devchain.mine(url, 3)
+    old = make_follower(url, hot_engine, Recorder())
+    catch_up(old)
+    # A second follower becomes the writer while the first still thinks it is (its lock's
+    # session ended without it noticing).
+    new = make_follower(url, hot_engine, Recorder(), org_id=2)
+    devchain.mine(url, 2)
+    with pytest.raises(StaleWriter, match="newer writer"):
+        old.step()
+    devchain.reorg(url, 3)  # replaces the old writer's tip: its delete is refused too
+    with pytest.raises(StaleWriter):
+        old._handle_reorg(old.adapter.head_number())
+    catch_up(new)
+    assert_hot_equals_node(hot_engine, url, 0, new.tip + 1)
