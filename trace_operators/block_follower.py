@@ -165,13 +165,7 @@ class Follower:
             self.rewrites_seen = hot_store.hot_rewrites_last(self.engine, chain_id=chain_id)
             # Saved before any announcement, so a crash after the first one still finds the
             # rewrites it must invalidate.
-            hot_store.follower_save(
-                self.engine,
-                chain_id=chain_id,
-                follower=self.key,
-                emitted_upto=self.unemitted_from,
-                rewrites_seen=self.rewrites_seen,
-            )
+            self._save_cursor()
         else:
             self.rewrites_seen = cursor["rewrites_seen"]
             if cursor["emitted_upto"] is not None:
@@ -398,14 +392,18 @@ class Follower:
         if state == self._last_status and now - self._last_status_at < STATUS_REFRESH_SECONDS:
             return
         self._last_status, self._last_status_at = state, now
-        chain_id = self.config.chain_id
         if head is not None:
             hot_store.hot_status_update(
-                self.engine, chain_id=chain_id, head_block=head, tip_block=self.tip
+                self.engine, chain_id=self.config.chain_id, head_block=head, tip_block=self.tip
             )
+        self._save_cursor()
+
+    def _save_cursor(self) -> None:
+        from trace_chain import hot_store
+
         hot_store.follower_save(
             self.engine,
-            chain_id=chain_id,
+            chain_id=self.config.chain_id,
             follower=self.key,
             emitted_upto=self.unemitted_from,
             rewrites_seen=self.rewrites_seen,
