@@ -38,7 +38,7 @@ class ChainStatusApi(OrgScopedView):
                 "chain_id": chain_id,
                 "head_block": head,
                 "tip_block": tip,
-                "lag_blocks": head - tip if head is not None and tip is not None else None,
+                "lag_blocks": head - tip if tip is not None else None,
                 "reorg_count": status["reorg_count"],
                 "last_reorg_depth": status["last_reorg_depth"],
                 "last_reorg_at": status["last_reorg_at"],

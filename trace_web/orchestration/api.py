@@ -47,6 +47,11 @@ TOKEN_REFUSED = OpenApiResponse(ErrorOut, "Missing, invalid or expired capabilit
 LEASE_LOST = OpenApiResponse(
     ErrorOut, "stale_attempt: the attempt is no longer current (stop working)"
 )
+COMMIT_REFUSED = OpenApiResponse(
+    ErrorOut,
+    "stale_attempt: the attempt is no longer current; conflict: a partition is already "
+    "committed with another publication",
+)
 
 
 class DeclaredAuthSchema(AutoSchema):
@@ -369,11 +374,7 @@ class TaskCompleteApi(CapabilityView):
             400: OpenApiResponse(ErrorOut, "An output was refused (fields, range, location)"),
             401: TOKEN_REFUSED,
             404: OpenApiResponse(ErrorOut, "No dataset for an output"),
-            409: OpenApiResponse(
-                ErrorOut,
-                "stale_attempt: the attempt is no longer current; conflict: a partition is "
-                "already committed with another publication",
-            ),
+            409: COMMIT_REFUSED,
         },
     )
     def post(self, request: Request) -> Response:
@@ -412,11 +413,7 @@ class TaskEventsApi(CapabilityView):
             400: OpenApiResponse(ErrorOut, "An event was refused; none is kept"),
             401: TOKEN_REFUSED,
             404: OpenApiResponse(ErrorOut, "No dataset for an event's output"),
-            409: OpenApiResponse(
-                ErrorOut,
-                "stale_attempt: the attempt is no longer current; conflict: a partition is "
-                "already committed with another publication",
-            ),
+            409: COMMIT_REFUSED,
         },
     )
     def post(self, request: Request) -> Response:
