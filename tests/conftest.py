@@ -61,6 +61,10 @@ def services(transactional_db, tmp_path, settings):
             started.append(processes.start_worker(name, tmp_path, **kwargs))
             return started[-1]
 
+        def stream_worker(self, name="stream"):
+            started.append(processes.start_stream_worker(name, tmp_path))
+            return started[-1]
+
         def dispatcher(self, name="dispatcher"):
             return self.worker(name, queues="dispatcher", concurrency=1)
 
