@@ -50,6 +50,12 @@ app.conf.update(
 )
 
 
+# Liveness: the worker touches a file while its consumer consumes (trace worker-alive).
+from trace_tasks.liveness import LivenessProbe  # noqa: E402
+
+app.steps["consumer"].add(LivenessProbe)
+
+
 # Celery's Django fixup closes every database connection before and after each task unless
 # this is set, which costs a new Postgres connection (and its authentication) per wake-up. Our
 # tasks instead run Django's own connection cycle (trace_tasks.decorators.trace_task): reuse while

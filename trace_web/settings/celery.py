@@ -1,5 +1,8 @@
 """Celery broker and delivery semantics (the app itself lives in trace_tasks.celery_app)."""
 
+from pathlib import Path
+
+from trace_web.settings.base import TRACE_HOME
 from trace_web.settings.env import env_float, env_str
 
 TRACE_BROKER_URL = env_str("TRACE_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -8,3 +11,6 @@ TRACE_BROKER_URL = env_str("TRACE_BROKER_URL", "redis://127.0.0.1:6379/0")
 TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS", 2.0)
 # After a failed publish, nothing is published from that process for this long (the breaker).
 TRACE_BROKER_BREAKER_SECONDS = env_float("TRACE_BROKER_BREAKER_SECONDS", 5.0)
+# Each worker touches <dir>/<node name>.alive from its consumer's event loop while it
+# consumes; `trace worker-alive` fails when that file is older than its --max-age.
+TRACE_WORKER_ALIVE_DIR = Path(env_str("TRACE_WORKER_ALIVE_DIR", str(TRACE_HOME / "alive")))
