@@ -8,8 +8,9 @@ from rest_framework.test import APIClient
 from tests.factories import MembershipFactory, OrgFactory, UserFactory
 from trace_web.orgs.models import Role
 
-# Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) for every test module.
-pytest_plugins = ["tests.chain_fixtures"]
+# Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) and the Lite worker
+# layout for drills (lite_stack) for every test module.
+pytest_plugins = ["tests.chain_fixtures", "tests.stack_fixtures"]
 
 
 @pytest.fixture
