@@ -41,6 +41,7 @@ class LiteStack:
         self.db_proxy: FaultProxy | None = None
         self.supervisor: Supervisor | None = None
         self.notes: list[str] = []
+        self.alive_dir = home / "alive"
 
     def start(
         self,
@@ -63,7 +64,7 @@ class LiteStack:
             "TRACE_STATE_DB_URL": state_url,
             "TRACE_DATA_DB_URL": data_url,
             "TRACE_BROKER_URL": self.broker.url(),
-            "TRACE_WORKER_ALIVE_DIR": str(self.home / "alive"),
+            "TRACE_WORKER_ALIVE_DIR": str(self.alive_dir),
             # Lite's tick: beat's database scheduler keeps whole seconds.
             "TRACE_DISPATCH_TICK_SECONDS": "1",
             **(env or {}),
@@ -73,7 +74,7 @@ class LiteStack:
             env=child_env,
             log_dir=self.home / "logs",
             cwd=REPO_ROOT,
-            alive_dir=self.home / "alive",
+            alive_dir=self.alive_dir,
             die_with_parent=False,  # the test process has threads; teardown stops them
             say=self.notes.append,
         )

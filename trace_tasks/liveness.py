@@ -70,15 +70,18 @@ class LivenessProbe(bootsteps.StartStopStep):
 
 
 def worker_alive(
-    *, node: str | None = None, max_age: float = DEFAULT_MAX_AGE_SECONDS, now: float | None = None
+    *,
+    node: str | None = None,
+    max_age: float = DEFAULT_MAX_AGE_SECONDS,
+    directory: Path | None = None,
 ) -> tuple[bool, str]:
     """Whether the worker `node` (or, without one, every worker whose file is in the
     directory, at least one) touched its file within `max_age` seconds; and why not."""
-    directory = alive_dir()
+    directory = directory or alive_dir()
     paths = [alive_path(node, directory)] if node else sorted(directory.glob("*.alive"))
     if not paths:
         return False, f"no worker liveness file in {directory}"
-    now = time.time() if now is None else now
+    now = time.time()
     for path in paths:
         try:
             age = now - os.stat(path).st_mtime
