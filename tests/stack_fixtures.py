@@ -49,6 +49,7 @@ class LiteStack:
         names: tuple[str, ...] = DEFAULT_COMPONENTS,
         env: dict[str, str] | None = None,
         db_proxy: bool = False,
+        extra: tuple[Component, ...] = (),
     ) -> LiteStack:
         state_url = test_state_db_url()
         data_url = os.environ["TRACE_DATA_DB_URL"]
@@ -57,7 +58,7 @@ class LiteStack:
             self.db_proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
             state_url = via_proxy(state_url, self.db_proxy)
             data_url = via_proxy(data_url, self.db_proxy)
-        components = [c for c in celery_components() if c.name in names]
+        components = [*extra, *(c for c in celery_components() if c.name in names)]
         child_env = {
             **os.environ,
             "TRACE_HOME": str(self.home),

@@ -174,3 +174,27 @@ def test_rotate_log_keeps_numbered_backups(tmp_path):
         rotate_log(log, backups=3)
     assert log.read_text() == ""
     assert [(tmp_path / f"web.log.{i}").read_text() for i in (1, 2, 3)] == ["four", "three", "two"]
+
+
+def test_lite_stops_workers_and_beat_before_the_chain_web_and_flower():
+    from trace_web.lite import stack
+
+    components = stack._devchain_components(Path("/tmp/home"), 8545) + stack._components(1, 2)
+    first = {c.name for c in components if c.stop_order == min(x.stop_order for x in components)}
+    assert first == {"beat", *(f"worker-{q}" for q in stack.WORKER_CONCURRENCY), "worker-stream"}
+    later = {c.name for c in components} - first
+    assert later == {"anvil", "chain-traffic", "web", "flower"}
+    # Everything but the chain is restarted when it dies.
+    assert [c.name for c in components if not c.restart] == ["anvil"]
+
+
+def test_lite_serves_the_stream_queue_with_a_thread_pool_and_batch_queues_with_processes():
+    from trace_web.lite import stack
+
+    workers = {c.name: c.argv for c in stack.worker_components()}
+    stream = workers.pop("worker-stream")
+    assert stream[stream.index("--pool") + 1] == "threads"
+    assert int(stream[stream.index("--concurrency") + 1]) == stack.STREAM_SLOTS
+    for argv in workers.values():
+        assert "--pool" not in argv  # Celery's default prefork pool
+        assert argv[argv.index("-Q") + 1] != "stream"
