@@ -120,7 +120,8 @@ def json_problem(value: Any, **limits: int) -> Problem | None:
 
 
 # --- pydantic errors as `path: message` ---------------------------------------------------------
-_INTERNAL_SEGMENT = re.compile(r"^(?:\[key\]|[a-z-]+\[.*\]|function-.*|[A-Z][A-Za-z]*Ref)$")
+# pydantic's own location segments (union members, validators) and our union tags `<Name>`.
+_INTERNAL_SEGMENT = re.compile(r"^(?:\[key\]|[a-z-]+\[.*\]|function-.*|<[A-Za-z]+>)$")
 _MESSAGES = {
     "missing": "required",
     "string_type": "must be a string",

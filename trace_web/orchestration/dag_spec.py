@@ -169,14 +169,14 @@ class DatasetRef(StrictModel):
 
 def _from_form(value: Any) -> str | None:
     if isinstance(value, JobRef | DatasetRef):
-        return type(value).__name__
+        return f"<{type(value).__name__}>"
     if isinstance(value, dict) and ("job" in value) != ("dataset" in value):
-        return "JobRef" if "job" in value else "DatasetRef"
+        return "<JobRef>" if "job" in value else "<DatasetRef>"
     return None
 
 
 FromRef = Annotated[
-    Annotated[JobRef, Tag("JobRef")] | Annotated[DatasetRef, Tag("DatasetRef")],
+    Annotated[JobRef, Tag("<JobRef>")] | Annotated[DatasetRef, Tag("<DatasetRef>")],
     Discriminator(
         _from_form,
         custom_error_type="from_form",
