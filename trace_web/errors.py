@@ -88,6 +88,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             {"error": "invalid", "detail": "the request was refused as malformed"},
             status=status.HTTP_400_BAD_REQUEST,
         )
+    if _is_unreachable(exc):
+        # Postgres restarting, a data DB down: the request may succeed shortly.
+        return Response(
+            {"error": "unavailable", "detail": "a database is unreachable; retry shortly"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     if _is_data_error(exc):
         # Input checks should have caught it; never echo the statement or its parameters.
         return Response(
@@ -106,15 +113,20 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+def _is_unreachable(exc: Exception) -> bool:
+    from django.db import InterfaceError, OperationalError
+    from sqlalchemy.exc import OperationalError as SqlAlchemyOperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError | SqlAlchemyOperationalError)
+
+
 def _is_data_error(exc: Exception) -> bool:
     """A value the database refused (out of range, NUL in text), from Django's ORM or from
     SQLAlchemy (the data DB)."""
     if isinstance(exc, DataError):
         return True
-    try:
-        from sqlalchemy.exc import DataError as SqlAlchemyDataError
-    except ImportError:  # pragma: no cover - SQLAlchemy is a base dependency
-        return False
+    from sqlalchemy.exc import DataError as SqlAlchemyDataError
+
     return isinstance(exc, SqlAlchemyDataError)
 
 

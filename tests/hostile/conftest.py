@@ -59,7 +59,7 @@ def _no_broker(settings):
 
 
 @pytest.fixture
-def world(org, client_for, settings) -> World:
+def world(org, client_for, settings, hot_engine) -> World:
     from trace_web.chain_sync.services import chain_sync_apply
 
     dag_sync(org=org, yaml_text=noop_dag(), activate=True)

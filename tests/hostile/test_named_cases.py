@@ -324,3 +324,15 @@ def test_a_stale_lease_token_that_is_not_a_uuid_is_refused_not_a_crash(world):
     assert task_claim(task_id=world.queued_task_id, worker_id="again") is not None
     assert not Outbox.objects.filter(kind="route_event").exists()
     assert DagVersion.objects.filter(name="chain").count() == 1
+
+
+def test_a_data_db_that_is_unreachable_is_a_503_not_a_500(world, monkeypatch):
+    import sqlalchemy as sa
+
+    from trace_chain import db
+
+    unreachable = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr(db, "data_engine", lambda: unreachable)
+    response = world.admin.get("/v1/chains/31337/status")
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable" and response["Retry-After"] == "5"

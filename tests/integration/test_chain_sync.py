@@ -220,10 +220,12 @@ def test_follow_head_plans_full_chunks_below_head_minus_lag(org, monkeypatch):
 
 
 def test_status_endpoints(org, api, hot_engine):
-    from trace_chain.hot_store import hot_status_update
+    from trace_chain.hot_store import hot_follower_org_register, hot_status_update
 
     assert api.get("/v1/chains/31337/status").status_code == 404
     hot_status_update(hot_engine, chain_id=31337, head_block=120, tip_block=117)
+    assert api.get("/v1/chains/31337/status").status_code == 404  # not followed by this org
+    hot_follower_org_register(hot_engine, chain_id=31337, org_id=org.pk)
     hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
     body = api.get("/v1/chains/31337/status").json()
     assert (body["lag_blocks"], body["reorg_count"], body["last_reorg_depth"]) == (3, 1, 2)

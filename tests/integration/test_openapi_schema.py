@@ -293,7 +293,7 @@ def test_capability_token_endpoints_answer_as_documented(schema, org):
 
 
 def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_engine):
-    from trace_chain.hot_store import hot_status_update
+    from trace_chain.hot_store import hot_follower_org_register, hot_status_update
     from trace_web.chain_sync.services import chain_sync_apply
 
     def call(method, path, url=None, body=None, client=api):
@@ -330,7 +330,8 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
 
     assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 404
     hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
-    call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status")
+    hot_follower_org_register(hot_engine, chain_id=31337, org_id=org.pk)
+    assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 200
     chain_sync_apply(org=org, yaml_text=CHAIN_SYNC)
     call("get", "/v1/chain-syncs/{name}", "/v1/chain-syncs/history")
 

@@ -15,14 +15,17 @@ from trace_web.orgs.serializers import NOT_A_MEMBER, ORG_HEADER, ErrorOut
 
 
 class ChainStatusApi(OrgScopedView):
-    """Hot tables are shared by every org that follows a chain; this exposes only counters."""
+    """Hot tables are shared by every org that follows a chain; this exposes only counters,
+    and only to an org that follows the chain (which chains another org follows is its own
+    business)."""
 
     @extend_schema(
         parameters=[ORG_HEADER],
         responses={
             200: ChainStatusOut,
             403: NOT_A_MEMBER,
-            404: OpenApiResponse(ErrorOut, "No follower has written this chain"),
+            404: OpenApiResponse(ErrorOut, "No follower of the caller's org follows this chain"),
+            503: OpenApiResponse(ErrorOut, "The data DB is unreachable; retry after Retry-After"),
         },
     )
     def get(self, request: Request, chain_id: int) -> Response:
@@ -30,8 +33,9 @@ class ChainStatusApi(OrgScopedView):
         from trace_chain.hot_store import hot_status_get
 
         status = hot_status_get(data_engine(), chain_id=chain_id)
-        if status is None or status["head_block"] is None:
-            raise NotFound(f"no follower has written chain {chain_id}")
+        followed = status is not None and self.org.pk in (status["follower_org_ids"] or [])
+        if not followed or status["head_block"] is None:
+            raise NotFound(f"no follower of this org follows chain {chain_id} (yet)")
         head, tip = status["head_block"], status["tip_block"]
         return Response(
             {
