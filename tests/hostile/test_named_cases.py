@@ -64,6 +64,7 @@ def test_sign_in_refuses_a_wrong_password_the_same_way_as_an_unknown_user(db, cl
             "yaml: nested more than 64 levels deep at line 2",
             id="yaml-nested-20000-deep",
         ),
+        pytest.param("name: chain\u008b\n", "yaml: unacceptable character #x008b", id="c1-control"),
         pytest.param(
             noop_dag().replace("name: chain", 'name: chain\ndescription: "\\ud800"'),
             "description: text may not contain unpaired surrogates",

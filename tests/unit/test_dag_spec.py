@@ -777,6 +777,12 @@ def test_yaml_dates_stay_strings():
     assert config == {"start": "2024-01-01", "at": "2024-01-01 10:00:00"}
 
 
+@pytest.mark.parametrize("character", ["\x8b", "\x07", "\ufffe"])
+def test_unprintable_characters_are_a_yaml_error_not_a_crash(character):
+    (error,) = errors(f"name: x{character}\njobs: []\n")
+    assert error.startswith("yaml: ") and "special characters are not allowed" in error
+
+
 def test_yaml_python_tags_rejected():
     (error,) = errors("name: !!python/object:os.system x\njobs: []\n")
     assert error.startswith("yaml: could not determine a constructor")

@@ -1,4 +1,4 @@
-"""Parse and strictly validate DAG YAML documents (TRACE.md section 3, "DAG YAML").
+"""Parse and strictly validate DAG YAML documents (docs/orchestration.md, "DAG YAML").
 
 Pure Python (pydantic, PyYAML, stdlib, the operator registry): no Django imports, so it can run
 anywhere. Structure and types are pydantic models (`trace_operators.validation`); the rules that
@@ -466,8 +466,9 @@ class _StrictLoader(yaml.SafeLoader):
 def load_strict_yaml(text: str) -> Any:
     """One YAML document as plain JSON values; DagSpecError naming the problem (with its line,
     or its field path for a value Postgres could not store)."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader refuses unprintable characters right here
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -481,7 +482,8 @@ def load_strict_yaml(text: str) -> Any:
     except RecursionError:  # aliases of aliases nest without nesting the text
         raise DagSpecError([f"yaml: nested more than {JSON_MAX_DEPTH} levels deep"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if problems := json_problems(data):
         raise DagSpecError([f"{path or 'yaml'}: {message}" for path, message in problems])
     return data
