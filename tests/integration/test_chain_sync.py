@@ -137,6 +137,27 @@ def test_failed_range_is_visible_and_can_be_retried(org, capsys):
     assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 0
 
 
+def test_a_failed_range_whose_task_is_retried_by_hand_is_in_flight_then_done(org):
+    from trace_web.orchestration.services.tasks import task_retry
+
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",), inflight=1))
+    chain_sync_plan()
+    scheduled = ScheduledRange.objects.get()
+    claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
+    task_fail(lease=claimed.lease, error="node exploded", retryable=False)
+    chain_sync_plan()
+    assert ranges("blocks") == [(0, 10, "failed"), (10, 20, "scheduled")]
+    task_retry(task_id=scheduled.task_id, org_id=org.pk)  # the admin's or the CLI's retry
+    assert chain_sync_plan() == 0  # the retried range is in flight again: nothing new
+    assert ranges("blocks") == [(0, 10, "scheduled"), (10, 20, "scheduled")]
+    scheduled.refresh_from_db()
+    assert (scheduled.error, scheduled.task_id) == ("", claimed.task.pk)  # the same task
+    complete(scheduled)
+    chain_sync_plan()
+    assert ranges("blocks")[0] == (0, 10, "done")
+    assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 0
+
+
 def test_lowering_from_block_plans_only_the_new_gap(org):
     chain_sync_apply(
         org=org,
