@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trace_web.chain_sync.models import ChainSync, ChainSyncStream, RangeStatus, ScheduledRange
+from trace_web.chain_sync.selectors import chain_sync_plan_target
 from trace_web.chain_sync.spec import ChainSyncSpec, parse_chain_sync_yaml
 from trace_web.errors import ValidationFailed
 from trace_web.orchestration.dag_spec import DagSpecError
@@ -142,7 +143,6 @@ def _observe_head(sync: ChainSync, pool_name: str) -> int | None:
     """Planning target for follow_head: head - tail_lag (exclusive end), or None if the head
     could not be read or has not moved for stale_head_seconds (plan nothing on a stale node)."""
     from trace_chain.adapter import ChainAdapter
-    from trace_chain.chains import chain_settings
     from trace_chain.rpc import rpc_pool_from_env
 
     try:
@@ -160,12 +160,7 @@ def _observe_head(sync: ChainSync, pool_name: str) -> int | None:
     ):
         log.warning("chain_sync %s: head %s is stale; planning nothing", sync, head)
         return None
-    lag = (
-        sync.tail_lag
-        if sync.tail_lag is not None
-        else (chain_settings(sync.chain_id).finality_depth_blocks)
-    )
-    return head - lag + 1
+    return chain_sync_plan_target(sync=sync, head=head)
 
 
 def _settle(stream: ChainSyncStream) -> None:
