@@ -286,3 +286,33 @@ def test_labels(admin_client):
     assert "Outbox rows" in index and "Outboxs" not in index
     assert "Chain sync" in index and "Chain_Sync" not in index
     assert DagVersion._meta.app_config.verbose_name == "Orchestration"
+
+
+def test_chain_sync_action_schedules_failed_ranges_again(admin_client, org):
+    from trace_web.chain_sync.models import ChainSync, RangeStatus, ScheduledRange
+    from trace_web.chain_sync.services import chain_sync_apply, chain_sync_plan
+
+    chain_sync_apply(
+        org=org,
+        yaml_text="""
+kind: chain_sync
+name: history
+chain_id: 31337
+mode: fixed_target
+from_block: 0
+to_block: 10
+streams:
+  - {dataset: blocks, chunk_size: 10, max_inflight: 1, rpc_pool: devchain}
+""",
+    )
+    chain_sync_plan()
+    failed = fail_for_good(Task.objects.get(pk=ScheduledRange.objects.get().task_id))
+    chain_sync_plan()
+    assert ScheduledRange.objects.get().status == RangeStatus.FAILED
+    shown = act(
+        admin_client, "chain_sync/chainsync", "retry_failed_ranges", ChainSync.objects.get()
+    )
+    assert shown == [("success", "acme:history: 1 failed range(s) scheduled again")]
+    scheduled = ScheduledRange.objects.get()
+    assert scheduled.status == RangeStatus.SCHEDULED and scheduled.task_id != failed.pk
+    assert Task.objects.get(pk=scheduled.task_id).status == TaskStatus.QUEUED
