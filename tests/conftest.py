@@ -12,6 +12,15 @@ from trace_web.orgs.models import Role
 pytest_plugins = ["tests.chain_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Rate-limit counters (per user, per sign-in address) live in the process's cache: each
+    test starts with none, so no test is throttled by the requests of the tests before it."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def org(db):
     return OrgFactory(slug="acme")

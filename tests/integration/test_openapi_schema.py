@@ -91,17 +91,20 @@ def mismatches(schema: dict, node: dict, value: Any, where: str = "body") -> lis
             **resolve(schema, node["allOf"][0]),
             **{k: v for k, v in node.items() if k != "allOf"},
         }
+    options = node.get("oneOf") or node.get("anyOf")  # anyOf: pydantic's models (OpenAPI 3.1)
+    types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
     if value is None:
-        return (
-            [] if node.get("nullable") or not node else [f"{where}: null, documented not nullable"]
-        )
-    if "oneOf" in node:
-        if any(not mismatches(schema, option, value, where) for option in node["oneOf"]):
+        nullable = node.get("nullable") or "null" in types or not node
+        if nullable or any(not mismatches(schema, o, None, where) for o in options or []):
             return []
-        return [f"{where}: matches none of {node['oneOf']}"]
+        return [f"{where}: null, documented not nullable"]
+    if options:
+        if any(not mismatches(schema, option, value, where) for option in options):
+            return []
+        return [f"{where}: matches none of {options}"]
     if "enum" in node and value not in node["enum"]:
         return [f"{where}: {value!r} not in {node['enum']}"]
-    kind = node.get("type")
+    kind = next((t for t in types if t != "null"), None)
     if kind == "object":
         if not isinstance(value, dict):
             return [f"{where}: {value!r} is not an object"]
@@ -189,18 +192,26 @@ def test_user_operations_document_the_rate_limit_and_it_answers_so(schema, api, 
     for path, item in schema["paths"].items():
         for method in METHODS & set(item):
             org_scoped = any(p["name"] == "X-Trace-Org" for p in item[method].get("parameters", []))
-            assert ("429" in item[method]["responses"]) == org_scoped, (method, path)
+            throttled = org_scoped or path == "/v1/auth/token"  # sign-in: per client address
+            assert ("429" in item[method]["responses"]) == throttled, (method, path)
     from django.core.cache import cache
-    from rest_framework.throttling import UserRateThrottle
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
 
-    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "2/min"})
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "2/min", "sign_in": "2/min"})
     cache.clear()
     try:
         responses = [api.get("/v1/tasks") for _ in range(3)]
+        sign_ins = [
+            APIClient().post("/v1/auth/token", {"username": "x", "password": "y"}, format="json")
+            for _ in range(3)
+        ]
     finally:
         cache.clear()
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert_documented(schema, "get", "/v1/tasks", responses[2])
+    assert [r.status_code for r in sign_ins] == [400, 400, 429]
+    assert_documented(schema, "post", "/v1/auth/token", sign_ins[2])
 
 
 @pytest.mark.parametrize(
@@ -274,7 +285,7 @@ def test_capability_token_endpoints_answer_as_documented(schema, org):
 
     assert post("/v1/task/heartbeat").status_code == 200
     events = [
-        {"output": 0, "partition_key": "p1", "cursor": {"block": 7}},
+        {"output": 0, "partition_key": "p1", "cursor": 7},
         {"type": "invalidation", "output": 0, "partition_key": "p0", "reason": "reorg"},
     ]
     assert len(post("/v1/task/events", {"events": events}).json()["accepted"]) == 2

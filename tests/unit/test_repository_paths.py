@@ -8,7 +8,18 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIPPED = {".git", ".venv", "node_modules", ".trace", ".ruff_cache", ".pytest_cache"}
+# Not the repository's files: git's own, installs, caches and local state (see .gitignore).
+SKIPPED = {
+    ".git",
+    ".venv",
+    "node_modules",
+    ".trace",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "build",
+    "dist",
+}
 OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])/(?:work|home|Users|root)/")
 
 

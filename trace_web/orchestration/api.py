@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trace_operators.validation import Problems
 from trace_web.errors import NotFound, Unauthenticated, ValidationFailed
 from trace_web.orchestration import serializers as s
 from trace_web.orchestration.models import DagPointer, DagVersion, Task
@@ -34,6 +35,14 @@ from trace_web.orchestration.services.tasks import (
     task_heartbeat,
 )
 from trace_web.orchestration.services.tokens import capability_token_verify
+from trace_web.orchestration.task_reports import (
+    CompleteBody,
+    EventsBody,
+    FailBody,
+    complete_body_parse,
+    events_body_parse,
+    fail_body_parse,
+)
 from trace_web.orgs.models import Role
 from trace_web.orgs.scoping import OrgScopedView
 from trace_web.orgs.serializers import (
@@ -290,8 +299,21 @@ class WebhookApi(APIView):
                 'wrapped as {"body": value}'
             },
         },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Optional, 1 to 200 visible ASCII characters: a delivery repeated "
+                "with the same key (a sender's retry) creates no second task and answers 200 "
+                "with the first one",
+            )
+        ],
         responses={
             202: OpenApiResponse(s.WebhookAcceptedOut, "A task of the job was queued"),
+            200: OpenApiResponse(
+                s.WebhookAcceptedOut, "A replay: the task this Idempotency-Key already made"
+            ),
             400: OpenApiResponse(ErrorOut, "Unparsable body, or the job is not a webhook source"),
             401: OpenApiResponse(ErrorOut, "Bad or missing webhook secret"),
             404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
@@ -303,9 +325,15 @@ class WebhookApi(APIView):
         secret = request.headers.get("X-Trace-Webhook-Secret", "")
         webhook_authenticate(**source, secret=secret)  # a wrong secret is a 401, whatever the body
         payload = request.data if isinstance(request.data, dict) else {"body": request.data}
-        task = webhook_receive(**source, secret=secret, payload=dict(payload))
+        task, created = webhook_receive(
+            **source,
+            secret=secret,
+            payload=dict(payload),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
         return Response(
-            {"task_id": task.pk, "status": task.status}, status=status.HTTP_202_ACCEPTED
+            {"task_id": task.pk, "status": task.status},
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
         )
 
 
@@ -407,9 +435,17 @@ class TaskHeartbeatApi(CapabilityView):
         return Response({"lease_expires_at": expires})
 
 
+def _report_body(parse, data):
+    """A runtime's report checked at the edge (task_reports), every problem in one 400."""
+    try:
+        return parse(data)
+    except Problems as exc:
+        raise ValidationFailed.of(exc.errors) from None
+
+
 class TaskCompleteApi(CapabilityView):
     @extend_schema(
-        request=s.OutputIn,
+        request=CompleteBody,
         responses={
             200: OpenApiResponse(s.TaskCompleteOut, "Outputs committed, task Completed"),
             400: OpenApiResponse(ErrorOut, "An output was refused (fields, range, location)"),
@@ -420,15 +456,14 @@ class TaskCompleteApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.OutputIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = task_complete(lease=lease, outputs=body.validated_data.get("outputs"))
+        body = _report_body(complete_body_parse, request.data)
+        task = task_complete(lease=lease, outputs=body.outputs)
         return Response({"task_id": task.pk, "status": task.status, "outputs": task.outputs})
 
 
 class TaskFailApi(CapabilityView):
     @extend_schema(
-        request=s.FailIn,
+        request=FailBody,
         responses={
             200: OpenApiResponse(s.TaskFailOut, "Task Failed; retried at next_retry_at if set"),
             400: OpenApiResponse(ErrorOut, "Invalid body"),
@@ -438,9 +473,8 @@ class TaskFailApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.FailIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = task_fail(lease=lease, **body.validated_data)
+        body = _report_body(fail_body_parse, request.data)
+        task = task_fail(lease=lease, error=body.error, retryable=body.retryable)
         return Response(
             {"task_id": task.pk, "status": task.status, "next_retry_at": task.next_retry_at}
         )
@@ -448,7 +482,7 @@ class TaskFailApi(CapabilityView):
 
 class TaskEventsApi(CapabilityView):
     @extend_schema(
-        request=s.EventsIn,
+        request=EventsBody,
         responses={
             200: OpenApiResponse(s.TaskEventsOut, "Every event was committed or recorded"),
             400: OpenApiResponse(ErrorOut, "An event was refused; none is kept"),
@@ -459,7 +493,6 @@ class TaskEventsApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.EventsIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        accepted = task_events(lease=lease, events=body.validated_data["events"])
+        body = _report_body(events_body_parse, request.data)
+        accepted = task_events(lease=lease, events=body.events)
         return Response({"accepted": accepted})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from trace_operators.validation import Problems
 from trace_web.errors import NotFound, StaleAttempt, ValidationFailed
 from trace_web.orchestration.models import (
     Job,
@@ -30,10 +32,14 @@ from trace_web.orchestration.models import (
 from trace_web.orchestration.services.backoff import backoff_seconds
 from trace_web.orchestration.services.outbox import outbox_add
 from trace_web.orchestration.services.tokens import Lease, capability_token_issue
+from trace_web.orchestration.task_reports import (
+    ERROR_MAX_CHARS,
+    complete_body_parse,
+    events_body_parse,
+    fail_body_parse,
+)
 
 log = logging.getLogger(__name__)
-
-ERROR_MAX_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -243,8 +249,17 @@ def task_heartbeat(*, lease: Lease) -> datetime:
     return expires
 
 
+def _report(parse: Callable[[Any], Any], data: dict[str, Any]) -> Any:
+    """A runtime's report checked field by field (task_reports): ValidationFailed listing
+    every problem, before anything is locked or written."""
+    try:
+        return parse(data)
+    except Problems as exc:
+        raise ValidationFailed.of(exc.errors) from None
+
+
 @transaction.atomic
-def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) -> Task:
+def task_complete(*, lease: Lease, outputs: list[Any] | None = None) -> Task:
     """Commit the attempt's outputs and finish it. Without explicit outputs, each of the job's
     outputs is committed once with the task's own scope."""
     from trace_web.orchestration.services.commits import (
@@ -254,10 +269,11 @@ def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) 
         per_update_cursor_advance,
     )
 
+    items = _report(complete_body_parse, {"outputs": outputs}).outputs
     task = _lock_current(lease)
+    reported = default_outputs(task) if items is None else [o.model_dump() for o in items]
     committed = [
-        output_commit(task=task, output=o)
-        for o in (default_outputs(task) if outputs is None else outputs)
+        output_commit(task=task, output=o, path=f"outputs[{i}]") for i, o in enumerate(reported)
     ]
     if task.job.execution_strategy == "PerUpdate":
         per_update_cursor_advance(task=task)
@@ -275,27 +291,28 @@ def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) 
 
 
 @transaction.atomic
-def task_events(*, lease: Lease, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def task_events(*, lease: Lease, events: list[Any]) -> list[dict[str, Any]]:
     """Commit outputs (or record invalidations) mid-run, e.g. a follower's per-block events."""
     from trace_web.orchestration.services.commits import invalidation_record, output_commit
 
+    items = _report(events_body_parse, {"events": events}).events
     task = _lock_current(lease)
     accepted = []
-    for event in events:
-        kind = event.get("type", "output")
-        if kind == "output":
-            accepted.append(output_commit(task=task, output=event))
-        elif kind == "invalidation":
-            accepted.append(invalidation_record(task=task, event=event))
+    for index, item in enumerate(items):
+        event, path = item.model_dump(), f"events[{index}]"
+        if item.type == "invalidation":
+            accepted.append(invalidation_record(task=task, event=event, path=path))
         else:
-            raise ValidationFailed(f"events[]: unknown type {kind!r} (output | invalidation)")
+            accepted.append(output_commit(task=task, output=event, path=path))
     return accepted
 
 
 def task_fail(*, lease: Lease, error: str, retryable: bool = True) -> Task:
+    # In-process workers report whole tracebacks: kept to the column's size, not refused.
+    report = _report(fail_body_parse, {"error": error[:ERROR_MAX_CHARS], "retryable": retryable})
     with transaction.atomic():
         task = _lock_current(lease)
-        return _fail_locked(task, error=error, retryable=retryable)
+        return _fail_locked(task, error=report.error, retryable=report.retryable)
 
 
 def _fail_locked(task: Task, *, error: str, retryable: bool) -> Task:
