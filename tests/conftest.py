@@ -13,9 +13,8 @@ pytest_plugins = ["tests.chain_fixtures"]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    """Rate-limit counters (per user, per sign-in address) live in the process's cache: each
-    test starts with none, so no test is throttled by the requests of the tests before it."""
+def _fresh_throttles():
+    """Rate limits count in Django's cache, per process: each test starts with none spent."""
     from django.core.cache import cache
 
     cache.clear()

@@ -33,19 +33,26 @@ class StrictJSONParser(JSONParser):
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise BodyTooLarge(f"request body over {limit} bytes")
-        if not raw.strip():
-            raise ParseError("JSON parse error - the body is empty")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
+            return json_loads_strict(raw.decode(encoding))
+        except ValueError as exc:  # UnicodeDecodeError is one
             raise ParseError(f"JSON parse error - {exc}") from None
-        if problem := json_problem(data):
-            path, message = problem
-            raise ParseError(f"JSON parse error - {'at ' + path + ': ' if path else ''}{message}")
-        return data
+
+
+def json_loads_strict(text: str) -> Any:
+    """JSON text as a value Postgres can store, or ValueError saying why not (also for the
+    commands that take JSON arguments)."""
+    if not text.strip():
+        raise ValueError("the body is empty")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if problem := json_problem(data):
+        path, message = problem
+        raise ValueError(f"at {path}: {message}" if path else message)
+    return data
 
 
 def _refuse_constant(name: str) -> Any:

@@ -120,9 +120,9 @@ def test_parquet_rows_equal_the_nodes(chain_with_traffic, cold, dataset):
 
 
 def fields_the_control_plane_accepts() -> tuple[set[str], set[str]]:
-    from trace_web.orchestration.services.commits import OUTPUT_FIELDS, PUBLICATION_FIELDS
+    from trace_web.orchestration.task_reports import OutputItem, Publication
 
-    return set(OUTPUT_FIELDS), set(PUBLICATION_FIELDS)
+    return set(OutputItem.model_fields), set(Publication.model_fields)
 
 
 def test_logs_can_be_filtered_by_contract(chain_with_traffic, cold):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 
 from trace_web.errors import PermissionDenied
-from trace_web.orgs.models import ROLE_RANK, OrgMembership, Role
+from trace_web.orgs.models import ROLE_RANK, Org, OrgMembership, Role
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,63}")  # Org.slug (a SlugField of 63)
+
+
+def org_by_slug(slug: str) -> Org | None:
+    """The org with this slug; None also for a string no slug can be (never a database
+    error)."""
+    return Org.objects.filter(slug=slug).first() if SLUG.fullmatch(slug) else None
 
 
 def membership_for_user(*, user, org_slug: str | None = None) -> OrgMembership:
