@@ -252,11 +252,18 @@ def test_tasks_command_refusals_name_the_task(org):
     with pytest.raises(CommandError):
         call_command("tasks", "retry", str(queued.pk), "--org", org.slug, stderr=err)
     assert err.getvalue().startswith(f"task {queued.pk}: task {queued.pk} is Queued")
-    for bad in (
-        ["list", "--org", org.slug, "--created-after", "soon"],
-        ["cancel", "0", "--org", org.slug],
+    for bad, message in (
+        (["--created-after", "soon"], "--created-after: Datetime has wrong format"),
+        (["--before-id", str(2**70)], "--before-id: "),
+        (["--limit", "0"], "--limit: "),
+        (["--dag", "a\x00"], "--dag: "),
     ):
-        with pytest.raises(CommandError):
-            call_command("tasks", *bad)
-    with pytest.raises(CommandError, match="no org"):
-        call_command("tasks", "list", "--org", "nope")
+        with pytest.raises(CommandError, match=message):
+            call_command("tasks", "list", "--org", org.slug, *bad)
+    with pytest.raises(CommandError):
+        call_command("tasks", "cancel", "0", "--org", org.slug)
+    for slug in ("nope", "ac\x00me", "a" * 300):
+        with pytest.raises(CommandError, match="no org"):
+            call_command("tasks", "list", "--org", slug)
+        with pytest.raises(CommandError, match="no org"):
+            call_command("chain_sync", "status", "--job", "x", "--org", slug)

@@ -17,6 +17,7 @@ from trace_web.chain_sync.selectors import chain_sync_get, chain_sync_status
 from trace_web.chain_sync.services import chain_sync_apply, chain_sync_retry_failed
 from trace_web.errors import TraceError
 from trace_web.orgs.models import Org
+from trace_web.orgs.selectors import org_by_slug
 
 BAR_WIDTH = 30
 
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         retry.add_argument("--org", required=True)
 
     def handle(self, *args, action: str, org: str, **options):
-        target = Org.objects.filter(slug=org).first()
+        target = org_by_slug(org)
         if target is None:
             raise CommandError(f"no org {org!r}")
         try:

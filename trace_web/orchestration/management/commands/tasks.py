@@ -5,31 +5,24 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from trace_operators.validation import BIGINT_MAX
 from trace_web.errors import TraceError
 from trace_web.orchestration.models import Task, TaskStatus
 from trace_web.orchestration.selectors import tasks_filter
+from trace_web.orchestration.serializers import TaskListQuery
 from trace_web.orchestration.services.tasks import task_cancel, task_retry, task_run_now
 from trace_web.orgs.models import Org
+from trace_web.orgs.selectors import org_by_slug
 
 ERROR_WIDTH = 60
 
 
-def _when(text: str) -> datetime:
-    value = parse_datetime(text)
-    if value is None:
-        raise ValueError(f"not an ISO 8601 date and time: {text!r}")
-    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
-
-
 def _task_id(text: str) -> int:
     value = int(text)
-    if not 1 <= value < 2**63:
+    if not 1 <= value <= BIGINT_MAX:
         raise ValueError(f"not a task id: {text}")
     return value
 
@@ -51,10 +44,10 @@ class Command(BaseCommand):
         listing.add_argument("--status", choices=TaskStatus.values)
         listing.add_argument("--dag", help="DAG name")
         listing.add_argument("--job", help="job name")
-        listing.add_argument("--limit", type=int, default=20, help="at most this many (20)")
-        listing.add_argument("--before-id", type=_task_id, help="only older tasks (paging cursor)")
-        listing.add_argument("--created-after", type=_when, help="ISO 8601, inclusive")
-        listing.add_argument("--created-before", type=_when, help="ISO 8601, exclusive")
+        listing.add_argument("--limit", default="20", help="at most this many (20, up to 1000)")
+        listing.add_argument("--before-id", help="only older tasks (the paging cursor)")
+        listing.add_argument("--created-after", help="ISO 8601, inclusive")
+        listing.add_argument("--created-before", help="ISO 8601, exclusive")
         for name, text in (
             ("cancel", "cancel queued, running or retry-waiting tasks"),
             ("retry", "queue again tasks that failed for good or were canceled"),
@@ -65,7 +58,7 @@ class Command(BaseCommand):
             operation.add_argument("--org", required=True)
 
     def handle(self, *args, action: str, org: str, **options) -> None:
-        target = Org.objects.filter(slug=org).first()
+        target = org_by_slug(org)
         if target is None:
             raise CommandError(f"no org {org!r}")
         if action == "list":
@@ -90,18 +83,23 @@ class Command(BaseCommand):
             raise CommandError(f"{refused} of {len(options['task_ids'])} task(s) refused")
 
     def _list(self, org: Org, options: dict) -> None:
-        if not 1 <= options["limit"] <= 1000:
-            raise CommandError("--limit: must be between 1 and 1000")
+        # The same input check as GET /v1/tasks.
+        names = ("status", "dag", "job", "limit", "before_id", "created_after", "created_before")
+        query = TaskListQuery(data={n: options[n] for n in names if options[n] is not None})
+        if not query.is_valid():
+            raise CommandError(
+                "; ".join(
+                    f"--{field.replace('_', '-')}: {' '.join(errors)}"
+                    for field, errors in query.errors.items()
+                )
+            )
+        wanted = query.validated_data
         tasks = tasks_filter(
             Task.objects.filter(org=org).select_related("job__dag_version"),
-            status=options["status"],
-            dag=options["dag"],
-            job=options["job"],
-            before_id=options["before_id"],
-            created_after=options["created_after"],
-            created_before=options["created_before"],
+            **{n: wanted.get(n) for n in names if n != "limit"},
         )
-        page = list(tasks[: options["limit"]])
+        limit = wanted["limit"]
+        page = list(tasks[:limit])
         self.stdout.write(
             f"{'ID':>8}  {'DAG.JOB':<28} {'STATUS':<9} {'ATTEMPT':<7}  {'TRIGGER':<10} "
             f"{'CREATED':<19}  ERROR"
@@ -116,5 +114,5 @@ class Command(BaseCommand):
                 f"{f'{task.attempt}/{task.max_attempts}':<7}  {task.trigger:<10} "
                 f"{task.created_at:%Y-%m-%d %H:%M:%S}  {error}"
             )
-        if len(page) == options["limit"]:
+        if len(page) == limit:
             self.stdout.write(f"more: --before-id {page[-1].pk}")
