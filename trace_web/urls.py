@@ -1,10 +1,11 @@
-"""URL map: admin, the REST API under /v1/, and the OpenAPI schema and docs."""
+"""URL map: the `/` page, admin, the REST API under /v1/, and the OpenAPI schema and docs."""
 
 from django.contrib import admin
 from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from trace_web.chain_sync.api import ChainStatusApi, ChainSyncStatusApi
+from trace_web import surfaces
+from trace_web.chain_sync.api import ChainStatusApi, ChainSyncListApi, ChainSyncStatusApi
 from trace_web.converters import IdConverter, NameConverter
 from trace_web.datasets.api import DatasetListApi
 from trace_web.orchestration import api
@@ -20,11 +21,14 @@ handler404 = "trace_web.errors.page_not_found"
 handler500 = "trace_web.errors.server_error"
 
 urlpatterns = [
+    path("", surfaces.home, name="home"),
     path("admin/", admin.site.urls),
     path("v1/auth/token", AuthTokenApi.as_view(), name="auth-token"),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("v1/schema/redoc/", surfaces.redoc, name="schema-redoc"),
     path("v1/dags", api.DagListApi.as_view()),
+    path("v1/dags/<name:name>", api.DagDetailApi.as_view()),
     path("v1/dags/<name:name>/versions", api.DagVersionsApi.as_view()),
     path("v1/dags/<name:name>/active", api.DagActiveApi.as_view()),
     path("v1/dags/<name:name>/jobs/<name:job>/runs", api.JobRunApi.as_view()),
@@ -35,6 +39,7 @@ urlpatterns = [
     path("v1/tasks/<id:task_id>/cancel", api.TaskCancelApi.as_view()),
     path("v1/datasets", DatasetListApi.as_view()),
     path("v1/chains/<id:chain_id>/status", ChainStatusApi.as_view()),
+    path("v1/chain-syncs", ChainSyncListApi.as_view()),
     path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),
     path("v1/task/heartbeat", api.TaskHeartbeatApi.as_view()),
     path("v1/task/complete", api.TaskCompleteApi.as_view()),

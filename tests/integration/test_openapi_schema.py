@@ -237,6 +237,16 @@ def test_user_operations_document_the_rate_limit_and_it_answers_so(schema, api, 
             {"403", "404"},
         ),
         ("get", "/v1/chain-syncs/{name}", None, "200", {"name", "streams"}, {"403", "404"}),
+        ("get", "/v1/chain-syncs", None, "200", {"name", "plan_target", "eta_seconds"}, {"403"}),
+        (
+            "get",
+            "/v1/dags/{name}",
+            None,
+            "200",
+            {"versions", "active_version", "jobs", "yaml"},
+            {"400", "403", "404"},
+        ),
+        ("post", "/v1/auth/token", {"username", "password"}, "200", {"token"}, {"400"}),
         ("get", "/v1/datasets", None, "200", {"name", "latest_generation"}, {"403"}),
         ("get", "/v1/dags", None, "200", {"name", "active_version"}, {"403"}),
         ("put", "/v1/dags/{name}/active", {"version", "rollback"}, "200", {"name"}, {"400"}),
@@ -319,10 +329,16 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
     call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1})
     call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1, "rollback": True})
     call("get", "/v1/dags")
+    call("get", "/v1/dags/{name}", "/v1/dags/chain")
+    assert call("get", "/v1/dags/{name}", "/v1/dags/nope").status_code == 404
+    assert call("get", "/v1/dags/{name}", "/v1/dags/chain?version=x").status_code == 400
     call("get", "/v1/dags/{name}/versions", "/v1/dags/chain/versions")
     run = call("post", "/v1/dags/{name}/jobs/{job}/runs", "/v1/dags/chain/jobs/extract/runs", {})
     task_id = run.json()["id"]
     call("get", "/v1/tasks")
+    paged = call("get", "/v1/tasks", "/v1/tasks?limit=1&created_after=2020-01-01T00:00:00Z")
+    documented_headers = operation(schema, "get", "/v1/tasks")["responses"]["200"]["headers"]
+    assert "Link" in paged.headers and "Link" in documented_headers
     call("get", "/v1/tasks/{task_id}", f"/v1/tasks/{task_id}")
     call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")
     call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")  # 400: finished
@@ -334,6 +350,7 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
     assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 200
     chain_sync_apply(org=org, yaml_text=CHAIN_SYNC)
     call("get", "/v1/chain-syncs/{name}", "/v1/chain-syncs/history")
+    call("get", "/v1/chain-syncs")
 
     dag_sync(org=org, yaml_text=SOURCES, activate=True)
     secret = call(
@@ -346,3 +363,21 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
     )
     assert_documented(schema, "post", "/v1/hooks/{org}/{name}/{job}", hook)
     assert hook.status_code == 202
+
+
+def test_token_endpoint_answers_as_documented(schema, client_for, org):
+    client_for(org, Role.MEMBER, username="tok")
+    anonymous = APIClient()
+
+    def post(body):
+        response = anonymous.post("/v1/auth/token", body, format="json")
+        assert_documented(schema, "post", "/v1/auth/token", response)
+        return response
+
+    assert post({"username": "tok", "password": "pw"}).status_code == 200
+    wrong = post({"username": "tok", "password": "nope"})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid"
+    assert post({"username": "tok"}).status_code == 400
+    unparsable = anonymous.generic("POST", "/v1/auth/token", b"{", content_type="application/json")
+    assert_documented(schema, "post", "/v1/auth/token", unparsable)
+    assert unparsable.status_code == 400

@@ -7,8 +7,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from trace_web.chain_sync.selectors import chain_sync_get, chain_sync_status
-from trace_web.chain_sync.serializers import ChainStatusOut, ChainSyncStatusOut
+from trace_web.chain_sync.models import ChainSync
+from trace_web.chain_sync.selectors import chain_sync_get, chain_sync_status, chain_sync_summary
+from trace_web.chain_sync.serializers import (
+    ChainStatusOut,
+    ChainSyncStatusOut,
+    ChainSyncSummaryOut,
+)
 from trace_web.errors import NotFound
 from trace_web.orgs.scoping import OrgScopedView
 from trace_web.orgs.serializers import NOT_A_MEMBER, ORG_HEADER, ErrorOut
@@ -49,6 +54,16 @@ class ChainStatusApi(OrgScopedView):
                 "updated_at": status["updated_at"],
             }
         )
+
+
+class ChainSyncListApi(OrgScopedView):
+    @extend_schema(
+        parameters=[ORG_HEADER],
+        responses={200: ChainSyncSummaryOut(many=True), 403: NOT_A_MEMBER},
+    )
+    def get(self, request: Request) -> Response:
+        syncs = self.scoped(ChainSync).order_by("name")
+        return Response([chain_sync_summary(sync=sync) for sync in syncs])
 
 
 class ChainSyncStatusApi(OrgScopedView):

@@ -18,6 +18,7 @@ from trace_operators.validation import Problems
 from trace_web.errors import NotFound, Unauthenticated, ValidationFailed
 from trace_web.orchestration import serializers as s
 from trace_web.orchestration.models import DagPointer, DagVersion, Task
+from trace_web.orchestration.selectors import dag_describe, tasks_filter
 from trace_web.orchestration.services.dags import dag_activate, dag_rollback, dag_sync
 from trace_web.orchestration.services.sources import (
     job_run_manual,
@@ -55,6 +56,14 @@ from trace_web.parsers import StrictJSONParser
 TOKEN_REFUSED = OpenApiResponse(ErrorOut, "Missing, invalid or expired capability token")
 LEASE_LOST = OpenApiResponse(
     ErrorOut, "stale_attempt: the attempt is no longer current (stop working)"
+)
+NEXT_PAGE_LINK = OpenApiParameter(
+    "Link",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description='On a full page: `<URL of the next, older page>; rel="next"` (the same query '
+    "with `before_id` set to this page's last id); absent on the last page",
 )
 COMMIT_REFUSED = OpenApiResponse(
     ErrorOut,
@@ -98,6 +107,29 @@ class DagListApi(OrgScopedView):
         names = sorted(set(self.scoped(DagVersion).values_list("name", flat=True)))
         active = {p.name: p.current.version for p in pointers}
         return Response([{"name": n, "active_version": active.get(n)} for n in names])
+
+
+class DagDetailApi(OrgScopedView):
+    @extend_schema(
+        parameters=[ORG_HEADER, s.DagDetailQuery],
+        responses={
+            200: s.DagDetailOut,
+            400: OpenApiResponse(ErrorOut, "A bad query parameter"),
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No DAG of that name in the org, or no such version"),
+        },
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = s.DagDetailQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        described = dag_describe(
+            name=name,
+            versions=self.scoped(DagVersion).filter(name=name),
+            pointer=self.scoped(DagPointer).filter(name=name).select_related("current").first(),
+            version=query.validated_data.get("version"),
+        )
+        context = {"active_ids": described.pop("active_ids")}
+        return Response(s.DagDetailOut(described, context=context).data)
 
 
 class DagVersionsApi(OrgScopedView):
@@ -307,7 +339,7 @@ class WebhookApi(APIView):
 
 class TaskListApi(OrgScopedView):
     @extend_schema(
-        parameters=[ORG_HEADER, s.TaskListQuery],
+        parameters=[ORG_HEADER, s.TaskListQuery, NEXT_PAGE_LINK],
         responses={
             200: s.TaskOut(many=True),
             400: OpenApiResponse(ErrorOut, "A bad query parameter"),
@@ -325,7 +357,16 @@ class TaskListApi(OrgScopedView):
         ):
             if value := query.validated_data.get(param):
                 tasks = tasks.filter(**{field: value})
-        return Response(s.TaskOut(tasks[: query.validated_data["limit"]], many=True).data)
+        window = ("before_id", "created_after", "created_before")
+        tasks = tasks_filter(tasks, **{k: query.validated_data.get(k) for k in window})
+        page = list(tasks[: query.validated_data["limit"]])
+        response = Response(s.TaskOut(page, many=True).data)
+        if len(page) == query.validated_data["limit"]:  # there may be more: link the next page
+            params = request.query_params.copy()
+            params["before_id"] = str(page[-1].pk)
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+            response["Link"] = f'<{next_url}>; rel="next"'
+        return response
 
 
 class TaskDetailApi(OrgScopedView):

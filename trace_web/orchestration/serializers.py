@@ -191,3 +191,65 @@ class TaskListQuery(StrictSerializer):
     limit = serializers.IntegerField(
         min_value=1, max_value=1000, default=100, help_text="At most this many, newest first"
     )
+    before_id = BigIntField(
+        required=False,
+        min_value=1,
+        help_text="Cursor: only tasks with a smaller id (older). A full page's `Link` header "
+        'gives the next page\'s URL (`rel="next"`)',
+    )
+    created_after = serializers.DateTimeField(
+        required=False, help_text="Only tasks created at or after this time (ISO 8601)"
+    )
+    created_before = serializers.DateTimeField(
+        required=False, help_text="Only tasks created before this time (ISO 8601)"
+    )
+
+
+class DagDetailQuery(StrictSerializer):
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="Describe this version's jobs and YAML (default: the active, else the latest)",
+    )
+
+
+class JobInputOut(serializers.Serializer):
+    """An input edge: from another job's output in the DAG, or from a published dataset."""
+
+    from_job = serializers.CharField(allow_null=True)
+    from_output = serializers.IntegerField(allow_null=True)
+    from_dataset = serializers.CharField(allow_null=True, help_text="A published dataset name")
+    where = serializers.DictField(help_text="Equality filter on the event's attributes")
+
+
+class JobOut(serializers.Serializer):
+    name = serializers.CharField()
+    activation = serializers.ChoiceField(choices=["source", "reactive", "manual"])
+    runtime = serializers.CharField()
+    operator = serializers.CharField()
+    outputs = serializers.IntegerField()
+    execution_strategy = serializers.CharField()
+    update_strategy = serializers.CharField()
+    source_kind = serializers.CharField(help_text="cron, webhook, manual, always_on; empty if none")
+    schedule = serializers.CharField(help_text="A cron source's schedule; empty otherwise")
+    max_concurrency = serializers.IntegerField(allow_null=True)
+    timeout_seconds = serializers.IntegerField(allow_null=True)
+    heartbeat_timeout_seconds = serializers.IntegerField(allow_null=True)
+    max_attempts = serializers.IntegerField()
+    inputs = JobInputOut(many=True)
+
+
+class DagDetailOut(serializers.Serializer):
+    name = serializers.CharField()
+    active_version = serializers.IntegerField(
+        allow_null=True, help_text="Null while no version of the DAG is active"
+    )
+    latest_version = serializers.IntegerField()
+    versions = DagVersionOut(many=True, help_text="Every version, newest first")
+    shown_version = serializers.IntegerField(
+        help_text="The version `jobs` and `yaml` describe: `?version=`, else the active, else "
+        "the latest"
+    )
+    jobs = JobOut(many=True)
+    yaml = serializers.CharField(help_text="The YAML document of shown_version, as deployed")

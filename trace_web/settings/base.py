@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "trace_web.orgs",
     "trace_web.datasets",
@@ -29,6 +30,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI, Redoc) from the web process itself, under gunicorn too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -60,7 +63,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = TRACE_HOME / "static"
+# WhiteNoise serves the installed apps' static files where they are (found at start-up), so
+# there is no collectstatic step and no STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
@@ -94,6 +99,11 @@ SPECTACULAR_SETTINGS = {
     # themselves, nullable fields included.
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Pinned copies from drf-spectacular-sidecar instead of an unpinned CDN: the docs pages
+    # work offline and in a VPC without egress.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # The path converters of trace_web/converters.py.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
@@ -104,6 +114,9 @@ SPECTACULAR_SETTINGS = {
         "trace_web.orgs.serializers.document_throttling",
     ],
 }
+
+# Linked from the `/` page; Flower is a separate process (`trace lite up` starts it here).
+TRACE_FLOWER_URL = env_str("TRACE_FLOWER_URL", "http://127.0.0.1:5555/")
 
 LOGGING = {
     "version": 1,

@@ -26,6 +26,8 @@ from trace_web.orgs.models import Org
 
 SOURCE_FIRE_TASK = "trace.dispatch.source_fire"
 CRON_PREFIX = "cron:"
+# How many of an always_on job's newest tasks pace its restarts (retention keeps them).
+RESTART_HISTORY = 8
 
 
 def _cron_name(org: Org, dag_name: str, job_name: str) -> str:
@@ -183,7 +185,7 @@ def sources_monitor() -> int:
             Job.objects.select_for_update().filter(pk=job.pk).first()  # one monitor decides
             if Task.objects.filter(_alive(), job_id=job.pk).exists():
                 continue
-            recent = list(Task.objects.filter(job=job).order_by("-id")[:8])
+            recent = list(Task.objects.filter(job=job).order_by("-id")[:RESTART_HISTORY])
             if (
                 recent
                 and recent[0].finished_at

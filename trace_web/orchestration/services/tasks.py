@@ -403,26 +403,102 @@ def tasks_requeue_due(*, limit: int = 200) -> int:
             .order_by("next_retry_at")[:limit]
         )
         for task in due:
-            task.status = TaskStatus.QUEUED
-            task.attempt += 1
-            task.next_retry_at = None
-            task.worker_id = ""
-            task.started_at = None
-            task.deadline_at = None
-            task.save(
-                update_fields=[
-                    "status",
-                    "attempt",
-                    "next_retry_at",
-                    "worker_id",
-                    "started_at",
-                    "deadline_at",
-                ]
-            )
-            _record(task, TaskStatus.FAILED, TaskStatus.QUEUED, "retry")
-            _wake(task, task.job)
+            _requeue_locked(task, reason="retry")
             count += 1
     return count
+
+
+def _requeue_locked(task: Task, *, reason: str, max_attempts: int | None = None) -> None:
+    """Queue the next attempt of a locked, not running task (attempt + 1, same row) and its
+    wake-up. The previous attempt's error is cleared: `error` describes the current attempt,
+    and the old one stays in the transition that recorded the failure."""
+    previous = task.status
+    task.status = TaskStatus.QUEUED
+    task.attempt += 1
+    task.next_retry_at = None
+    task.error = ""
+    task.worker_id = ""
+    task.started_at = None
+    task.deadline_at = None
+    task.finished_at = None
+    if max_attempts is not None:
+        task.max_attempts = max_attempts
+    task.save(
+        update_fields=[
+            "status",
+            "attempt",
+            "max_attempts",
+            "next_retry_at",
+            "error",
+            "worker_id",
+            "started_at",
+            "deadline_at",
+            "finished_at",
+        ]
+    )
+    _record(task, previous, TaskStatus.QUEUED, reason)
+    _wake(task, task.job)
+
+
+def _lock_for_operator(task_id: int, org_id: int) -> Task:
+    task = (
+        Task.objects.select_for_update(of=("self",))
+        .select_related("job")
+        .filter(pk=task_id, org_id=org_id)
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    return task
+
+
+def _finished_for_good(task: Task) -> bool:
+    return task.status == TaskStatus.CANCELED or (
+        task.status == TaskStatus.FAILED and task.next_retry_at is None
+    )
+
+
+@transaction.atomic
+def task_retry(*, task_id: int, org_id: int, reason: str = "retried") -> Task:
+    """Run a task that failed for good or was canceled once more: back to Queued with
+    attempt + 1 and a wake-up, in one transaction. The retry is a person's decision, so the
+    task gets a fresh budget: the new attempt and up to `job.max_attempts - 1` automatic
+    retries after it, as a new task would have."""
+    task = _lock_for_operator(task_id, org_id)
+    if task.job.source_kind == "always_on":
+        raise ValidationFailed(
+            f"task {task_id} is an always_on source: the source monitor starts a new task of "
+            f"job {task.job.name!r} by itself, so it is not retried"
+        )
+    if not _finished_for_good(task):
+        hint = (
+            " (it waits for its automatic retry: use run-now to start it now)"
+            if task.status == TaskStatus.FAILED
+            else ""
+        )
+        raise ValidationFailed(
+            f"task {task_id} is {task.status}{hint}; only a task that failed for good or was "
+            "canceled can be retried"
+        )
+    _requeue_locked(task, reason=reason, max_attempts=task.attempt + task.job.max_attempts)
+    return task
+
+
+@transaction.atomic
+def task_run_now(*, task_id: int, org_id: int, reason: str = "run now") -> Task:
+    """Start the automatic retry of a Failed task now instead of at its next_retry_at."""
+    task = _lock_for_operator(task_id, org_id)
+    if task.status != TaskStatus.FAILED or task.next_retry_at is None:
+        hint = {
+            TaskStatus.QUEUED: "it is already queued",
+            TaskStatus.RUNNING: "it is running",
+        }.get(task.status, "it has finished (retry it instead)")
+        raise ValidationFailed(
+            f"task {task_id} is {task.status}: {hint}; only a Failed task waiting for its "
+            "retry can be run now"
+        )
+    _requeue_locked(task, reason=reason)
+    return task
 
 
 def tasks_rewake_stale(*, limit: int = 200) -> int:
