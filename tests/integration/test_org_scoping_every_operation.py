@@ -59,6 +59,10 @@ def orgs(org, other_org, client_for, settings, hot_engine) -> Orgs:
     settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
     for target in (org, other_org):
         dag_sync(org=target, yaml_text=SOURCES, activate=True)
+    # acme's own, so each list below has rows of acme's and must leave out globex's.
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    job_run_manual(org=org, dag_name="chain", job_name="extract")
+    chain_sync_apply(org=org, yaml_text=CHAIN_SYNC.replace("name: history", "name: mine"))
     # Only globex has these: acme reaching them would be a leak.
     dag_sync(org=other_org, yaml_text=noop_dag("secret-dag"), activate=True)
     chain_sync_apply(org=other_org, yaml_text=CHAIN_SYNC)
@@ -73,12 +77,21 @@ def orgs(org, other_org, client_for, settings, hot_engine) -> Orgs:
     )
 
 
-def _names(response) -> set[str]:
-    return {row.get("name") or row.get("dag") for row in response.json()}
-
-
 def dags_list(o: Orgs) -> None:
-    assert "secret-dag" not in _names(o.acme.get("/v1/dags"))
+    assert {row["name"] for row in o.acme.get("/v1/dags").json()} == {
+        "chain",
+        "sources",
+        "chain-sync-mine",
+    }
+
+
+def dag_get(o: Orgs) -> None:
+    assert o.acme.get("/v1/dags/secret-dag").status_code == 404
+    assert o.acme.get("/v1/dags/secret-dag?version=1").status_code == 404
+
+
+def chain_syncs_list(o: Orgs) -> None:
+    assert [row["name"] for row in o.acme.get("/v1/chain-syncs").json()] == ["mine"]
 
 
 def dag_versions_get(o: Orgs) -> None:
@@ -125,7 +138,7 @@ def hooks_post(o: Orgs) -> None:
 
 
 def tasks_list(o: Orgs) -> None:
-    assert all(row["dag"] != "secret-dag" for row in o.acme.get("/v1/tasks").json())
+    assert [row["dag"] for row in o.acme.get("/v1/tasks").json()] == ["chain"]
 
 
 def task_get(o: Orgs) -> None:
@@ -138,7 +151,8 @@ def task_cancel_post(o: Orgs) -> None:
 
 
 def datasets_list(o: Orgs) -> None:
-    assert all(row["dag"] != "secret-dag" for row in o.acme.get("/v1/datasets").json())
+    dags = {row["dag"] for row in o.acme.get("/v1/datasets").json()}
+    assert "chain" in dags and "secret-dag" not in dags
 
 
 def chain_status_get(o: Orgs) -> None:
@@ -152,6 +166,8 @@ def chain_sync_get(o: Orgs) -> None:
 
 CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/dags": dags_list,
+    "GET /v1/dags/{name}": dag_get,
+    "GET /v1/chain-syncs": chain_syncs_list,
     "GET /v1/dags/{name}/versions": dag_versions_get,
     "POST /v1/dags/{name}/versions": dag_versions_post,
     "PUT /v1/dags/{name}/active": dag_active_put,
