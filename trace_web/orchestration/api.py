@@ -349,16 +349,8 @@ class TaskListApi(OrgScopedView):
     def get(self, request: Request) -> Response:
         query = s.TaskListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        tasks = self.scoped(Task).select_related("job", "job__dag_version").order_by("-id")
-        for param, field in (
-            ("status", "status"),
-            ("dag", "job__dag_version__name"),
-            ("job", "job__name"),
-        ):
-            if value := query.validated_data.get(param):
-                tasks = tasks.filter(**{field: value})
-        window = ("before_id", "created_after", "created_before")
-        tasks = tasks_filter(tasks, **{k: query.validated_data.get(k) for k in window})
+        filters = {k: v for k, v in query.validated_data.items() if k != "limit"}
+        tasks = tasks_filter(self.scoped(Task).select_related("job", "job__dag_version"), **filters)
         page = list(tasks[: query.validated_data["limit"]])
         response = Response(s.TaskOut(page, many=True).data)
         if len(page) == query.validated_data["limit"]:  # there may be more: link the next page
