@@ -13,6 +13,14 @@ from trace_web.orgs.models import Role
 pytest_plugins = ["tests.chain_fixtures", "tests.stack_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Rate limits count in Django's cache, per process: each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def org(db):
     return OrgFactory(slug="acme")

@@ -17,72 +17,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from trace_operators.context import ConfigError, PermanentError, TaskContext
+from trace_operators.validation import BlockNumber, ChainId, PoolName, StrictModel, validate
 
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class FollowerConfig:
-    chain_id: int
-    rpc_pool: str
-    start_block: int = 0
-    batch_size: int = 100
-    emit_every_blocks: int = 1
-    window_blocks: int = 64
-    poll_interval_seconds: float | None = None
+class FollowerConfig(StrictModel):
+    chain_id: ChainId
+    rpc_pool: PoolName
+    start_block: BlockNumber = 0
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    emit_every_blocks: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    window_blocks: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     reset_outputs: bool = False
-
-    @classmethod
-    def parse(cls, config: dict[str, Any]) -> FollowerConfig:
-        unknown = set(config) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                None, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELD_TYPES)}"
-            )
-        for name in ("chain_id", "rpc_pool"):
-            if name not in config:
-                raise ConfigError(name, "required")
-        for name, value in config.items():
-            kind, minimum = _FIELD_TYPES[name]
-            if kind is bool:
-                ok = isinstance(value, bool)
-            elif kind is float:
-                ok = value is None or (
-                    isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-                )
-            elif kind is str:
-                ok = isinstance(value, str) and bool(value.strip())
-            else:
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-            if not ok:
-                raise ConfigError(
-                    name, f"{_FIELD_RULES[kind].format(minimum=minimum)}, got {value!r}"
-                )
-        return cls(**config)
-
-
-_FIELD_TYPES: dict[str, tuple[type, int]] = {
-    "chain_id": (int, 0),
-    "rpc_pool": (str, 0),
-    "start_block": (int, 0),
-    "batch_size": (int, 1),
-    "emit_every_blocks": (int, 1),
-    "window_blocks": (int, 1),
-    "poll_interval_seconds": (float, 0),
-    "reset_outputs": (bool, 0),
-}
-_FIELD_RULES = {
-    int: "must be an integer >= {minimum}",
-    str: "must be a non-empty string (a pool name)",
-    float: "must be a number of seconds > 0",
-    bool: "must be true or false",
-}
 
 
 # Trusted code: it writes the shared hot tables.
@@ -90,7 +45,7 @@ RUNTIMES = ("platform",)
 
 
 def config_parse(config: dict[str, Any]) -> FollowerConfig:
-    return FollowerConfig.parse(config)
+    return validate(FollowerConfig, config, prefix="config", error=ConfigError)
 
 
 def content_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -7,19 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trace_operators.validation import Problems
+
 
 class PermanentError(Exception):
     """An operator failure that retrying cannot fix (bad config, over a cap): fail for good."""
 
 
-class ConfigError(PermanentError):
-    """A job config an operator refuses. `field` is the path inside `config` (None: the config
-    as a whole), so a DAG sync can name `jobs[i].config.<field>` before anything runs."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"config.{field}: {message}" if field else f"config: {message}")
+class ConfigError(Problems, PermanentError):
+    """A job config an operator refuses: `errors` are `config.<field>: message` lines, so a DAG
+    sync reports them as `jobs[i].config.<field>` before anything runs."""
 
 
 class LeaseLost(Exception):

@@ -23,13 +23,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from trace_chain import cold_layout
 from trace_chain.chains import chain_settings
 from trace_chain.object_store import object_store_from_env, trace_home
 from trace_chain.rpc import RpcPool, redact_url, rpc_pool_config_from_env
 from trace_operators.context import ConfigError, PermanentError, TaskContext
+from trace_operators.validation import (
+    BIGINT_MAX,
+    INT_MAX,
+    ChainId,
+    HexStr,
+    PoolName,
+    StrictModel,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,6 @@ STAGING_SUBDIR = "cryo_ingest"
 STALE_STAGING_SECONDS = 24 * 3600
 _STAGING_NAME = re.compile(r"^task-(\d+)-attempt-(\d+)-")
 
-OPERATOR_KEYS = frozenset({"chain_id", "dataset", "rpc_pool", "rpc_url", "max_files", "max_bytes"})
 # Cryo options that change the files' bytes (so they are hashed into the prefix), by type.
 _LIST_OPTIONS = ("include_columns", "exclude_columns", "columns", "u256_types", "compression")
 _HEX_LIST_OPTIONS = ("contract", "topic0", "topic1", "topic2", "topic3")  # logs filters
@@ -77,18 +87,6 @@ class RangeNotReady(RuntimeError):
     """No endpoint has the range's last block yet (retryable: the chain will get there)."""
 
 
-@dataclass(frozen=True)
-class IngestConfig:
-    chain_id: int
-    dataset: str
-    rpc_pool: str | None
-    rpc_url: str | None
-    max_files: int
-    max_bytes: int
-    content_options: dict[str, Any]  # hashed
-    tuning_options: dict[str, Any]  # not hashed
-
-
 @dataclass
 class IngestResult:
     """What `run` did, for logs, tests and benchmarks (the worker ignores it)."""
@@ -102,69 +100,91 @@ class IngestResult:
 # --- config and scope -------------------------------------------------------------------------
 
 
+def _one_or_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+StrList = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+    Field(min_length=1, max_length=200),
+    BeforeValidator(_one_or_list),
+]
+HexList = Annotated[
+    list[Annotated[HexStr, AfterValidator(str.lower)]],
+    Field(min_length=1, max_length=1000),
+    BeforeValidator(_one_or_list),
+]
+PositiveCount = Annotated[int, Field(ge=1, le=INT_MAX)]
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]
+
+
+class IngestConfig(StrictModel):
+    """A cryo_ingest job's config. Content options (hashed into the prefix) and tuning options
+    (not hashed) are Cryo's own names."""
+
+    chain_id: ChainId
+    dataset: Literal["blocks", "transactions", "logs"]
+    rpc_pool: PoolName | None = None
+    rpc_url: HttpUrl | None = None
+    max_files: PositiveCount = DEFAULT_MAX_FILES
+    max_bytes: Annotated[int, Field(ge=1, le=BIGINT_MAX)] = DEFAULT_MAX_BYTES
+    # content options
+    include_columns: StrList | None = None
+    exclude_columns: StrList | None = None
+    columns: StrList | None = None
+    u256_types: StrList | None = None
+    compression: StrList | None = None
+    contract: HexList | None = None
+    topic0: HexList | None = None
+    topic1: HexList | None = None
+    topic2: HexList | None = None
+    topic3: HexList | None = None
+    chunk_size: PositiveCount | None = None
+    row_group_size: PositiveCount | None = None
+    n_row_groups: PositiveCount | None = None
+    exclude_failed: bool | None = None
+    no_stats: bool | None = None
+    # tuning options
+    requests_per_second: PositiveCount | None = None
+    max_concurrent_requests: PositiveCount | None = None
+    max_concurrent_chunks: PositiveCount | None = None
+    max_retries: Annotated[int, Field(ge=0, le=1000)] | None = None
+    initial_backoff: PositiveCount | None = None
+    inner_request_size: PositiveCount | None = None
+
+    @property
+    def content_options(self) -> dict[str, Any]:
+        """Hashed: what changes the files' bytes. Explicit column choices replace the default
+        columns, never merge with them."""
+        given = self.model_dump(include=set(CONTENT_OPTIONS), exclude_none=True)
+        if any(k in given for k in ("columns", "include_columns", "exclude_columns")):
+            return given
+        return {**DEFAULT_CONTENT_OPTIONS.get(self.dataset, {}), **given}
+
+    @property
+    def tuning_options(self) -> dict[str, Any]:
+        given = self.model_dump(include=set(TUNING_OPTIONS), exclude_none=True)
+        return {**DEFAULT_TUNING_OPTIONS, **given}
+
+
+def _config_rules(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    if (raw.get("rpc_pool") is None) == (raw.get("rpc_url") is None):
+        problems.append(("", "set exactly one of rpc_pool (a pool name) or rpc_url"))
+    filters = [k for k in _HEX_LIST_OPTIONS if k in raw]
+    if filters and raw.get("dataset") in DATASETS and raw.get("dataset") != "logs":
+        problems.append((filters[0], "contract/topic filters apply to the logs dataset only"))
+    return problems
+
+
 def config_parse(config: Mapping[str, Any]) -> IngestConfig:
     """Validate the job config strictly; every error names the field."""
-    unknown = set(config) - OPERATOR_KEYS - CONTENT_OPTIONS - TUNING_OPTIONS
-    if unknown:
-        raise ConfigError(
-            None,
-            f"unknown field(s) {sorted(unknown)}; allowed: "
-            f"{sorted(OPERATOR_KEYS | CONTENT_OPTIONS | TUNING_OPTIONS)}",
-        )
-    chain_id = _int(config, "chain_id", required=True, minimum=0)
-    dataset = config.get("dataset")
-    if dataset not in DATASETS:
-        raise ConfigError("dataset", f"must be one of {list(DATASETS)}, got {dataset!r}")
-    rpc_pool, rpc_url = config.get("rpc_pool"), config.get("rpc_url")
-    if (rpc_pool is None) == (rpc_url is None):
-        raise ConfigError(None, "set exactly one of rpc_pool (a pool name) or rpc_url")
-    for name, value in (("rpc_pool", rpc_pool), ("rpc_url", rpc_url)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigError(name, "must be a non-empty string")
-    if rpc_url is not None and not re.match(r"^https?://", rpc_url):
-        raise ConfigError("rpc_url", "must be an http(s) URL")
-    if any(k in config for k in _HEX_LIST_OPTIONS) and dataset != "logs":
-        raise ConfigError(None, "contract/topic filters apply to the logs dataset only")
-    content = dict(DEFAULT_CONTENT_OPTIONS.get(dataset, {}))
-    if any(k in config for k in ("columns", "include_columns", "exclude_columns")):
-        content = {}  # explicit column choices replace the defaults, never merge with them
-    tuning = dict(DEFAULT_TUNING_OPTIONS)
-    for name in _LIST_OPTIONS:
-        if name in config:
-            content[name] = _str_list(config, name)
-    for name in _HEX_LIST_OPTIONS:
-        if name in config:
-            raw = config[name]
-            values = [raw] if isinstance(raw, str) else raw
-            if (
-                not isinstance(values, list)
-                or not values
-                or not all(
-                    isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]+", v) for v in values
-                )
-            ):
-                raise ConfigError(name, "must be a 0x-hex string or list of them")
-            content[name] = [v.lower() for v in values]
-    for name in _INT_OPTIONS:
-        if name in config:
-            content[name] = _int(config, name, minimum=1)
-    for name in _BOOL_OPTIONS:
-        if name in config:
-            if not isinstance(config[name], bool):
-                raise ConfigError(name, "must be true or false")
-            content[name] = config[name]
-    for name in TUNING_OPTIONS:
-        if name in config:
-            tuning[name] = _int(config, name, minimum=0 if name == "max_retries" else 1)
-    return IngestConfig(
-        chain_id=chain_id,
-        dataset=dataset,
-        rpc_pool=rpc_pool,
-        rpc_url=rpc_url,
-        max_files=_int(config, "max_files", default=DEFAULT_MAX_FILES, minimum=1),
-        max_bytes=_int(config, "max_bytes", default=DEFAULT_MAX_BYTES, minimum=1),
-        content_options=content,
-        tuning_options=tuning,
+    return validate(
+        IngestConfig,
+        dict(config),
+        rules=_config_rules,
+        prefix="config",
+        error=ConfigError,
     )
 
 
@@ -210,31 +230,6 @@ def output_prefixes(
             chain_id=parsed.chain_id, dataset=parsed.dataset, config_hash=config_hash
         )
     ]
-
-
-def _int(
-    config: Mapping[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    default: int | None = None,
-    minimum: int = 0,
-) -> int:
-    value = config.get(name, default)
-    if value is None and required:
-        raise ConfigError(name, "required")
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(name, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _str_list(config: Mapping[str, Any], name: str) -> list[str]:
-    value = config[name]
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(name, "must be a non-empty list of strings")
-    return list(value)
 
 
 def scope_range(ctx: TaskContext) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """The operator registry: operator name (as written in DAG YAML) -> its module.
 
 An operator module defines `run(ctx)`, and may define:
-- `config_parse(config)`: validate a job config, raising `ConfigError` naming the field. DAG
-  sync calls it, so a bad config is refused at deploy time, not on the first run.
+- `config_parse(config)`: validate a job config (a `StrictModel` through
+  `trace_operators.validation.validate`), raising `ConfigError` with every problem, each naming
+  its field. DAG sync calls it, so a bad config is refused at deploy time, not on the first run.
 - `content_config(config)`: the part of the config that decides what the output holds (the
   dataset version's definition). Without it the whole config counts.
 - `output_prefixes(config, range_start, range_end)`: object-store prefixes (relative to the
@@ -20,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from trace_operators.context import ConfigError, PermanentError, TaskContext
+from trace_operators.validation import Problem
 
 Operator = Callable[[TaskContext], Any]
 
@@ -46,28 +48,23 @@ def operator_get(name: str) -> Operator:
     return _module(name).run
 
 
-def operator_config_problems(
-    name: str, config: dict[str, Any], runtime: str
-) -> list[tuple[str, str]]:
+def operator_config_problems(name: str, config: Any, runtime: str | None) -> list[Problem]:
     """`(field path, message)` for what is wrong with a job's operator, runtime and config
     (empty when nothing is). Paths are relative to the job: `operator`, `runtime`, `config`,
-    `config.<field>`."""
+    `config.<field>`. `runtime` None: not known (itself invalid), so not checked."""
     try:
         module = _module(name)
     except UnknownOperator as exc:
         return [("operator", str(exc))]
     problems = []
-    if not operator_runtime_allowed(name, runtime):
+    if runtime is not None and not operator_runtime_allowed(name, runtime):
         problems.append(("runtime", f"operator {name!r} runs only in {list(module.RUNTIMES)}"))
     parse = getattr(module, "config_parse", None)
-    if parse is not None:
+    if parse is not None and isinstance(config, dict):
         try:
             parse(config)
         except ConfigError as exc:
-            problems.append((f"config.{exc.field}" if exc.field else "config", exc.message))
-        except (TypeError, ValueError, AttributeError, LookupError) as exc:
-            # An operator's parser missed a case: still the user's config, still a 400.
-            problems.append(("config", f"invalid: {type(exc).__name__}: {exc}"))
+            problems += exc.problems
     return problems
 
 

@@ -80,4 +80,9 @@ app.conf.beat_schedule = {
     "source-monitor": _loop("trace.dispatch.monitor_sources"),
     "invalidation-scanner": _loop("trace.dispatch.scan_invalidations"),
     "chain-sync-planner": _loop("trace.dispatch.plan_chain_syncs"),
+    "state-pruner": {
+        "task": "trace.dispatch.prune_state",
+        "schedule": settings.TRACE_PRUNE_EVERY_SECONDS,
+        "options": {"queue": Queue.DISPATCHER.value, "expires": settings.TRACE_PRUNE_EVERY_SECONDS},
+    },
 }

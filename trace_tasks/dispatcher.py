@@ -57,3 +57,10 @@ def plan_chain_syncs() -> int:
     from trace_web.chain_sync.services import chain_sync_plan
 
     return chain_sync_plan()
+
+
+@trace_task("trace.dispatch.prune_state")
+def prune_state() -> int:
+    from trace_web.orchestration.services.retention import state_prune
+
+    return state_prune()

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DataError
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -29,6 +30,17 @@ class TraceError(Exception):
 
 class ValidationFailed(TraceError):
     code = "invalid"
+
+    @classmethod
+    def one(cls, path: str, message: str) -> ValidationFailed:
+        """One problem of one field: `detail` and the single `errors` line say the same."""
+        line = f"{path}: {message}" if path else message
+        return cls(line, details=[line])
+
+    @classmethod
+    def of(cls, errors: list[str]) -> ValidationFailed:
+        """Every problem of a request, each as `field.path: message`."""
+        return cls("; ".join(errors), details=list(errors))
 
 
 class NotFound(TraceError):
@@ -66,9 +78,27 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if exc.details is not None:
             body["errors"] = exc.details
         return Response(body, status=exc.http_status)
-    if isinstance(exc, DataError):  # a value Postgres refuses (NUL in text, out of range)
+    if isinstance(exc, RequestDataTooBig):
         return Response(
-            {"error": "invalid", "detail": f"the database refused a value: {exc}".strip()},
+            {"error": "too_large", "detail": "request body too large"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        return Response(
+            {"error": "invalid", "detail": "the request was refused as malformed"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if _is_unreachable(exc):
+        # Postgres restarting, a data DB down: the request may succeed shortly.
+        return Response(
+            {"error": "unavailable", "detail": "a database is unreachable; retry shortly"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    if _is_data_error(exc):
+        # Input checks should have caught it; never echo the statement or its parameters.
+        return Response(
+            {"error": "invalid", "detail": "a value is out of range or cannot be stored"},
             status=status.HTTP_400_BAD_REQUEST,
         )
     response = exception_handler(exc, context)
@@ -81,6 +111,83 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
         response.data = {"error": _drf_code(exc), "detail": str(detail)}
     return response
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    from django.db import InterfaceError, OperationalError
+    from sqlalchemy.exc import OperationalError as SqlAlchemyOperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError | SqlAlchemyOperationalError)
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """A value the database refused (out of range, NUL in text), from Django's ORM or from
+    SQLAlchemy (the data DB)."""
+    if isinstance(exc, DataError):
+        return True
+    from sqlalchemy.exc import DataError as SqlAlchemyDataError
+
+    return isinstance(exc, SqlAlchemyDataError)
+
+
+# --- Django-level errors (no route, a crash before DRF, a body Django refused) -------------------
+# Under the API prefix they answer in the same JSON shape; elsewhere (admin) Django's pages.
+API_PREFIX = "/v1/"
+
+
+def _json_or_default(request: HttpRequest, default, status_code: int, code: str, detail: str):
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"error": code, "detail": detail}, status=status_code)
+    return default()
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None, **kwargs: Any):
+    from django.views import defaults
+
+    too_big = isinstance(exception, RequestDataTooBig)
+    return _json_or_default(
+        request,
+        lambda: defaults.bad_request(request, exception),
+        413 if too_big else 400,
+        "too_large" if too_big else "invalid",
+        "request body too large" if too_big else "the request was refused as malformed",
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None, **kwargs: Any):
+    from django.views import defaults
+
+    return _json_or_default(
+        request,
+        lambda: defaults.permission_denied(request, exception),
+        403,
+        "permission_denied",
+        "you may not do this",
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs: Any):
+    from django.views import defaults
+
+    return _json_or_default(
+        request,
+        lambda: defaults.page_not_found(request, exception),
+        404,
+        "not_found",
+        f"no API endpoint at {request.path} (see /v1/schema/docs/)",
+    )
+
+
+def server_error(request: HttpRequest, **kwargs: Any):
+    from django.views import defaults
+
+    return _json_or_default(
+        request,
+        lambda: defaults.server_error(request),
+        500,
+        "internal",
+        "internal error; it was logged",
+    )
 
 
 def _field_messages(detail: Any, path: str = "") -> Iterator[str]:

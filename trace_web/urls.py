@@ -1,31 +1,46 @@
-"""URL map: admin, the REST API under /v1/, and the OpenAPI schema and docs."""
+"""URL map: the `/` page, admin, the REST API under /v1/, and the OpenAPI schema and docs."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
-from trace_web.chain_sync.api import ChainStatusApi, ChainSyncStatusApi
+from trace_web import surfaces
+from trace_web.chain_sync.api import ChainStatusApi, ChainSyncListApi, ChainSyncStatusApi
+from trace_web.converters import IdConverter, NameConverter
 from trace_web.datasets.api import DatasetListApi
 from trace_web.orchestration import api
+from trace_web.orgs.api import AuthTokenApi
+
+register_converter(IdConverter, "id")
+register_converter(NameConverter, "name")
+
+# Django-level errors under /v1/ answer in the API's JSON error shape (trace_web/errors.py).
+handler400 = "trace_web.errors.bad_request"
+handler403 = "trace_web.errors.permission_denied"
+handler404 = "trace_web.errors.page_not_found"
+handler500 = "trace_web.errors.server_error"
 
 urlpatterns = [
+    path("", surfaces.home, name="home"),
     path("admin/", admin.site.urls),
-    path("v1/auth/token", obtain_auth_token, name="auth-token"),
+    path("v1/auth/token", AuthTokenApi.as_view(), name="auth-token"),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("v1/schema/redoc/", surfaces.redoc, name="schema-redoc"),
     path("v1/dags", api.DagListApi.as_view()),
-    path("v1/dags/<str:name>/versions", api.DagVersionsApi.as_view()),
-    path("v1/dags/<str:name>/active", api.DagActiveApi.as_view()),
-    path("v1/dags/<str:name>/jobs/<str:job>/runs", api.JobRunApi.as_view()),
-    path("v1/dags/<str:name>/jobs/<str:job>/webhook-secret", api.WebhookSecretApi.as_view()),
-    path("v1/hooks/<str:org>/<str:name>/<str:job>", api.WebhookApi.as_view()),
+    path("v1/dags/<name:name>", api.DagDetailApi.as_view()),
+    path("v1/dags/<name:name>/versions", api.DagVersionsApi.as_view()),
+    path("v1/dags/<name:name>/active", api.DagActiveApi.as_view()),
+    path("v1/dags/<name:name>/jobs/<name:job>/runs", api.JobRunApi.as_view()),
+    path("v1/dags/<name:name>/jobs/<name:job>/webhook-secret", api.WebhookSecretApi.as_view()),
+    path("v1/hooks/<name:org>/<name:name>/<name:job>", api.WebhookApi.as_view()),
     path("v1/tasks", api.TaskListApi.as_view()),
-    path("v1/tasks/<int:task_id>", api.TaskDetailApi.as_view()),
-    path("v1/tasks/<int:task_id>/cancel", api.TaskCancelApi.as_view()),
+    path("v1/tasks/<id:task_id>", api.TaskDetailApi.as_view()),
+    path("v1/tasks/<id:task_id>/cancel", api.TaskCancelApi.as_view()),
     path("v1/datasets", DatasetListApi.as_view()),
-    path("v1/chains/<int:chain_id>/status", ChainStatusApi.as_view()),
-    path("v1/chain-syncs/<str:name>", ChainSyncStatusApi.as_view()),
+    path("v1/chains/<id:chain_id>/status", ChainStatusApi.as_view()),
+    path("v1/chain-syncs", ChainSyncListApi.as_view()),
+    path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),
     path("v1/task/heartbeat", api.TaskHeartbeatApi.as_view()),
     path("v1/task/complete", api.TaskCompleteApi.as_view()),
     path("v1/task/fail", api.TaskFailApi.as_view()),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
@@ -23,6 +22,32 @@ from trace_chain.rpc import (
 )
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
+
+
+class VirtualClock:
+    """Stands in for the `time` module of trace_chain.rpc: `monotonic` moves only when the code
+    sleeps, so what the code waits is exact and asserted as such, whatever the machine's load
+    (real requests take no virtual time)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> VirtualClock:
+    fake = VirtualClock()
+    monkeypatch.setattr("trace_chain.rpc.time", fake)
+    return fake
 
 
 def dead_url(path: str = "") -> str:
@@ -58,12 +83,11 @@ def test_per_item_error_raises_rpc_error_with_code(anvil_pool):
     assert caught.value.method == "eth_getBlockByNumber"
 
 
-def test_fails_over_from_a_dead_port_and_then_prefers_the_live_endpoint(anvil):
+def test_fails_over_from_a_dead_port_within_one_round(anvil, clock):
     with RpcPool("p", [dead_url(), anvil.url], timeout=2, max_retries=0, **FAST) as pool:
-        started = time.monotonic()
         assert pool.call("eth_chainId") == "0x7a69"
-        assert time.monotonic() - started < 2
         assert pool.batch([("eth_chainId", [])]) == ["0x7a69"]
+    assert clock.sleeps == []  # the live endpoint answered in the same round: no backoff
 
 
 def test_fails_over_from_a_stalling_endpoint_after_the_timeout(anvil):
@@ -71,14 +95,11 @@ def test_fails_over_from_a_stalling_endpoint_after_the_timeout(anvil):
         StallingServer(stall=30) as stalling,
         RpcPool("p", [stalling.url, anvil.url], timeout=0.3, max_retries=0, **FAST) as pool,
     ):
-        started = time.monotonic()
         assert pool.call("eth_chainId") == "0x7a69"
-        elapsed = time.monotonic() - started
-        assert 0.3 <= elapsed < 3
-        # The next request starts at the endpoint that last answered: no second stall.
-        started = time.monotonic()
-        pool.call("eth_chainId")
-        assert time.monotonic() - started < 0.3
+        assert len(stalling.requests) == 1  # it was asked first, and timed out
+        # The next requests start at the endpoint that last answered: no second stall.
+        for _ in range(3):
+            pool.call("eth_chainId")
         assert len(stalling.requests) == 1
 
 
@@ -141,21 +162,23 @@ def test_oversized_batch_raises_too_large_without_retrying(anvil):
         assert len(proxy.requests) == 1
 
 
-def test_unavailable_lists_every_endpoint_redacted_after_all_rounds(caplog):
+def test_unavailable_lists_every_endpoint_redacted_after_all_rounds(caplog, clock):
     secret = "SUPERSECRETKEY123"
     urls = [dead_url(f"/v2/{secret}"), f"http://user:{secret}@127.0.0.1:{free_port()}/?key=1"]
     caplog.set_level(logging.DEBUG, logger="trace_chain")
-    with RpcPool("p", urls, timeout=1, max_retries=2, backoff_base=0.05, backoff_max=1) as pool:
-        started = time.monotonic()
-        with pytest.raises(RpcUnavailable) as caught:
-            pool.call("eth_chainId")
-        elapsed = time.monotonic() - started
+    with (
+        RpcPool("p", urls, timeout=1, max_retries=2, backoff_base=0.05, backoff_max=1) as pool,
+        pytest.raises(RpcUnavailable) as caught,
+    ):
+        pool.call("eth_chainId")
     error = caught.value
     assert error.rounds == 3
     assert set(error.errors) == {redact_url(u) for u in urls}
     assert all("ConnectionError" in e for e in error.errors.values())
-    # Two backoff sleeps between three rounds: at least half of 0.05 + 0.1.
-    assert elapsed >= 0.075
+    # Two backoff sleeps between three rounds, each with "equal jitter" under its ceiling:
+    # [0.025, 0.05] after round 1, [0.05, 0.1] after round 2.
+    assert len(clock.sleeps) == 2
+    assert 0.025 <= clock.sleeps[0] <= 0.05 and 0.05 <= clock.sleeps[1] <= 0.1
     assert secret not in str(error)
     assert secret not in caplog.text
     assert "127.0.0.1" in caplog.text  # the redacted form is still logged
@@ -180,42 +203,41 @@ def test_redact_url_keeps_scheme_host_and_port_only():
     assert redact_url("http://[::1]:8545/k") == "http://[::1]:8545/…"
 
 
-def test_token_bucket_limits_the_rate():
+def test_token_bucket_limits_the_rate(clock):
     bucket = TokenBucket(rate=20, capacity=1)
-    started = time.monotonic()
-    calls = 0
-    while time.monotonic() - started < 0.5:
-        bucket.acquire()
-        calls += 1
-    assert 6 <= calls <= 14  # ~11 expected: one burst token plus 20/s for 0.5 s
+    waits = [bucket.acquire() for _ in range(11)]
+    # One burst token, then one token per 1/20 s: 11 acquisitions take exactly 0.5 s.
+    assert waits[0] == 0
+    assert clock.now - 1000.0 == pytest.approx(0.5)
+    assert all(w == pytest.approx(0.05) for w in waits[1:])
 
 
-def test_token_bucket_is_shared_fairly_between_threads():
+def test_token_bucket_queues_concurrent_callers_one_slot_each(clock):
     bucket = TokenBucket(rate=40, capacity=1)
-    counts = [0] * 4
-    stop = time.monotonic() + 0.5
+    clock.sleep = lambda seconds: None  # frozen: every caller reserves before anyone sleeps
+    barrier = threading.Barrier(4)
+    waits: list[float] = []
 
-    def worker(i):
-        while time.monotonic() < stop:
-            bucket.acquire()
-            counts[i] += 1
+    def worker():
+        barrier.wait(timeout=10)
+        waits.append(bucket.acquire())
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert 10 <= sum(counts) <= 30  # ~21 expected; unlimited would be thousands
+    # Reserved under the lock: each caller gets its own slot, none spins or shares one.
+    assert sorted(waits) == pytest.approx([0, 0.025, 0.05, 0.075])
 
 
-def test_pool_rate_limit_applies_per_endpoint(anvil):
+def test_pool_rate_limit_applies_per_endpoint(anvil, clock):
     with RpcPool("p", [anvil.url], rps_per_endpoint=10, timeout=2, max_retries=0) as pool:
-        started = time.monotonic()
         for _ in range(16):
             pool.call("eth_chainId")
-        elapsed = time.monotonic() - started
-    # A burst of one second's worth (10), then one request per 0.1 s: ~0.6 s for the other 6.
-    assert 0.45 <= elapsed < 2.0
+    # A burst of one second's worth (10), then one request per 0.1 s for the other 6.
+    assert sum(clock.sleeps) == pytest.approx(0.6)
+    assert len(clock.sleeps) == 6
 
 
 def test_pool_from_env_reads_urls_and_options(anvil):

@@ -4,8 +4,11 @@ publication, pause by re-applying, and follow_head against a real anvil head."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from trace_chain import devchain
@@ -137,6 +140,27 @@ def test_failed_range_is_visible_and_can_be_retried(org, capsys):
     assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 0
 
 
+def test_a_failed_range_whose_task_is_retried_by_hand_is_in_flight_then_done(org):
+    from trace_web.orchestration.services.tasks import task_retry
+
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",), inflight=1))
+    chain_sync_plan()
+    scheduled = ScheduledRange.objects.get()
+    claimed = task_claim(task_id=scheduled.task_id, worker_id="w")
+    task_fail(lease=claimed.lease, error="node exploded", retryable=False)
+    chain_sync_plan()
+    assert ranges("blocks") == [(0, 10, "failed"), (10, 20, "scheduled")]
+    task_retry(task_id=scheduled.task_id, org_id=org.pk)  # the admin's or the CLI's retry
+    assert chain_sync_plan() == 0  # the retried range is in flight again: nothing new
+    assert ranges("blocks") == [(0, 10, "scheduled"), (10, 20, "scheduled")]
+    scheduled.refresh_from_db()
+    assert (scheduled.error, scheduled.task_id) == ("", claimed.task.pk)  # the same task
+    complete(scheduled)
+    chain_sync_plan()
+    assert ranges("blocks")[0] == (0, 10, "done")
+    assert chain_sync_status(sync=ChainSync.objects.get())[0]["errors"] == 0
+
+
 def test_lowering_from_block_plans_only_the_new_gap(org):
     chain_sync_apply(
         org=org,
@@ -220,10 +244,12 @@ def test_follow_head_plans_full_chunks_below_head_minus_lag(org, monkeypatch):
 
 
 def test_status_endpoints(org, api, hot_engine):
-    from trace_chain.hot_store import hot_status_update
+    from trace_chain.hot_store import hot_follower_org_register, hot_status_update
 
     assert api.get("/v1/chains/31337/status").status_code == 404
     hot_status_update(hot_engine, chain_id=31337, head_block=120, tip_block=117)
+    assert api.get("/v1/chains/31337/status").status_code == 404  # not followed by this org
+    hot_follower_org_register(hot_engine, chain_id=31337, org_id=org.pk)
     hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
     body = api.get("/v1/chains/31337/status").json()
     assert (body["lag_blocks"], body["reorg_count"], body["last_reorg_depth"]) == (3, 1, 2)
@@ -232,3 +258,68 @@ def test_status_endpoints(org, api, hot_engine):
     sync = api.get("/v1/chain-syncs/history").json()
     assert sync["streams"][0]["inflight"] == 2 and sync["streams"][0]["cursor"] == 20
     assert api.get("/v1/chain-syncs/nope").status_code == 404
+
+
+def test_status_measures_the_completion_rate_and_gives_an_eta(org):
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",)))
+    chain_sync_plan()
+    for scheduled in ScheduledRange.objects.filter(status=RangeStatus.SCHEDULED):
+        complete(scheduled)
+    chain_sync_plan()  # settles [0, 10) and [10, 20), schedules [20, 25)
+    now = timezone.now()
+    # Both ranges were scheduled 100 s ago and done 50 s ago: 20 blocks in 100 s so far,
+    # with [20, 25) still in flight.
+    ScheduledRange.objects.filter(status=RangeStatus.DONE).update(
+        created_at=now - timezone.timedelta(seconds=100),
+        finished_at=now - timezone.timedelta(seconds=50),
+    )
+    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    assert (row["plan_target"], row["done_blocks"], row["remaining_blocks"]) == (25, 20, 5)
+    assert 0.19 < row["blocks_per_second"] <= 0.2  # 20 blocks / 100 s (a moment more)
+    assert 25 <= row["eta_seconds"] < 26.5  # 5 blocks at that rate
+    # Nothing completed in the last ten minutes: no rate, so no ETA rather than a made-up one.
+    ScheduledRange.objects.filter(status=RangeStatus.DONE).update(
+        finished_at=now - timezone.timedelta(hours=1)
+    )
+    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    assert (row["blocks_per_second"], row["eta_seconds"]) == (0.0, None)
+
+
+def test_status_shows_the_block_follow_head_plans_to(org, capsys):
+    text = (
+        fixed(datasets=("blocks",))
+        .replace("mode: fixed_target", "mode: follow_head\ntail_lag: 3")
+        .replace("to_block: 25\n", "")
+    )
+    chain_sync_apply(org=org, yaml_text=text)
+    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    assert row["plan_target"] is None  # no head observed yet
+    ChainSync.objects.update(head_block=100)
+    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    assert (row["plan_target"], row["remaining_blocks"], row["total_blocks"]) == (98, 98, None)
+    call_command("chain_sync", "status", "--job", "history", "--org", org.slug)
+    out = capsys.readouterr().out
+    assert "head 100" in out and "plans to 98" in out
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_watch_writes_escape_codes_only_to_a_terminal(org):
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=("blocks",), inflight=3))
+    chain_sync_plan()
+    for scheduled in ScheduledRange.objects.all():
+        complete(scheduled)
+    chain_sync_plan()  # all done: --watch draws once and stops
+    args = ("chain_sync", "status", "--job", "history", "--org", org.slug, "--watch")
+    piped, terminal = io.StringIO(), Terminal()
+    call_command(*args, stdout=piped)
+    call_command(*args, stdout=terminal)
+    assert "\x1b" not in piped.getvalue()
+    assert "25/25" in piped.getvalue()
+    assert piped.getvalue()[:4].isdigit()  # each refresh starts with its time stamp
+    assert terminal.getvalue().startswith("\x1b[2J\x1b[H")
+    with pytest.raises(CommandError, match="--interval"):
+        call_command(*args, "--interval", "0")

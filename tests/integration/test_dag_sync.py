@@ -132,23 +132,36 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
     bad = FOLLOWER_DAG.format(config="{chain_id: '1', rpc_pool: main, batch_sise: 5}")
     response = api.post("/v1/dags/follow/versions", {"yaml": bad}, format="json")
     assert response.status_code == 400
-    (error,) = response.json()["errors"]
-    assert error.startswith("jobs[0].config: unknown field(s) ['batch_sise']")
-    wrong_type = FOLLOWER_DAG.format(config="{chain_id: '1', rpc_pool: main}")
-    (error,) = api.post("/v1/dags/follow/versions", {"yaml": wrong_type}, format="json").json()[
-        "errors"
+    assert response.json()["errors"] == [  # every problem of the config at once
+        "jobs[0].config.chain_id: must be an integer, got '1'",
+        "jobs[0].config.batch_sise: unknown field",
     ]
-    assert error == "jobs[0].config.chain_id: must be an integer >= 0, got '1'"
+    huge = FOLLOWER_DAG.format(config="{chain_id: 1, rpc_pool: main, start_block: .inf}")
+    (error,) = api.post("/v1/dags/follow/versions", {"yaml": huge}, format="json").json()["errors"]
+    assert error == "jobs[0].config.start_block: numbers must be finite"
+    huge = FOLLOWER_DAG.format(config=f"{{chain_id: {2**63}, rpc_pool: main}}")
+    (error,) = api.post("/v1/dags/follow/versions", {"yaml": huge}, format="json").json()["errors"]
+    assert error == f"jobs[0].config.chain_id: must be <= {2**63 - 1}"
     cryo = noop_dag().replace("operator: noop", "operator: cryo_ingest", 1)
     cryo = cryo.replace("config: {}", "config: {chain_id: 1, dataset: traces, rpc_pool: p}", 1)
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": cryo}, format="json").json()["errors"]
-    assert error.startswith("jobs[0].config.dataset: must be one of ['blocks'")
-    for contract in ("[1]", "5", "[]", "'0xzz'"):
+    assert error.startswith("jobs[0].config.dataset: must be one of 'blocks'")
+    for contract, expected in (
+        ("[1]", "jobs[0].config.contract[0]: must be a string, got 1"),
+        ("5", "jobs[0].config.contract: must be a list"),
+        ("[]", "jobs[0].config.contract: must not be empty"),
+        ("'0xzz'", "jobs[0].config.contract[0]: must be a 0x-hex string"),
+    ):
         filters = cryo.replace("dataset: traces", f"dataset: logs, contract: {contract}")
         response = api.post("/v1/dags/chain/versions", {"yaml": filters}, format="json")
-        assert response.json()["errors"] == [
-            "jobs[0].config.contract: must be a 0x-hex string or list of them"
-        ], contract
+        assert response.json()["errors"] == [expected], contract
+    wrong = cryo.replace("dataset: traces", "dataset: blocks, contract: '0x11', rpc_url: x")
+    response = api.post("/v1/dags/chain/versions", {"yaml": wrong}, format="json")
+    assert response.json()["errors"] == [
+        "jobs[0].config.rpc_url: must match ^https?://\\S+$",
+        "jobs[0].config: set exactly one of rpc_pool (a pool name) or rpc_url",
+        "jobs[0].config.contract: contract/topic filters apply to the logs dataset only",
+    ]
     in_udf = FOLLOWER_DAG.format(config="{chain_id: 1, rpc_pool: main}").replace(
         "operator: block_follower",
         "operator: block_follower\n    runtime: udf\n    udf: {bundle: b, entrypoint: e}",

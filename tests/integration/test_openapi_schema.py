@@ -91,17 +91,20 @@ def mismatches(schema: dict, node: dict, value: Any, where: str = "body") -> lis
             **resolve(schema, node["allOf"][0]),
             **{k: v for k, v in node.items() if k != "allOf"},
         }
+    options = node.get("oneOf") or node.get("anyOf")  # anyOf: pydantic's models (OpenAPI 3.1)
+    types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
     if value is None:
-        return (
-            [] if node.get("nullable") or not node else [f"{where}: null, documented not nullable"]
-        )
-    if "oneOf" in node:
-        if any(not mismatches(schema, option, value, where) for option in node["oneOf"]):
+        nullable = node.get("nullable") or "null" in types or not node
+        if nullable or any(not mismatches(schema, o, None, where) for o in options or []):
             return []
-        return [f"{where}: matches none of {node['oneOf']}"]
+        return [f"{where}: null, documented not nullable"]
+    if options:
+        if any(not mismatches(schema, option, value, where) for option in options):
+            return []
+        return [f"{where}: matches none of {options}"]
     if "enum" in node and value not in node["enum"]:
         return [f"{where}: {value!r} not in {node['enum']}"]
-    kind = node.get("type")
+    kind = next((t for t in types if t != "null"), None)
     if kind == "object":
         if not isinstance(value, dict):
             return [f"{where}: {value!r} is not an object"]
@@ -189,18 +192,26 @@ def test_user_operations_document_the_rate_limit_and_it_answers_so(schema, api, 
     for path, item in schema["paths"].items():
         for method in METHODS & set(item):
             org_scoped = any(p["name"] == "X-Trace-Org" for p in item[method].get("parameters", []))
-            assert ("429" in item[method]["responses"]) == org_scoped, (method, path)
+            throttled = org_scoped or path == "/v1/auth/token"  # sign-in: per client address
+            assert ("429" in item[method]["responses"]) == throttled, (method, path)
     from django.core.cache import cache
-    from rest_framework.throttling import UserRateThrottle
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
 
-    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "2/min"})
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "2/min", "sign_in": "2/min"})
     cache.clear()
     try:
         responses = [api.get("/v1/tasks") for _ in range(3)]
+        sign_ins = [
+            APIClient().post("/v1/auth/token", {"username": "x", "password": "y"}, format="json")
+            for _ in range(3)
+        ]
     finally:
         cache.clear()
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert_documented(schema, "get", "/v1/tasks", responses[2])
+    assert [r.status_code for r in sign_ins] == [400, 400, 429]
+    assert_documented(schema, "post", "/v1/auth/token", sign_ins[2])
 
 
 @pytest.mark.parametrize(
@@ -226,6 +237,16 @@ def test_user_operations_document_the_rate_limit_and_it_answers_so(schema, api, 
             {"403", "404"},
         ),
         ("get", "/v1/chain-syncs/{name}", None, "200", {"name", "streams"}, {"403", "404"}),
+        ("get", "/v1/chain-syncs", None, "200", {"name", "plan_target", "eta_seconds"}, {"403"}),
+        (
+            "get",
+            "/v1/dags/{name}",
+            None,
+            "200",
+            {"versions", "active_version", "jobs", "yaml"},
+            {"400", "403", "404"},
+        ),
+        ("post", "/v1/auth/token", {"username", "password"}, "200", {"token"}, {"400"}),
         ("get", "/v1/datasets", None, "200", {"name", "latest_generation"}, {"403"}),
         ("get", "/v1/dags", None, "200", {"name", "active_version"}, {"403"}),
         ("put", "/v1/dags/{name}/active", {"version", "rollback"}, "200", {"name"}, {"400"}),
@@ -264,7 +285,7 @@ def test_capability_token_endpoints_answer_as_documented(schema, org):
 
     assert post("/v1/task/heartbeat").status_code == 200
     events = [
-        {"output": 0, "partition_key": "p1", "cursor": {"block": 7}},
+        {"output": 0, "partition_key": "p1", "cursor": 7},
         {"type": "invalidation", "output": 0, "partition_key": "p0", "reason": "reorg"},
     ]
     assert len(post("/v1/task/events", {"events": events}).json()["accepted"]) == 2
@@ -282,7 +303,7 @@ def test_capability_token_endpoints_answer_as_documented(schema, org):
 
 
 def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_engine):
-    from trace_chain.hot_store import hot_status_update
+    from trace_chain.hot_store import hot_follower_org_register, hot_status_update
     from trace_web.chain_sync.services import chain_sync_apply
 
     def call(method, path, url=None, body=None, client=api):
@@ -308,10 +329,16 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
     call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1})
     call("put", "/v1/dags/{name}/active", "/v1/dags/chain/active", {"version": 1, "rollback": True})
     call("get", "/v1/dags")
+    call("get", "/v1/dags/{name}", "/v1/dags/chain")
+    assert call("get", "/v1/dags/{name}", "/v1/dags/nope").status_code == 404
+    assert call("get", "/v1/dags/{name}", "/v1/dags/chain?version=x").status_code == 400
     call("get", "/v1/dags/{name}/versions", "/v1/dags/chain/versions")
     run = call("post", "/v1/dags/{name}/jobs/{job}/runs", "/v1/dags/chain/jobs/extract/runs", {})
     task_id = run.json()["id"]
     call("get", "/v1/tasks")
+    paged = call("get", "/v1/tasks", "/v1/tasks?limit=1&created_after=2020-01-01T00:00:00Z")
+    documented_headers = operation(schema, "get", "/v1/tasks")["responses"]["200"]["headers"]
+    assert "Link" in paged.headers and "Link" in documented_headers
     call("get", "/v1/tasks/{task_id}", f"/v1/tasks/{task_id}")
     call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")
     call("post", "/v1/tasks/{task_id}/cancel", f"/v1/tasks/{task_id}/cancel")  # 400: finished
@@ -319,9 +346,11 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
 
     assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 404
     hot_status_update(hot_engine, chain_id=31337, head_block=121, tip_block=118, reorg_depth=2)
-    call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status")
+    hot_follower_org_register(hot_engine, chain_id=31337, org_id=org.pk)
+    assert call("get", "/v1/chains/{chain_id}/status", "/v1/chains/31337/status").status_code == 200
     chain_sync_apply(org=org, yaml_text=CHAIN_SYNC)
     call("get", "/v1/chain-syncs/{name}", "/v1/chain-syncs/history")
+    call("get", "/v1/chain-syncs")
 
     dag_sync(org=org, yaml_text=SOURCES, activate=True)
     secret = call(
@@ -334,3 +363,21 @@ def test_org_endpoints_answer_as_documented(schema, org, api, client_for, hot_en
     )
     assert_documented(schema, "post", "/v1/hooks/{org}/{name}/{job}", hook)
     assert hook.status_code == 202
+
+
+def test_token_endpoint_answers_as_documented(schema, client_for, org):
+    client_for(org, Role.MEMBER, username="tok")
+    anonymous = APIClient()
+
+    def post(body):
+        response = anonymous.post("/v1/auth/token", body, format="json")
+        assert_documented(schema, "post", "/v1/auth/token", response)
+        return response
+
+    assert post({"username": "tok", "password": "pw"}).status_code == 200
+    wrong = post({"username": "tok", "password": "nope"})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid"
+    assert post({"username": "tok"}).status_code == 400
+    unparsable = anonymous.generic("POST", "/v1/auth/token", b"{", content_type="application/json")
+    assert_documented(schema, "post", "/v1/auth/token", unparsable)
+    assert unparsable.status_code == 400

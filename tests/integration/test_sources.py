@@ -220,6 +220,6 @@ def test_webhook_bodies_postgres_cannot_store_are_a_400(sources_dag, api, body, 
     assert not Task.objects.filter(job__name="hook").exists()
 
 
-def test_a_nul_in_the_webhook_path_is_a_client_error(sources_dag, api):
+def test_a_nul_in_the_webhook_path_is_no_such_webhook(sources_dag, api):
     response = APIClient().post("/v1/hooks/ac%00me/sources/hook", {}, format="json")
-    assert (response.status_code, response.json()["error"]) == (400, "invalid"), response.json()
+    assert (response.status_code, response.json()["error"]) == (404, "not_found"), response.json()

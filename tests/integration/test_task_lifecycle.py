@@ -201,34 +201,67 @@ def test_outputs_are_validated_against_the_job(org, dag):
 
 
 @pytest.mark.parametrize(
-    "output, message",
+    "output, where, message",
     [
-        ({"output": True}, r"outputs\.output: True out of range"),
-        ({"range_start": 1, "range_end": "x"}, r"outputs\.range_end: must be an integer"),
-        ({"range_start": "5", "range_end": 7}, r"outputs\.range_start: must be an integer"),
-        ({"range_start": -1, "range_end": 7}, r"outputs\.range_start: must be an integer >= 0"),
-        ({"partition_key": 5}, r"outputs\.partition_key: must be a string"),
-        ({"partition_key": "k" * 201}, r"outputs\.partition_key: must be a string of 1 to 200"),
-        ({"attributes": ["a"]}, r"outputs\.attributes: must be an object"),
-        ({"partition_key": "p", "publication": [{"location": "x"}]}, "must be an object"),
-        ({"partition_key": "p", "publication": {"location": 5}}, "location: must be a string"),
-        ({"partition_key": "p", "publication": {"row_count": "9"}}, "row_count: must be an int"),
-        ({"partition_key": "p", "publication": {"config_hash": "c" * 65}}, "at most 64"),
-        ({"partition_key": "p", "publication": {"manifest": "m"}}, "manifest: must be an object"),
-        ("not an object", "each output must be an object, got a string"),
+        ({"output": True}, ".output", "must be an integer, got True"),
+        ({"range_start": 1, "range_end": "x"}, ".range_end", "must be an integer, got 'x'"),
+        ({"range_start": "5", "range_end": 7}, ".range_start", "must be an integer, got '5'"),
+        ({"range_start": -1, "range_end": 7}, ".range_start", "must be >= 0"),
+        ({"range_start": 7, "range_end": 7}, ".range_end", "must be above range_start"),
+        ({"range_start": 7}, "", "range_start and range_end go together"),
+        ({"range_start": 0, "range_end": 2**63}, ".range_end", f"must be <= {2**63 - 1}"),
+        ({"partition_key": 5}, ".partition_key", "must be a string, got 5"),
+        ({"partition_key": "k" * 201}, ".partition_key", "must be at most 200 characters"),
+        ({"cursor": 10**30}, ".cursor", f"must be <= {2**63 - 1}"),
+        ({"cursor": True}, ".cursor", "must be an integer, got True"),
+        ({"cursor": {"block": 7}}, ".cursor", "must be an integer"),
+        ({"cursor": -1}, ".cursor", "must be >= 0"),
+        ({"attributes": ["a"]}, ".attributes", "must be a mapping"),
+        ({"partition_key": "p", "publication": [{"location": "x"}]}, ".publication", "must be a"),
+        ({"partition_key": "p", "publication": {"location": 5}}, ".publication.location", "must"),
+        (
+            {"partition_key": "p", "publication": {"row_count": "9"}},
+            ".publication.row_count",
+            "must",
+        ),
+        (
+            {"partition_key": "p", "publication": {"config_hash": "c" * 65}},
+            ".publication.config_hash",
+            "must be at most 64 characters",
+        ),
+        ({"partition_key": "p", "publication": {"manifest": "m"}}, ".publication.manifest", "must"),
+        ({"partition_key": "p", "publication": {"size": 1}}, ".publication.size", "unknown field"),
+        ("not an object", "", "must be a mapping"),
     ],
 )
-def test_wrongly_typed_outputs_are_refused_naming_the_field(org, dag, output, message):
+def test_wrongly_typed_outputs_are_refused_naming_the_field(org, dag, output, where, message):
     task = run(org)
     claimed = task_claim(task_id=task.pk, worker_id="w1")
-    with pytest.raises(ValidationFailed, match=message):
+    with pytest.raises(ValidationFailed) as refused:
         task_complete(lease=claimed.lease, outputs=[{"output": 0}, output])
-    if isinstance(output, dict):  # the HTTP layer already refuses non-object events
-        with pytest.raises(ValidationFailed, match=message):
-            task_events(lease=claimed.lease, events=[output])
+    assert any(e.startswith(f"outputs[1]{where}: {message}") for e in refused.value.details), (
+        refused.value.details
+    )
+    with pytest.raises(ValidationFailed) as refused:
+        task_events(lease=claimed.lease, events=[output])
+    assert any(e.startswith(f"events[0]{where}") for e in refused.value.details)
     task.refresh_from_db()
     assert task.status == TaskStatus.RUNNING
     assert not Outbox.objects.filter(kind="route_event").exists()  # nothing half-committed
+
+
+def test_every_problem_of_a_report_is_listed_at_once(org, dag):
+    claimed = task_claim(task_id=run(org).pk, worker_id="w1")
+    with pytest.raises(ValidationFailed) as refused:
+        task_events(
+            lease=claimed.lease,
+            events=[{"cursor": "x"}, {"type": "bogus"}, {"type": "invalidation", "output": 0}],
+        )
+    assert refused.value.details == [
+        "events[0].cursor: must be an integer, got 'x'",
+        "events[1]: type must be 'output' (the default) or 'invalidation'",
+        "events[2]: an invalidation needs a range or a partition",
+    ]
 
 
 def test_outbox_row_that_keeps_failing_ends_failed_and_visible(org, dag, settings, monkeypatch):

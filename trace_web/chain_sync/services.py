@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trace_web.chain_sync.models import ChainSync, ChainSyncStream, RangeStatus, ScheduledRange
+from trace_web.chain_sync.selectors import chain_sync_plan_target
 from trace_web.chain_sync.spec import ChainSyncSpec, parse_chain_sync_yaml
 from trace_web.errors import ValidationFailed
 from trace_web.orchestration.dag_spec import DagSpecError
@@ -142,7 +143,6 @@ def _observe_head(sync: ChainSync, pool_name: str) -> int | None:
     """Planning target for follow_head: head - tail_lag (exclusive end), or None if the head
     could not be read or has not moved for stale_head_seconds (plan nothing on a stale node)."""
     from trace_chain.adapter import ChainAdapter
-    from trace_chain.chains import chain_settings
     from trace_chain.rpc import rpc_pool_from_env
 
     try:
@@ -160,33 +160,33 @@ def _observe_head(sync: ChainSync, pool_name: str) -> int | None:
     ):
         log.warning("chain_sync %s: head %s is stale; planning nothing", sync, head)
         return None
-    lag = (
-        sync.tail_lag
-        if sync.tail_lag is not None
-        else (chain_settings(sync.chain_id).finality_depth_blocks)
-    )
-    return head - lag + 1
+    return chain_sync_plan_target(sync=sync, head=head)
 
 
 def _settle(stream: ChainSyncStream) -> None:
-    """A range is done only when its task completed, i.e. its publication was accepted."""
-    scheduled = list(stream.ranges.filter(status=RangeStatus.SCHEDULED))
-    tasks = Task.objects.in_bulk([r.task_id for r in scheduled])
+    """A range is done only when its task completed, i.e. its publication was accepted. A
+    failed range whose task was retried by hand (admin, `trace tasks retry`) is in flight
+    again, and done if that retry completes."""
+    unsettled = list(stream.ranges.exclude(status=RangeStatus.DONE))
+    tasks = Task.objects.in_bulk([r.task_id for r in unsettled])
     now = timezone.now()
-    for scheduled_range in scheduled:
+    for scheduled_range in unsettled:
         task = tasks.get(scheduled_range.task_id)
         if task is None:
             continue
         if task.status == TaskStatus.COMPLETED:
-            scheduled_range.status = RangeStatus.DONE
+            status, error, finished_at = RangeStatus.DONE, "", now
         elif task.status == TaskStatus.CANCELED or (
             task.status == TaskStatus.FAILED and task.next_retry_at is None
         ):
-            scheduled_range.status = RangeStatus.FAILED
-            scheduled_range.error = task.error[:4000] or task.status
-        else:
+            status, error, finished_at = RangeStatus.FAILED, task.error[:4000] or task.status, now
+        else:  # queued, running, or waiting for its automatic retry
+            status, error, finished_at = RangeStatus.SCHEDULED, "", None
+        if status == scheduled_range.status:
             continue
-        scheduled_range.finished_at = now
+        scheduled_range.status = status
+        scheduled_range.error = error
+        scheduled_range.finished_at = finished_at
         scheduled_range.save(update_fields=["status", "error", "finished_at"])
 
 

@@ -1,10 +1,11 @@
-"""Dataset registry API (read-only): datasets of the caller's org with their versions."""
+"""Dataset registry API (read-only): the datasets of the caller's org that their role may read,
+with their versions."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from trace_web.datasets.models import Dataset
+from trace_web.datasets.selectors import datasets_readable
 from trace_web.datasets.serializers import DatasetOut
 from trace_web.orgs.scoping import OrgScopedView
 from trace_web.orgs.serializers import NOT_A_MEMBER, ORG_HEADER
@@ -20,7 +21,8 @@ class DatasetListApi(OrgScopedView):
     )
     def get(self, request: Request) -> Response:
         rows = []
-        for dataset in self.scoped(Dataset).prefetch_related("versions").order_by("id"):
+        readable = datasets_readable(org=self.org, role=self.membership.role)
+        for dataset in readable.prefetch_related("versions").order_by("id"):
             latest = max((v.generation for v in dataset.versions.all()), default=None)
             rows.append(
                 {

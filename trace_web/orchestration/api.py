@@ -14,9 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trace_operators.validation import Problems
 from trace_web.errors import NotFound, Unauthenticated, ValidationFailed
 from trace_web.orchestration import serializers as s
 from trace_web.orchestration.models import DagPointer, DagVersion, Task
+from trace_web.orchestration.selectors import dag_describe, tasks_filter
 from trace_web.orchestration.services.dags import dag_activate, dag_rollback, dag_sync
 from trace_web.orchestration.services.sources import (
     job_run_manual,
@@ -33,6 +35,14 @@ from trace_web.orchestration.services.tasks import (
     task_heartbeat,
 )
 from trace_web.orchestration.services.tokens import capability_token_verify
+from trace_web.orchestration.task_reports import (
+    CompleteBody,
+    EventsBody,
+    FailBody,
+    complete_body_parse,
+    events_body_parse,
+    fail_body_parse,
+)
 from trace_web.orgs.models import Role
 from trace_web.orgs.scoping import OrgScopedView
 from trace_web.orgs.serializers import (
@@ -46,6 +56,14 @@ from trace_web.parsers import StrictJSONParser
 TOKEN_REFUSED = OpenApiResponse(ErrorOut, "Missing, invalid or expired capability token")
 LEASE_LOST = OpenApiResponse(
     ErrorOut, "stale_attempt: the attempt is no longer current (stop working)"
+)
+NEXT_PAGE_LINK = OpenApiParameter(
+    "Link",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description='On a full page: `<URL of the next, older page>; rel="next"` (the same query '
+    "with `before_id` set to this page's last id); absent on the last page",
 )
 COMMIT_REFUSED = OpenApiResponse(
     ErrorOut,
@@ -89,6 +107,29 @@ class DagListApi(OrgScopedView):
         names = sorted(set(self.scoped(DagVersion).values_list("name", flat=True)))
         active = {p.name: p.current.version for p in pointers}
         return Response([{"name": n, "active_version": active.get(n)} for n in names])
+
+
+class DagDetailApi(OrgScopedView):
+    @extend_schema(
+        parameters=[ORG_HEADER, s.DagDetailQuery],
+        responses={
+            200: s.DagDetailOut,
+            400: OpenApiResponse(ErrorOut, "A bad query parameter"),
+            403: NOT_A_MEMBER,
+            404: OpenApiResponse(ErrorOut, "No DAG of that name in the org, or no such version"),
+        },
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = s.DagDetailQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        described = dag_describe(
+            name=name,
+            versions=self.scoped(DagVersion).filter(name=name),
+            pointer=self.scoped(DagPointer).filter(name=name).select_related("current").first(),
+            version=query.validated_data.get("version"),
+        )
+        context = {"active_ids": described.pop("active_ids")}
+        return Response(s.DagDetailOut(described, context=context).data)
 
 
 class DagVersionsApi(OrgScopedView):
@@ -258,8 +299,21 @@ class WebhookApi(APIView):
                 'wrapped as {"body": value}'
             },
         },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Optional, 1 to 200 visible ASCII characters: a delivery repeated "
+                "with the same key (a sender's retry) creates no second task and answers 200 "
+                "with the first one",
+            )
+        ],
         responses={
             202: OpenApiResponse(s.WebhookAcceptedOut, "A task of the job was queued"),
+            200: OpenApiResponse(
+                s.WebhookAcceptedOut, "A replay: the task this Idempotency-Key already made"
+            ),
             400: OpenApiResponse(ErrorOut, "Unparsable body, or the job is not a webhook source"),
             401: OpenApiResponse(ErrorOut, "Bad or missing webhook secret"),
             404: OpenApiResponse(ErrorOut, "The DAG has no active version, or no such job"),
@@ -271,15 +325,21 @@ class WebhookApi(APIView):
         secret = request.headers.get("X-Trace-Webhook-Secret", "")
         webhook_authenticate(**source, secret=secret)  # a wrong secret is a 401, whatever the body
         payload = request.data if isinstance(request.data, dict) else {"body": request.data}
-        task = webhook_receive(**source, secret=secret, payload=dict(payload))
+        task, created = webhook_receive(
+            **source,
+            secret=secret,
+            payload=dict(payload),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
         return Response(
-            {"task_id": task.pk, "status": task.status}, status=status.HTTP_202_ACCEPTED
+            {"task_id": task.pk, "status": task.status},
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
         )
 
 
 class TaskListApi(OrgScopedView):
     @extend_schema(
-        parameters=[ORG_HEADER, s.TaskListQuery],
+        parameters=[ORG_HEADER, s.TaskListQuery, NEXT_PAGE_LINK],
         responses={
             200: s.TaskOut(many=True),
             400: OpenApiResponse(ErrorOut, "A bad query parameter"),
@@ -289,15 +349,16 @@ class TaskListApi(OrgScopedView):
     def get(self, request: Request) -> Response:
         query = s.TaskListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        tasks = self.scoped(Task).select_related("job", "job__dag_version").order_by("-id")
-        for param, field in (
-            ("status", "status"),
-            ("dag", "job__dag_version__name"),
-            ("job", "job__name"),
-        ):
-            if value := query.validated_data.get(param):
-                tasks = tasks.filter(**{field: value})
-        return Response(s.TaskOut(tasks[: query.validated_data["limit"]], many=True).data)
+        filters = {k: v for k, v in query.validated_data.items() if k != "limit"}
+        tasks = tasks_filter(self.scoped(Task).select_related("job", "job__dag_version"), **filters)
+        page = list(tasks[: query.validated_data["limit"]])
+        response = Response(s.TaskOut(page, many=True).data)
+        if len(page) == query.validated_data["limit"]:  # there may be more: link the next page
+            params = request.query_params.copy()
+            params["before_id"] = str(page[-1].pk)
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+            response["Link"] = f'<{next_url}>; rel="next"'
+        return response
 
 
 class TaskDetailApi(OrgScopedView):
@@ -366,9 +427,17 @@ class TaskHeartbeatApi(CapabilityView):
         return Response({"lease_expires_at": expires})
 
 
+def _report_body(parse, data):
+    """A runtime's report checked at the edge (task_reports), every problem in one 400."""
+    try:
+        return parse(data)
+    except Problems as exc:
+        raise ValidationFailed.of(exc.errors) from None
+
+
 class TaskCompleteApi(CapabilityView):
     @extend_schema(
-        request=s.OutputIn,
+        request=CompleteBody,
         responses={
             200: OpenApiResponse(s.TaskCompleteOut, "Outputs committed, task Completed"),
             400: OpenApiResponse(ErrorOut, "An output was refused (fields, range, location)"),
@@ -379,15 +448,14 @@ class TaskCompleteApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.OutputIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = task_complete(lease=lease, outputs=body.validated_data.get("outputs"))
+        body = _report_body(complete_body_parse, request.data)
+        task = task_complete(lease=lease, outputs=body.outputs)
         return Response({"task_id": task.pk, "status": task.status, "outputs": task.outputs})
 
 
 class TaskFailApi(CapabilityView):
     @extend_schema(
-        request=s.FailIn,
+        request=FailBody,
         responses={
             200: OpenApiResponse(s.TaskFailOut, "Task Failed; retried at next_retry_at if set"),
             400: OpenApiResponse(ErrorOut, "Invalid body"),
@@ -397,9 +465,8 @@ class TaskFailApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.FailIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = task_fail(lease=lease, **body.validated_data)
+        body = _report_body(fail_body_parse, request.data)
+        task = task_fail(lease=lease, error=body.error, retryable=body.retryable)
         return Response(
             {"task_id": task.pk, "status": task.status, "next_retry_at": task.next_retry_at}
         )
@@ -407,7 +474,7 @@ class TaskFailApi(CapabilityView):
 
 class TaskEventsApi(CapabilityView):
     @extend_schema(
-        request=s.EventsIn,
+        request=EventsBody,
         responses={
             200: OpenApiResponse(s.TaskEventsOut, "Every event was committed or recorded"),
             400: OpenApiResponse(ErrorOut, "An event was refused; none is kept"),
@@ -418,7 +485,6 @@ class TaskEventsApi(CapabilityView):
     )
     def post(self, request: Request) -> Response:
         lease = self.lease(request)
-        body = s.EventsIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        accepted = task_events(lease=lease, events=body.validated_data["events"])
+        body = _report_body(events_body_parse, request.data)
+        accepted = task_events(lease=lease, events=body.events)
         return Response({"accepted": accepted})

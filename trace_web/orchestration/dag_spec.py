@@ -1,23 +1,23 @@
-"""Parse and strictly validate DAG YAML documents (TRACE.md section 3, "DAG YAML").
+"""Parse and strictly validate DAG YAML documents (docs/orchestration.md, "DAG YAML").
 
 Pure Python (pydantic, PyYAML, stdlib, the operator registry): no Django imports, so it can run
-anywhere. Each job's config is checked by its operator's own `config_parse`. Entry points:
-``parse_dag_yaml`` / ``parse_dag_dict`` return a frozen, fully resolved ``DagSpec`` (job defaults
-applied) or raise ``DagSpecError`` listing every problem as ``field.path: message``.
-``canonical_json`` / ``content_hash`` identify a spec by content, independent of YAML formatting.
+anywhere. Structure and types are pydantic models (`trace_operators.validation`); the rules that
+span fields (activation and source, strategies, udf, each operator's own config, the graph of
+edges and publications) are functions over the raw document that run even when fields are
+invalid, so one answer lists every problem. Entry points: ``parse_dag_yaml`` /
+``parse_dag_dict`` return a frozen, fully resolved ``DagSpec`` (job defaults applied) or raise
+``DagSpecError`` listing every problem as ``field.path: message``. ``canonical_json`` /
+``content_hash`` identify a spec by content, independent of YAML formatting.
 """
 
 import hashlib
 import json
-import math
 import re
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PlainValidator,
@@ -25,26 +25,53 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from trace_operators.registry import operator_config_problems
+from trace_operators.validation import (
+    INT_MAX,
+    JSON_MAX_DEPTH,
+    PATTERN_MESSAGES,
+    Problem,
+    Problems,
+    StrictModel,
+    as_dict,
+    as_int,
+    as_list,
+    join_path,
+    json_problems,
+    validate,
+)
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,99}$"
 DATASET_RE = r"^[a-z][a-z0-9_.-]{0,199}$"
-OPERATOR_RE = r"^[a-z][a-z0-9_]*$"
-SECRET_RE = r"^[A-Z][A-Z0-9_]*$"  # noqa: S105 - a name pattern, not a secret
-RESERVED_FIELDS = frozenset({"id", "org", "org_id", "version", "status"})
+OPERATOR_RE = r"^[a-z][a-z0-9_]{0,63}$"
+SECRET_RE = r"^[A-Z][A-Z0-9_]{0,99}$"  # noqa: S105 - a name pattern, not a secret
+PATTERN_MESSAGES[SECRET_RE] = f"must be a secret name matching {SECRET_RE}, never a secret value"
+
+# Upper bounds: every number lands in a database column (and a timer) when the DAG is
+# activated, so a value too large is refused here with its path, not later by Postgres.
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+MAX_HEARTBEAT_TIMEOUT_SECONDS = 24 * 3600
+MAX_EVERY_SECONDS = 366 * 24 * 3600
+MAX_CONCURRENCY = 10_000
+MAX_OUTPUTS = 16
+MAX_JOBS = 5000
 
 Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
 DatasetName = Annotated[str, StringConstraints(pattern=DATASET_RE)]
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
-PositiveInt = Annotated[int, Field(ge=1)]
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=10_000)]
+PositiveInt = Annotated[int, Field(ge=1, le=INT_MAX)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
+HeartbeatTimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_HEARTBEAT_TIMEOUT_SECONDS)]
 MaxAttempts = Annotated[int, Field(ge=1, le=100)]
+OutputIndex = Annotated[int, Field(ge=0, lt=MAX_OUTPUTS)]
 Runtime = Literal["platform", "udf", "dispatcher"]
+RUNTIMES = ("platform", "udf", "dispatcher")
 ExecutionStrategy = Literal["PerUpdate", "PerPartition"]
 UpdateStrategy = Literal["append", "replace"]
+DEFAULT_UPDATE_STRATEGY = "replace"
 
 
 class DagSpecError(Exception):
@@ -59,22 +86,6 @@ class DagSpecError(Exception):
         n = len(self.errors)
         label = f"invalid DAG '{self.name}'" if self.name else "invalid DAG"
         return "\n".join([f"{label}: {n} error{'' if n == 1 else 's'}", *self.errors])
-
-
-def _raise_rules(errors: list[tuple[str, str]]) -> None:
-    """Raise several rule violations as one pydantic error; ``format_validation_errors``
-    expands them.
-
-    Each sub-path is relative to the location of the model whose validator raises.
-    """
-    if errors:
-        detail = "; ".join(f"{path}: {msg}" if path else msg for path, msg in errors)
-        raise PydanticCustomError("dag_rules", "{detail}", {"detail": detail, "errors": errors})
-
-
-class _Model(BaseModel):
-    # strict: YAML already yields typed values, so "3" is not silently an int, nor true a 1.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- cron -----------------------------------------------------------------------------------
@@ -112,27 +123,6 @@ def _cron_problem(expr: str) -> str | None:
     return None
 
 
-def _json_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as JSON (also bounds YAML alias bombs and recursion)."""
-    stack, seen = [(value, 0)], 0
-    while stack:
-        item, depth = stack.pop()
-        seen += 1
-        if depth > 32 or seen > 100_000:
-            return "too large or too deeply nested"
-        if isinstance(item, dict):
-            if not all(isinstance(k, str) for k in item):
-                return "mapping keys must be strings"
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "numbers must be finite"
-        elif item is not None and not isinstance(item, str | int | float):
-            return f"unsupported value of type {type(item).__name__}: only JSON values are allowed"
-    return None
-
-
 def _where_value(value: Any) -> str | int | bool:
     if isinstance(value, str | int):  # bool is an int
         return value
@@ -143,20 +133,20 @@ def _one_item_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-# --- models ---------------------------------------------------------------------------------
-class ScalingSpec(_Model):
-    max_concurrency: PositiveInt
+# --- models: structure and types only (rules are below) ----------------------------------------
+class ScalingSpec(StrictModel):
+    max_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 
 
-class UdfSpec(_Model):
+class UdfSpec(StrictModel):
     bundle: NonEmptyStr
     entrypoint: NonEmptyStr = "main"
 
 
-class SourceSpec(_Model):
+class SourceSpec(StrictModel):
     kind: Literal["cron", "webhook", "manual", "always_on"]
-    schedule: str | None = None
-    every_seconds: PositiveInt | None = None
+    schedule: Annotated[str, StringConstraints(max_length=200)] | None = None
+    every_seconds: Annotated[int, Field(ge=1, le=MAX_EVERY_SECONDS)] | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -167,41 +157,26 @@ class SourceSpec(_Model):
             raise ValueError(problem)
         return " ".join(value.split())
 
-    @model_validator(mode="after")
-    def _kind_rules(self) -> "SourceSpec":
-        errors: list[tuple[str, str]] = []
-        if self.kind == "cron":
-            if (self.schedule is None) == (self.every_seconds is None):
-                errors.append(("", "cron needs exactly one of 'schedule' or 'every_seconds'"))
-        else:
-            errors += [
-                (f, "only allowed when kind is 'cron'")
-                for f in ("schedule", "every_seconds")
-                if getattr(self, f) is not None
-            ]
-        _raise_rules(errors)
-        return self
 
-
-class JobRef(_Model):
+class JobRef(StrictModel):
     job: str
     output: Annotated[int, Field(ge=0)] = 0
 
 
-class DatasetRef(_Model):
+class DatasetRef(StrictModel):
     dataset: DatasetName
 
 
 def _from_form(value: Any) -> str | None:
     if isinstance(value, JobRef | DatasetRef):
-        return type(value).__name__
+        return f"<{type(value).__name__}>"
     if isinstance(value, dict) and ("job" in value) != ("dataset" in value):
-        return "JobRef" if "job" in value else "DatasetRef"
+        return "<JobRef>" if "job" in value else "<DatasetRef>"
     return None
 
 
 FromRef = Annotated[
-    Annotated[JobRef, Tag("JobRef")] | Annotated[DatasetRef, Tag("DatasetRef")],
+    Annotated[JobRef, Tag("<JobRef>")] | Annotated[DatasetRef, Tag("<DatasetRef>")],
     Discriminator(
         _from_form,
         custom_error_type="from_form",
@@ -210,83 +185,60 @@ FromRef = Annotated[
 ]
 
 
-class InputSpec(_Model):
+class InputSpec(StrictModel):
     from_: FromRef = Field(alias="from")
-    where: dict[NonEmptyStr, Annotated[str | int | bool, PlainValidator(_where_value)]] = {}
+    where: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100)],
+        Annotated[str | int | bool, PlainValidator(_where_value)],
+    ] = {}
 
 
-class PublishSpec(_Model):
+class PublishSpec(StrictModel):
     job: str
     output: Annotated[int, Field(ge=0)] = 0
     read_roles: list[Literal["admin", "member", "viewer"]] = ["admin", "member", "viewer"]
     storage: Literal["none", "hot_table", "parquet", "jsonl"] = "none"
 
 
-class JobDefaults(_Model):
+class JobDefaults(StrictModel):
     runtime: Runtime | None = None
     max_attempts: MaxAttempts | None = None
-    timeout_seconds: PositiveInt | None = None
-    heartbeat_timeout_seconds: PositiveInt | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    heartbeat_timeout_seconds: HeartbeatTimeoutSeconds | None = None
     execution_strategy: ExecutionStrategy | None = None
     update_strategy: UpdateStrategy | None = None
     scaling: ScalingSpec | None = None
 
 
-class JobSpec(_Model):
+class JobSpec(StrictModel):
     name: Name
     activation: Literal["source", "reactive", "manual"]
     runtime: Runtime = "platform"
     operator: Annotated[str, StringConstraints(pattern=OPERATOR_RE)]
-    outputs: Annotated[int, Field(ge=0, le=16)] = 1
-    inputs: list[InputSpec] = []
+    outputs: Annotated[int, Field(ge=0, le=MAX_OUTPUTS)] = 1
+    inputs: Annotated[list[InputSpec], Field(max_length=100)] = []
     execution_strategy: ExecutionStrategy = "PerPartition"
-    update_strategy: UpdateStrategy = "append"
-    unique_key: Annotated[list[NonEmptyStr] | None, BeforeValidator(_one_item_list)] = None
+    update_strategy: UpdateStrategy = DEFAULT_UPDATE_STRATEGY
+    unique_key: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
+        BeforeValidator(_one_item_list),
+    ] = None
     source: SourceSpec | None = None
     config: dict[str, Any] = {}
     scaling: ScalingSpec | None = None
-    timeout_seconds: PositiveInt | None = None
-    heartbeat_timeout_seconds: PositiveInt | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    heartbeat_timeout_seconds: HeartbeatTimeoutSeconds | None = None
     max_attempts: MaxAttempts | None = None  # None: platform default
     secrets: list[Annotated[str, StringConstraints(pattern=SECRET_RE)]] = []
     udf: UdfSpec | None = None
 
-    @field_validator("config")
-    @classmethod
-    def _json_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if problem := _json_problem(value):
-            raise ValueError(problem)
-        return value
 
-    @model_validator(mode="after")
-    def _job_rules(self) -> "JobSpec":
-        errors: list[tuple[str, str]] = []
-        if self.activation == "source":
-            if self.source is None:
-                errors.append(("source", "required when activation is 'source'"))
-            if self.inputs:
-                errors.append(("inputs", "source jobs cannot have inputs"))
-        elif self.source is not None:
-            errors.append(("source", "only allowed when activation is 'source'"))
-        if self.activation == "reactive" and not self.inputs:
-            errors.append(("inputs", "reactive jobs need at least one input"))
-        if self.update_strategy == "append" and self.outputs > 0 and not self.unique_key:
-            errors.append(("unique_key", "required when update_strategy is 'append'"))
-        if self.runtime == "udf" and self.udf is None:
-            errors.append(("udf", "required when runtime is 'udf'"))
-        elif self.runtime != "udf" and self.udf is not None:
-            errors.append(("udf", "only allowed when runtime is 'udf'"))
-        errors += operator_config_problems(self.operator, self.config, self.runtime)
-        _raise_rules(errors)
-        return self
-
-
-class DagSpec(_Model):
+class DagSpec(StrictModel):
     kind: Literal["dag"] = "dag"
     name: Name
-    description: str = ""
+    description: ShortText = ""
     defaults: JobDefaults = JobDefaults()
-    jobs: Annotated[list[JobSpec], Field(min_length=1)]
+    jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=MAX_JOBS)]
     publish: dict[DatasetName, PublishSpec] = {}
 
     def job(self, name: str) -> JobSpec:
@@ -295,69 +247,144 @@ class DagSpec(_Model):
                 return job
         raise KeyError(name)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_defaults(cls, data: Any) -> Any:
-        """Copy valid ``defaults`` into every job that does not set the field itself."""
-        if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
-            return data
-        try:
-            defaults = JobDefaults.model_validate(data.get("defaults") or {})
-        except ValidationError:
-            return data  # reported once, against `defaults`, by normal validation
-        fill = defaults.model_dump(exclude_none=True)
-        jobs = [{**fill, **job} if isinstance(job, dict) else job for job in data["jobs"]]
-        return {**data, "jobs": jobs}
 
-    @model_validator(mode="after")
-    def _graph_rules(self) -> "DagSpec":
-        errors: list[tuple[str, str]] = []
-        index: dict[str, int] = {}
-        for i, job in enumerate(self.jobs):
-            if job.name in index:
-                first = index[job.name]
-                errors.append((f"jobs[{i}].name", f"duplicate job name (first in jobs[{first}])"))
-            else:
-                index[job.name] = i
-
-        def check_ref(path: str, name: str, output: int, reader: str | None = None) -> bool:
-            if name not in index:
-                errors.append((f"{path}.job", f"no job named '{name}'"))
-                return False
-            if name == reader:
-                errors.append((f"{path}.job", "a job cannot read its own output"))
-                return False
-            n = self.jobs[index[name]].outputs
-            if output >= n:
-                msg = f"output {output} out of range: job '{name}' has {n} output{'s' * (n != 1)}"
-                errors.append((f"{path}.output", msg))
-            return True
-
-        upstream: dict[str, list[tuple[str, str]]] = {}  # reader -> [(upstream job, error path)]
-        for i, job in enumerate(self.jobs):
-            for k, inp in enumerate(job.inputs):
-                ref, path = inp.from_, f"jobs[{i}].inputs[{k}].from"
-                ok = isinstance(ref, JobRef) and check_ref(path, ref.job, ref.output, job.name)
-                if ok and index[job.name] == i:  # a duplicate name is already an error
-                    upstream.setdefault(job.name, []).append((ref.job, f"{path}.job"))
-        errors += _cycles(index, upstream)
-
-        published: dict[tuple[str, int], str] = {}
-        for dataset, pub in self.publish.items():
-            if check_ref(f"publish.{dataset}", pub.job, pub.output):
-                if (pub.job, pub.output) in published:
-                    other = published[(pub.job, pub.output)]
-                    msg = f"job '{pub.job}' output {pub.output} is already published as '{other}'"
-                    errors.append((f"publish.{dataset}", msg))
-                else:
-                    published[(pub.job, pub.output)] = dataset
-        _raise_rules(errors)
-        return self
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The document with valid ``defaults`` copied into every job that does not set the field
+    itself (invalid defaults are reported once, against `defaults`, and not applied)."""
+    if not isinstance(data.get("jobs"), list):
+        return data
+    try:
+        defaults = JobDefaults.model_validate(data.get("defaults") or {})
+    except ValidationError:
+        return data
+    fill = defaults.model_dump(exclude_none=True)
+    jobs = [{**fill, **job} if isinstance(job, dict) else job for job in data["jobs"]]
+    return {**data, "jobs": jobs}
 
 
-def _cycles(jobs: dict[str, int], upstream: dict[str, list[tuple[str, str]]]) -> list[Any]:
+# --- rules: over the raw document, so they are reported beside any field error ---------------
+def _job_rules(job: dict[str, Any]) -> list[Problem]:
+    errors: list[Problem] = []
+    activation, inputs = job.get("activation"), as_list(job.get("inputs"))
+    if activation == "source":
+        if job.get("source") is None:
+            errors.append(("source", "required when activation is 'source'"))
+        if inputs:
+            errors.append(("inputs", "source jobs cannot have inputs"))
+    elif job.get("source") is not None:
+        errors.append(("source", "only allowed when activation is 'source'"))
+    if activation == "reactive" and not inputs and not isinstance(job.get("inputs"), dict):
+        errors.append(("inputs", "reactive jobs need at least one input"))
+    strategy = job.get("update_strategy", DEFAULT_UPDATE_STRATEGY)
+    outputs = as_int(job.get("outputs", 1))
+    if strategy == "append" and outputs != 0 and not job.get("unique_key"):
+        errors.append(("unique_key", "required when update_strategy is 'append'"))
+    elif strategy == "replace" and job.get("unique_key"):
+        errors.append(
+            (
+                "unique_key",
+                "only allowed when update_strategy is 'append' (replace-style outputs are "
+                "rewritten per partition); add `update_strategy: append` to keep rows by key",
+            )
+        )
+    runtime = job.get("runtime", "platform")
+    if runtime == "udf" and job.get("udf") is None:
+        errors.append(("udf", "required when runtime is 'udf'"))
+    elif runtime != "udf" and job.get("udf") is not None:
+        errors.append(("udf", "only allowed when runtime is 'udf'"))
+    source = job.get("source")
+    if isinstance(source, dict):
+        errors += [(join_path("source", p), m) for p, m in _source_rules(source)]
+    operator = job.get("operator")
+    if isinstance(operator, str) and re.match(OPERATOR_RE, operator):
+        known_runtime = runtime if runtime in RUNTIMES else None
+        errors += operator_config_problems(operator, job.get("config", {}), known_runtime)
+    return errors
+
+
+def _source_rules(source: dict[str, Any]) -> list[Problem]:
+    present = [f for f in ("schedule", "every_seconds") if source.get(f) is not None]
+    if source.get("kind") == "cron":
+        if len(present) != 1:
+            return [("", "cron needs exactly one of 'schedule' or 'every_seconds'")]
+        return []
+    if source.get("kind") in ("webhook", "manual", "always_on"):
+        return [(f, "only allowed when kind is 'cron'") for f in present]
+    return []
+
+
+def _dag_rules(data: dict[str, Any]) -> list[Problem]:
+    """Every rule of the document; `data` has its defaults applied."""
+    errors: list[Problem] = json_problems(data)  # what the database could not store
+    jobs = as_list(data.get("jobs"))
+    for i, job in enumerate(jobs):
+        if isinstance(job, dict):
+            errors += [(join_path(f"jobs[{i}]", p), m) for p, m in _job_rules(job)]
+    return errors + _graph_rules(jobs, as_dict(data.get("publish")))
+
+
+def _graph_rules(jobs: list[Any], publish: dict[str, Any]) -> list[Problem]:
+    """Names, edges, cycles and publications, on whatever of them parsed."""
+    errors: list[Problem] = []
+    index: dict[str, int] = {}
+    outputs: dict[str, int | None] = {}
+    for i, job in enumerate(jobs):
+        name = as_dict(job).get("name")
+        if not isinstance(name, str):
+            continue
+        if name in index:
+            errors.append((f"jobs[{i}].name", f"duplicate job name (first in jobs[{index[name]}])"))
+        else:
+            index[name] = i
+            outputs[name] = as_int(job.get("outputs", 1))
+
+    def check_ref(path: str, ref: dict[str, Any], reader: str | None = None) -> str | None:
+        name, output = ref.get("job"), as_int(ref.get("output", 0))
+        if not isinstance(name, str):
+            return None
+        if name not in index:
+            errors.append((f"{path}.job", f"no job named '{name}'"))
+            return None
+        if name == reader:
+            errors.append((f"{path}.job", "a job cannot read its own output"))
+            return None
+        n = outputs[name]
+        if n is not None and output is not None and output >= n:
+            msg = f"output {output} out of range: job '{name}' has {n} output{'s' * (n != 1)}"
+            errors.append((f"{path}.output", msg))
+        return name
+
+    upstream: dict[str, list[tuple[str, str]]] = {}  # reader -> [(upstream job, error path)]
+    for i, job in enumerate(jobs):
+        reader = as_dict(job).get("name")
+        for k, inp in enumerate(as_list(as_dict(job).get("inputs"))):
+            ref, path = as_dict(as_dict(inp).get("from")), f"jobs[{i}].inputs[{k}].from"
+            if "job" not in ref or "dataset" in ref:
+                continue
+            name = check_ref(path, ref, reader if isinstance(reader, str) else None)
+            if name and isinstance(reader, str) and index.get(reader) == i:
+                upstream.setdefault(reader, []).append((name, f"{path}.job"))
+    errors += _cycles(index, upstream)
+
+    published: dict[tuple[str, int], str] = {}
+    for dataset, pub in publish.items():
+        pub = as_dict(pub)
+        name = check_ref(f"publish.{dataset}", pub)
+        output = as_int(pub.get("output", 0))
+        if name is None or output is None:
+            continue
+        if (name, output) in published:
+            other = published[(name, output)]
+            msg = f"job '{name}' output {output} is already published as '{other}'"
+            errors.append((f"publish.{dataset}", msg))
+        else:
+            published[(name, output)] = dataset
+    return errors
+
+
+def _cycles(jobs: dict[str, int], upstream: dict[str, list[tuple[str, str]]]) -> list[Problem]:
     """Depth-first search along inputs; each back edge is reported as a data-flow cycle."""
-    errors: list[tuple[str, str]] = []
+    errors: list[Problem] = []
     state: dict[str, str] = {}  # "active" while on the DFS path, then "done"
     for root in jobs:
         if root in state:
@@ -379,76 +406,42 @@ def _cycles(jobs: dict[str, int], upstream: dict[str, list[tuple[str, str]]]) ->
     return errors
 
 
-# --- error formatting -----------------------------------------------------------------------
-_INTERNAL_SEGMENT = re.compile(r"^(?:\[key\]|[a-z-]+\[.*\]|JobRef|DatasetRef)$")
-_MESSAGES = {
-    "missing": "required",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "bool_type": "must be a boolean",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "string_too_short": "must not be empty",
-    "greater_than_equal": "must be >= {ge}",
-    "less_than_equal": "must be <= {le}",
-    "too_short": "must have at least {min_length} items",
-    "string_pattern_mismatch": "must match {pattern}",
-}
-
-
-def _join(path: str, sub: str) -> str:
-    if not path or not sub:
-        return path or sub
-    return path + sub if sub.startswith("[") else f"{path}.{sub}"
-
-
-def _message(err: Any) -> str:
-    kind, ctx, loc = err["type"], err.get("ctx") or {}, err["loc"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1]) if loc else ""
-        reserved = key.startswith("_") or key in RESERVED_FIELDS
-        return "reserved field" if reserved else "unknown field"
-    if kind == "invalid_key":
-        return f"key {err['input']!r} must be a string"
-    if kind == "literal_error":
-        return "must be one of " + ", ".join(re.findall(r"'[^']*'", ctx.get("expected", "")))
-    if kind == "too_short" and ctx.get("min_length") == 1:
-        return "must not be empty"
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") == SECRET_RE:
-        return f"must be a secret name matching {SECRET_RE}, never a secret value"
-    if kind in _MESSAGES:
-        return _MESSAGES[kind].format(**ctx)
-    return err["msg"].removeprefix("Value error, ")
-
-
-def format_validation_errors(exc: ValidationError) -> list[str]:
-    out: list[str] = []
-    for err in exc.errors():
-        path, is_key = "", False
-        for seg in err["loc"][:-1] if err["type"] == "invalid_key" else err["loc"]:
-            if isinstance(seg, int):
-                path += f"[{seg}]"
-            elif seg == "[key]":
-                is_key = True
-            elif not _INTERNAL_SEGMENT.match(seg):
-                path = _join(path, seg)
-        if err["type"] == "dag_rules":
-            out += [f"{_join(path, sub) or 'dag'}: {msg}" for sub, msg in err["ctx"]["errors"]]
-        else:
-            out.append(f"{path or 'dag'}: {'key ' if is_key else ''}{_message(err)}")
-    return list(dict.fromkeys(out))
+def _document_order(problem: Problem) -> tuple[int, int]:
+    """Errors are listed by where they are in the document: top-level fields, then each job
+    in order, then publications; within one place structural errors come before rules."""
+    path = problem[0]
+    if match := re.match(r"^jobs\[(\d+)\]", path):
+        return 1, int(match.group(1))
+    return (2, 0) if path.startswith("publish") else (0, 0)
 
 
 # --- YAML -----------------------------------------------------------------------------------
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and keeps unquoted dates as strings."""
+    """SafeLoader that rejects duplicate keys, keeps unquoted dates as strings and refuses
+    nesting deeper than JSON_MAX_DEPTH before it costs the composer's recursion."""
 
     yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > JSON_MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {JSON_MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
@@ -471,9 +464,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def load_strict_yaml(text: str) -> Any:
-    loader = _StrictLoader(text)
+    """One YAML document as plain JSON values; DagSpecError naming the problem (with its line,
+    or its field path for a value Postgres could not store)."""
+    loader = None
     try:
-        return loader.get_single_data()
+        loader = _StrictLoader(text)  # the reader refuses unprintable characters right here
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -483,8 +479,14 @@ def load_strict_yaml(text: str) -> Any:
         raise DagSpecError([f"yaml: {problem}{where}"]) from exc
     except yaml.YAMLError as exc:
         raise DagSpecError([f"yaml: {exc}"]) from exc
+    except RecursionError:  # aliases of aliases nest without nesting the text
+        raise DagSpecError([f"yaml: nested more than {JSON_MAX_DEPTH} levels deep"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    if problems := json_problems(data):
+        raise DagSpecError([f"{path or 'yaml'}: {message}" for path, message in problems])
+    return data
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -499,17 +501,21 @@ def parse_dag_yaml(text: str) -> DagSpec:
 
 
 def parse_dag_dict(data: object) -> DagSpec:
-    """Already-loaded mapping -> validated, resolved ``DagSpec``; raises ``DagSpecError``."""
+    """Already-loaded mapping -> validated, resolved ``DagSpec``; raises ``DagSpecError`` with
+    every structural, rule and graph error at once, in document order."""
     name = data.get("name") if isinstance(data, dict) else None
     name = name if isinstance(name, str) else None
     if isinstance(data, dict) and data.get("kind", "dag") != "dag":
         kind = data["kind"]
         hint = " (apply it with `manage.py chain_sync apply FILE`)" if kind == "chain_sync" else ""
         raise DagSpecError([f"kind: unsupported kind {kind!r} (expected 'dag'){hint}"], name)
+    resolved = with_defaults(data) if isinstance(data, dict) else data
     try:
-        return DagSpec.model_validate(data)
-    except ValidationError as exc:
-        raise DagSpecError(format_validation_errors(exc), name) from exc
+        return validate(DagSpec, resolved, rules=_dag_rules)
+    except Problems as exc:
+        problems = sorted(exc.problems, key=_document_order)
+        lines = [f"{path or 'dag'}: {message}" for path, message in problems]
+        raise DagSpecError(list(dict.fromkeys(lines)), name) from exc
 
 
 def canonical_json(spec: DagSpec) -> str:

@@ -170,6 +170,8 @@ class Task(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="idx_task_lease"),
             models.Index(fields=["status", "next_retry_at"], name="idx_task_retry"),
             models.Index(fields=["job", "status"], name="idx_task_job_status"),
+            # The pruner's scan for finished tasks past their retention.
+            models.Index(fields=["finished_at"], name="idx_task_finished"),
         ]
 
     def __str__(self) -> str:
@@ -230,12 +232,18 @@ class Outbox(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "outbox row"
+        verbose_name_plural = "outbox rows"
         indexes = [
             models.Index(
                 fields=["available_at"],
                 condition=models.Q(status="Pending"),
                 name="idx_outbox_pending",
-            )
+            ),
+            # The pruner's scan for published rows past their retention.
+            models.Index(
+                fields=["done_at"], condition=models.Q(status="Done"), name="idx_outbox_done"
+            ),
         ]
 
 

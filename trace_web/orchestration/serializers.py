@@ -5,7 +5,9 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from trace_operators.validation import INT_MAX
 from trace_web.orchestration.models import DagVersion, Task, TaskStatus, TaskTransition
+from trace_web.serializers import BigIntField, StrictSerializer
 
 
 class DagOut(serializers.Serializer):
@@ -36,13 +38,13 @@ class DagVersionSyncOut(DagVersionOut):
         fields = [*DagVersionOut.Meta.fields, "created"]
 
 
-class DagVersionIn(serializers.Serializer):
+class DagVersionIn(StrictSerializer):
     yaml = serializers.CharField(help_text="The DAG YAML document")
     activate = serializers.BooleanField(default=False)
 
 
-class ActivateIn(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1, required=False)
+class ActivateIn(StrictSerializer):
+    version = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False)
     rollback = serializers.BooleanField(default=False)
 
     def validate(self, attrs):
@@ -70,13 +72,13 @@ class WebhookAcceptedOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices)
 
 
-class ScopeIn(serializers.Serializer):
+class ScopeIn(StrictSerializer):
     partition_key = serializers.CharField(required=False, allow_null=True, max_length=200)
-    range_start = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    range_end = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    range_start = BigIntField(required=False, allow_null=True)
+    range_end = BigIntField(required=False, allow_null=True, min_value=1)
 
 
-class RunIn(serializers.Serializer):
+class RunIn(StrictSerializer):
     payload = serializers.DictField(required=False, default=dict)
     scope = ScopeIn(required=False)
 
@@ -91,7 +93,7 @@ class CommittedOutputOut(serializers.Serializer):
     partition_key = serializers.CharField(allow_null=True)
     range_start = serializers.IntegerField(allow_null=True)
     range_end = serializers.IntegerField(allow_null=True)
-    cursor = serializers.JSONField(allow_null=True)
+    cursor = serializers.IntegerField(allow_null=True, min_value=0)
     attributes = serializers.DictField()
     producer_task_id = serializers.IntegerField()
     producer_attempt = serializers.IntegerField()
@@ -148,81 +150,6 @@ class TaskDetailOut(TaskOut):
         fields = [*TaskOut.Meta.fields, "payload", "transitions"]
 
 
-# PublicationIn, OutputItemIn and EventItemIn only document the items of OutputIn and
-# EventsIn, which pass them on as dicts: the commit service validates them.
-class PublicationIn(serializers.Serializer):
-    """Where a committed partition's data lies."""
-
-    location = serializers.CharField(
-        required=False, help_text="Must lie under the object-store prefixes of the job's token"
-    )
-    row_count = serializers.IntegerField(required=False, allow_null=True)
-    bytes = serializers.IntegerField(required=False, allow_null=True)
-    config_hash = serializers.CharField(required=False)
-    schema_hash = serializers.CharField(required=False)
-    manifest = serializers.DictField(required=False, allow_null=True)
-
-
-class OutputItemIn(serializers.Serializer):
-    """One output to commit; other keys are refused."""
-
-    output = serializers.IntegerField(
-        required=False, default=0, help_text="Index of the job's output"
-    )
-    partition_key = serializers.CharField(
-        required=False,
-        allow_null=True,
-        help_text="Default with a range: `{range_start}_{range_end}`",
-    )
-    range_start = serializers.IntegerField(required=False, allow_null=True)
-    range_end = serializers.IntegerField(
-        required=False, allow_null=True, help_text="End-exclusive; set with range_start"
-    )
-    cursor = serializers.JSONField(required=False, allow_null=True)
-    attributes = serializers.DictField(required=False, allow_null=True)
-    publication = PublicationIn(required=False, allow_null=True)
-
-
-class EventItemIn(OutputItemIn):
-    """An output to commit mid-run, or an invalidation of part of one; other keys are
-    refused."""
-
-    type = serializers.ChoiceField(
-        choices=["output", "invalidation"], required=False, default="output"
-    )
-    reason = serializers.CharField(required=False, help_text="Only for an invalidation")
-
-
-@extend_schema_field(OutputItemIn)
-class OutputField(serializers.DictField):
-    """A dict passed on as it is; the commit service checks its keys."""
-
-
-@extend_schema_field(EventItemIn)
-class EventField(serializers.DictField):
-    """A dict passed on as it is; the commit service checks its keys."""
-
-
-class OutputIn(serializers.Serializer):
-    """Free-form here; the commit service validates fields and ranges strictly."""
-
-    outputs = serializers.ListField(
-        child=OutputField(),
-        required=False,
-        allow_null=True,
-        help_text="Omitted or null: each of the job's outputs once, with the task's own scope",
-    )
-
-
-class EventsIn(serializers.Serializer):
-    events = serializers.ListField(child=EventField(), min_length=1, max_length=1000)
-
-
-class FailIn(serializers.Serializer):
-    error = serializers.CharField(max_length=10_000)
-    retryable = serializers.BooleanField(default=True)
-
-
 class TaskHeartbeatOut(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField()
 
@@ -257,10 +184,72 @@ class TaskEventsOut(serializers.Serializer):
     )
 
 
-class TaskListQuery(serializers.Serializer):
+class TaskListQuery(StrictSerializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices, required=False)
     dag = serializers.CharField(required=False, help_text="DAG name")
     job = serializers.CharField(required=False, help_text="Job name")
     limit = serializers.IntegerField(
         min_value=1, max_value=1000, default=100, help_text="At most this many, newest first"
     )
+    before_id = BigIntField(
+        required=False,
+        min_value=1,
+        help_text="Cursor: only tasks with a smaller id (older). A full page's `Link` header "
+        'gives the next page\'s URL (`rel="next"`)',
+    )
+    created_after = serializers.DateTimeField(
+        required=False, help_text="Only tasks created at or after this time (ISO 8601)"
+    )
+    created_before = serializers.DateTimeField(
+        required=False, help_text="Only tasks created before this time (ISO 8601)"
+    )
+
+
+class DagDetailQuery(StrictSerializer):
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="Describe this version's jobs and YAML (default: the active, else the latest)",
+    )
+
+
+class JobInputOut(serializers.Serializer):
+    """An input edge: from another job's output in the DAG, or from a published dataset."""
+
+    from_job = serializers.CharField(allow_null=True)
+    from_output = serializers.IntegerField(allow_null=True)
+    from_dataset = serializers.CharField(allow_null=True, help_text="A published dataset name")
+    where = serializers.DictField(help_text="Equality filter on the event's attributes")
+
+
+class JobOut(serializers.Serializer):
+    name = serializers.CharField()
+    activation = serializers.ChoiceField(choices=["source", "reactive", "manual"])
+    runtime = serializers.CharField()
+    operator = serializers.CharField()
+    outputs = serializers.IntegerField()
+    execution_strategy = serializers.CharField()
+    update_strategy = serializers.CharField()
+    source_kind = serializers.CharField(help_text="cron, webhook, manual, always_on; empty if none")
+    schedule = serializers.CharField(help_text="A cron source's schedule; empty otherwise")
+    max_concurrency = serializers.IntegerField(allow_null=True)
+    timeout_seconds = serializers.IntegerField(allow_null=True)
+    heartbeat_timeout_seconds = serializers.IntegerField(allow_null=True)
+    max_attempts = serializers.IntegerField()
+    inputs = JobInputOut(many=True)
+
+
+class DagDetailOut(serializers.Serializer):
+    name = serializers.CharField()
+    active_version = serializers.IntegerField(
+        allow_null=True, help_text="Null while no version of the DAG is active"
+    )
+    latest_version = serializers.IntegerField()
+    versions = DagVersionOut(many=True, help_text="Every version, newest first")
+    shown_version = serializers.IntegerField(
+        help_text="The version `jobs` and `yaml` describe: `?version=`, else the active, else "
+        "the latest"
+    )
+    jobs = JobOut(many=True)
+    yaml = serializers.CharField(help_text="The YAML document of shown_version, as deployed")

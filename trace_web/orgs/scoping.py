@@ -37,7 +37,8 @@ class OrgScopedView(APIView):
         needed = self.required_roles.get(request.method or "GET", Role.ADMIN)
         if not role_at_least(self.membership.role, needed):
             raise PermissionDenied(
-                f"role {self.membership.role!r} may not do this; needs {needed!r} or higher"
+                f"role '{Role(self.membership.role).value}' may not do this; needs "
+                f"'{Role(needed).value}' or higher"
             )
 
     @property

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from trace_web.settings.env import env_bool, env_list, env_str
+from trace_web.settings.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 TRACE_HOME = Path(env_str("TRACE_HOME", str(BASE_DIR / ".trace"))).resolve()
@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "trace_web.orgs",
     "trace_web.datasets",
@@ -29,6 +30,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI, Redoc) from the web process itself, under gunicorn too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -60,7 +63,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = TRACE_HOME / "static"
+# WhiteNoise serves the installed apps' static files where they are (found at start-up), so
+# there is no collectstatic step and no STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
@@ -77,19 +82,41 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env_str("TRACE_USER_API_RATE", "100/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("TRACE_USER_API_RATE", "100/min"),
+        "sign_in": env_str("TRACE_SIGN_IN_RATE", "20/min"),
+    },
 }
+# Bodies larger than this are refused (413) before they are read whole; a DAG's YAML, a task's
+# outputs and a webhook payload all fit well under it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TRACE_MAX_BODY_BYTES", 2_621_440)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trace API",
     "DESCRIPTION": "Control plane of the Trace blockchain data platform.",
     "VERSION": "1",
+    # 3.1: JSON Schema proper, so the task API's pydantic models (task_reports) document
+    # themselves, nullable fields included.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Pinned copies from drf-spectacular-sidecar instead of an unpinned CDN: the docs pages
+    # work offline and in a VPC without egress.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The path converters of trace_web/converters.py.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"},
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "trace_web.orgs.serializers.document_throttling",
     ],
 }
+
+# Linked from the `/` page; Flower is a separate process (`trace lite up` starts it here).
+TRACE_FLOWER_URL = env_str("TRACE_FLOWER_URL", "http://127.0.0.1:5555/")
 
 LOGGING = {
     "version": 1,

@@ -23,19 +23,7 @@ from trace_web.errors import Conflict, ValidationFailed
 from trace_web.orchestration.models import OutboxKind, Task, TaskInput
 from trace_web.orchestration.services.outbox import outbox_add
 
-OUTPUT_FIELDS = {
-    "type",
-    "output",
-    "partition_key",
-    "range_start",
-    "range_end",
-    "cursor",
-    "attributes",
-    "publication",
-}
 log = logging.getLogger(__name__)
-
-PUBLICATION_FIELDS = {"location", "row_count", "bytes", "config_hash", "schema_hash", "manifest"}
 
 
 def default_outputs(task: Task) -> list[dict[str, Any]]:
@@ -50,84 +38,24 @@ def default_outputs(task: Task) -> list[dict[str, Any]]:
     ]
 
 
-def _validated(task: Task, output: dict[str, Any]) -> dict[str, Any]:
-    """Check one reported output field by field: runtimes are untrusted, so a wrong type is a
-    clear 400 naming the field, never a crash or a string where an integer belongs."""
-    if not isinstance(output, dict):
-        raise ValidationFailed(f"outputs: each output must be an object, got {_kind(output)}")
-    unknown = set(output) - OUTPUT_FIELDS
-    if unknown:
-        raise ValidationFailed(f"outputs: unknown field(s) {sorted(unknown)}")
+def _check_for_job(task: Task, output: dict[str, Any], path: str) -> None:
+    """What the report's own types cannot tell (task_reports checked those): the output exists
+    in the job, and a publication lies where the job may publish."""
     index = output.get("output", 0)
-    if not _is_int(index) or not 0 <= index < task.job.outputs:
-        raise ValidationFailed(
-            f"outputs.output: {index!r} out of range: job {task.job.name!r} has "
-            f"{task.job.outputs} output(s)"
+    if not 0 <= index < task.job.outputs:
+        raise ValidationFailed.one(
+            f"{path}.output",
+            f"{index!r} out of range: job {task.job.name!r} has {task.job.outputs} output(s)",
         )
-    start, end = output.get("range_start"), output.get("range_end")
-    for name, value in (("range_start", start), ("range_end", end)):
-        if value is not None and not (_is_int(value) and value >= 0):
-            raise ValidationFailed(f"outputs.{name}: must be an integer >= 0, got {value!r}")
-    if (start is None) != (end is None) or (start is not None and end <= start):
-        raise ValidationFailed("outputs: range_start/range_end must both be set, end > start")
-    partition_key = output.get("partition_key")
-    if partition_key is not None and not (
-        isinstance(partition_key, str) and 0 < len(partition_key) <= PARTITION_KEY_MAX
-    ):
-        raise ValidationFailed(
-            f"outputs.partition_key: must be a string of 1 to {PARTITION_KEY_MAX} characters"
-        )
-    if not isinstance(output.get("attributes") or {}, dict):
-        raise ValidationFailed("outputs.attributes: must be an object")
-    publication = output.get("publication") or {}
-    if not isinstance(publication, dict):
-        raise ValidationFailed(f"outputs.publication: must be an object, got {_kind(publication)}")
-    unknown = set(publication) - PUBLICATION_FIELDS
-    if unknown:
-        raise ValidationFailed(f"outputs.publication: unknown field(s) {sorted(unknown)}")
-    _check_publication_types(publication)
-    location = publication.get("location")
-    if location is not None:
+    location = (output.get("publication") or {}).get("location")
+    if location:
         allowed = publication_prefixes(task)
         if not _inside(location, allowed):
-            raise ValidationFailed(
-                f"outputs.publication.location: {location!r} is outside the object store "
-                f"prefixes this job may publish under: {allowed}"
+            raise ValidationFailed.one(
+                f"{path}.publication.location",
+                f"{location!r} is outside the object store prefixes this job may publish "
+                f"under: {allowed}",
             )
-    return {**output, "output": index}
-
-
-PARTITION_KEY_MAX = 200  # PartitionVersion.partition_key
-HASH_MAX = 64  # PartitionVersion.config_hash / schema_hash
-
-
-def _check_publication_types(publication: dict[str, Any]) -> None:
-    for name in ("row_count", "bytes"):
-        value = publication.get(name)
-        if value is not None and not (_is_int(value) and value >= 0):
-            raise ValidationFailed(
-                f"outputs.publication.{name}: must be an integer >= 0, got {value!r}"
-            )
-    for name in ("config_hash", "schema_hash"):
-        value = publication.get(name)
-        if value is not None and not (isinstance(value, str) and len(value) <= HASH_MAX):
-            raise ValidationFailed(
-                f"outputs.publication.{name}: must be a string of at most {HASH_MAX} characters"
-            )
-    if not isinstance(publication.get("location", ""), str):
-        raise ValidationFailed("outputs.publication.location: must be a string")
-    if not isinstance(publication.get("manifest") or {}, dict):
-        raise ValidationFailed("outputs.publication.manifest: must be an object")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def publication_prefixes(task: Task) -> list[str]:
@@ -174,9 +102,12 @@ def _inside(location: str, prefixes: list[str]) -> bool:
     return False
 
 
-def output_commit(*, task: Task, output: dict[str, Any]) -> dict[str, Any]:
-    """Commit one output of the task's current attempt and emit its event to dependents."""
-    output = _validated(task, output)
+def output_commit(
+    *, task: Task, output: dict[str, Any], path: str = "outputs[0]"
+) -> dict[str, Any]:
+    """Commit one output of the task's current attempt and emit its event to dependents.
+    `output` is an OutputItem's fields (task_reports), `path` where it was in the report."""
+    _check_for_job(task, output, path)
     job = task.job
     dataset = dataset_for_output(
         org_id=task.org_id,
@@ -200,7 +131,7 @@ def output_commit(*, task: Task, output: dict[str, Any]) -> dict[str, Any]:
     publication = output.get("publication")
     if publication is not None:
         if not partition_key:
-            raise ValidationFailed("outputs.publication: needs a partition_key or a range")
+            raise ValidationFailed.one(f"{path}.publication", "needs a partition_key or a range")
         _partition_commit(task, version, partition_key, output, publication)
     event = {
         "dataset_id": dataset.pk,
@@ -268,9 +199,13 @@ def per_update_cursor_advance(*, task: Task) -> None:
             cursor.save(update_fields=["position", "updated_at"])
 
 
-def invalidation_record(*, task: Task, event: dict[str, Any]) -> dict[str, Any]:
-    """Record that part of one of the task's outputs was wrong (e.g. a reorged block range)."""
-    output = _validated(task, {k: v for k, v in event.items() if k != "reason"})
+def invalidation_record(
+    *, task: Task, event: dict[str, Any], path: str = "events[0]"
+) -> dict[str, Any]:
+    """Record that part of one of the task's outputs was wrong (e.g. a reorged block range);
+    `event` is an InvalidationItem's fields."""
+    _check_for_job(task, event, path)
+    output = event
     dataset = dataset_for_output(
         org_id=task.org_id,
         dag_name=task.job.dag_version.name,
@@ -282,7 +217,7 @@ def invalidation_record(*, task: Task, event: dict[str, Any]) -> dict[str, Any]:
     elif output.get("partition_key"):
         kind = InvalidationKind.PARTITION
     else:
-        raise ValidationFailed("invalidation: needs range_start/range_end or partition_key")
+        raise ValidationFailed.one(path, "an invalidation needs a range or a partition")
     invalidation = DataInvalidation.objects.create(
         dataset=dataset,
         kind=kind,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from trace_web.orgs.models import Org
 
 SOURCE_FIRE_TASK = "trace.dispatch.source_fire"
 CRON_PREFIX = "cron:"
+# How many of an always_on job's newest tasks pace its restarts (retention keeps them).
+RESTART_HISTORY = 8
 
 
 def _cron_name(org: Org, dag_name: str, job_name: str) -> str:
@@ -112,18 +115,36 @@ def webhook_authenticate(
     return stored
 
 
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII, as HTTP header tokens
+
+
 def webhook_receive(
-    *, org_slug: str, dag_name: str, job_name: str, secret: str, payload: dict[str, Any]
-) -> Task:
-    """A webhook call: a wrong or missing secret creates nothing (401)."""
+    *,
+    org_slug: str,
+    dag_name: str,
+    job_name: str,
+    secret: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[Task, bool]:
+    """A webhook call: a wrong or missing secret creates nothing (401). With an idempotency
+    key, a replay of the same key to the same source creates no second task: it returns the
+    first one and False (for as long as the state DB keeps the task, see its retention)."""
     stored = webhook_authenticate(
         org_slug=org_slug, dag_name=dag_name, job_name=job_name, secret=secret
     )
     job = active_job(org_id=stored.org_id, dag_name=dag_name, job_name=job_name)
     if job.source_kind != "webhook":
         raise ValidationFailed(f"job {job_name!r} is not a webhook source")
-    task, _ = task_create(job=job, trigger="webhook", payload=payload)
-    return task
+    dedupe_key = None
+    if idempotency_key is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ValidationFailed.one(
+                "Idempotency-Key", "must be 1 to 200 visible ASCII characters"
+            )
+        scope = f"{stored.org_id}/{dag_name}/{job_name}/{idempotency_key}"
+        dedupe_key = f"webhook:{hashlib.sha256(scope.encode()).hexdigest()}"
+    return task_create(job=job, trigger="webhook", payload=payload, dedupe_key=dedupe_key)
 
 
 def job_run_manual(
@@ -164,7 +185,7 @@ def sources_monitor() -> int:
             Job.objects.select_for_update().filter(pk=job.pk).first()  # one monitor decides
             if Task.objects.filter(_alive(), job_id=job.pk).exists():
                 continue
-            recent = list(Task.objects.filter(job=job).order_by("-id")[:8])
+            recent = list(Task.objects.filter(job=job).order_by("-id")[:RESTART_HISTORY])
             if (
                 recent
                 and recent[0].finished_at

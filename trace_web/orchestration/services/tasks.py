@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from trace_operators.validation import Problems
 from trace_tasks.queues import queue_for
 from trace_web.errors import NotFound, StaleAttempt, ValidationFailed
 from trace_web.orchestration.models import (
@@ -31,10 +33,14 @@ from trace_web.orchestration.models import (
 from trace_web.orchestration.services.backoff import backoff_seconds
 from trace_web.orchestration.services.outbox import outbox_add
 from trace_web.orchestration.services.tokens import Lease, capability_token_issue
+from trace_web.orchestration.task_reports import (
+    ERROR_MAX_CHARS,
+    complete_body_parse,
+    events_body_parse,
+    fail_body_parse,
+)
 
 log = logging.getLogger(__name__)
-
-ERROR_MAX_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -245,8 +251,17 @@ def task_heartbeat(*, lease: Lease) -> datetime:
     return expires
 
 
+def _report(parse: Callable[[Any], Any], data: dict[str, Any]) -> Any:
+    """A runtime's report checked field by field (task_reports): ValidationFailed listing
+    every problem, before anything is locked or written."""
+    try:
+        return parse(data)
+    except Problems as exc:
+        raise ValidationFailed.of(exc.errors) from None
+
+
 @transaction.atomic
-def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) -> Task:
+def task_complete(*, lease: Lease, outputs: list[Any] | None = None) -> Task:
     """Commit the attempt's outputs and finish it. Without explicit outputs, each of the job's
     outputs is committed once with the task's own scope."""
     from trace_web.orchestration.services.commits import (
@@ -256,10 +271,11 @@ def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) 
         per_update_cursor_advance,
     )
 
+    items = _report(complete_body_parse, {"outputs": outputs}).outputs
     task = _lock_current(lease)
+    reported = default_outputs(task) if items is None else [o.model_dump() for o in items]
     committed = [
-        output_commit(task=task, output=o)
-        for o in (default_outputs(task) if outputs is None else outputs)
+        output_commit(task=task, output=o, path=f"outputs[{i}]") for i, o in enumerate(reported)
     ]
     if task.job.execution_strategy == "PerUpdate":
         per_update_cursor_advance(task=task)
@@ -277,27 +293,28 @@ def task_complete(*, lease: Lease, outputs: list[dict[str, Any]] | None = None) 
 
 
 @transaction.atomic
-def task_events(*, lease: Lease, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def task_events(*, lease: Lease, events: list[Any]) -> list[dict[str, Any]]:
     """Commit outputs (or record invalidations) mid-run, e.g. a follower's per-block events."""
     from trace_web.orchestration.services.commits import invalidation_record, output_commit
 
+    items = _report(events_body_parse, {"events": events}).events
     task = _lock_current(lease)
     accepted = []
-    for event in events:
-        kind = event.get("type", "output")
-        if kind == "output":
-            accepted.append(output_commit(task=task, output=event))
-        elif kind == "invalidation":
-            accepted.append(invalidation_record(task=task, event=event))
+    for index, item in enumerate(items):
+        event, path = item.model_dump(), f"events[{index}]"
+        if item.type == "invalidation":
+            accepted.append(invalidation_record(task=task, event=event, path=path))
         else:
-            raise ValidationFailed(f"events[]: unknown type {kind!r} (output | invalidation)")
+            accepted.append(output_commit(task=task, output=event, path=path))
     return accepted
 
 
 def task_fail(*, lease: Lease, error: str, retryable: bool = True) -> Task:
+    # In-process workers report whole tracebacks: kept to the column's size, not refused.
+    report = _report(fail_body_parse, {"error": error[:ERROR_MAX_CHARS], "retryable": retryable})
     with transaction.atomic():
         task = _lock_current(lease)
-        return _fail_locked(task, error=error, retryable=retryable)
+        return _fail_locked(task, error=report.error, retryable=report.retryable)
 
 
 def _fail_locked(task: Task, *, error: str, retryable: bool) -> Task:
@@ -414,26 +431,102 @@ def tasks_requeue_due(*, limit: int = 200) -> int:
             .order_by("next_retry_at")[:limit]
         )
         for task in due:
-            task.status = TaskStatus.QUEUED
-            task.attempt += 1
-            task.next_retry_at = None
-            task.worker_id = ""
-            task.started_at = None
-            task.deadline_at = None
-            task.save(
-                update_fields=[
-                    "status",
-                    "attempt",
-                    "next_retry_at",
-                    "worker_id",
-                    "started_at",
-                    "deadline_at",
-                ]
-            )
-            _record(task, TaskStatus.FAILED, TaskStatus.QUEUED, "retry")
-            _wake(task, task.job)
+            _requeue_locked(task, reason="retry")
             count += 1
     return count
+
+
+def _requeue_locked(task: Task, *, reason: str, max_attempts: int | None = None) -> None:
+    """Queue the next attempt of a locked, not running task (attempt + 1, same row) and its
+    wake-up. The previous attempt's error is cleared: `error` describes the current attempt,
+    and the old one stays in the transition that recorded the failure."""
+    previous = task.status
+    task.status = TaskStatus.QUEUED
+    task.attempt += 1
+    task.next_retry_at = None
+    task.error = ""
+    task.worker_id = ""
+    task.started_at = None
+    task.deadline_at = None
+    task.finished_at = None
+    if max_attempts is not None:
+        task.max_attempts = max_attempts
+    task.save(
+        update_fields=[
+            "status",
+            "attempt",
+            "max_attempts",
+            "next_retry_at",
+            "error",
+            "worker_id",
+            "started_at",
+            "deadline_at",
+            "finished_at",
+        ]
+    )
+    _record(task, previous, TaskStatus.QUEUED, reason)
+    _wake(task, task.job)
+
+
+def _lock_for_operator(task_id: int, org_id: int) -> Task:
+    task = (
+        Task.objects.select_for_update(of=("self",))
+        .select_related("job")
+        .filter(pk=task_id, org_id=org_id)
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    return task
+
+
+def _finished_for_good(task: Task) -> bool:
+    return task.status == TaskStatus.CANCELED or (
+        task.status == TaskStatus.FAILED and task.next_retry_at is None
+    )
+
+
+@transaction.atomic
+def task_retry(*, task_id: int, org_id: int, reason: str = "retried") -> Task:
+    """Run a task that failed for good or was canceled once more: back to Queued with
+    attempt + 1 and a wake-up, in one transaction. The retry is a person's decision, so the
+    task gets a fresh budget: the new attempt and up to `job.max_attempts - 1` automatic
+    retries after it, as a new task would have."""
+    task = _lock_for_operator(task_id, org_id)
+    if task.job.source_kind == "always_on":
+        raise ValidationFailed(
+            f"task {task_id} is an always_on source: the source monitor starts a new task of "
+            f"job {task.job.name!r} by itself, so it is not retried"
+        )
+    if not _finished_for_good(task):
+        hint = (
+            " (it waits for its automatic retry: use run-now to start it now)"
+            if task.status == TaskStatus.FAILED
+            else ""
+        )
+        raise ValidationFailed(
+            f"task {task_id} is {task.status}{hint}; only a task that failed for good or was "
+            "canceled can be retried"
+        )
+    _requeue_locked(task, reason=reason, max_attempts=task.attempt + task.job.max_attempts)
+    return task
+
+
+@transaction.atomic
+def task_run_now(*, task_id: int, org_id: int, reason: str = "run now") -> Task:
+    """Start the automatic retry of a Failed task now instead of at its next_retry_at."""
+    task = _lock_for_operator(task_id, org_id)
+    if task.status != TaskStatus.FAILED or task.next_retry_at is None:
+        hint = {
+            TaskStatus.QUEUED: "it is already queued",
+            TaskStatus.RUNNING: "it is running",
+        }.get(task.status, "it has finished (retry it instead)")
+        raise ValidationFailed(
+            f"task {task_id} is {task.status}: {hint}; only a Failed task waiting for its "
+            "retry can be run now"
+        )
+    _requeue_locked(task, reason=reason)
+    return task
 
 
 def tasks_rewake_stale(*, limit: int = 200) -> int:

@@ -4,14 +4,17 @@ runtimes hold. It names the attempt and its lease, so it is useless once the att
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jwt
 from django.conf import settings
 from django.utils import timezone
+from pydantic import ConfigDict, Field, model_validator
 
+from trace_operators.validation import BIGINT_MAX, INT_MAX, Problems, StrictModel, validate
 from trace_web.errors import Unauthenticated
 
 AUDIENCE = "trace.task"
@@ -64,7 +67,38 @@ def capability_token_issue(
     return jwt.encode(claims, settings.TRACE_TASK_TOKEN_SECRET, algorithm=ALGORITHM)
 
 
+Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+
+
+class CapabilityClaims(StrictModel):
+    """The claims a capability token must carry, typed: a token signed with our key but with
+    claims we did not write (a bug, a leaked key used carelessly) is refused, never half-used."""
+
+    # Registered JWT claims PyJWT has already checked; others (nbf, jti) are not ours to get.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    aud: Literal["trace.task"]
+    sub: str
+    iat: int
+    exp: int
+    org_id: Id
+    task_id: Id
+    attempt: Annotated[int, Field(ge=1, le=INT_MAX)]
+    lease_token: Annotated[str, Field(min_length=36, max_length=36)]
+    datasets: list[dict[str, Any]] = []
+    prefixes: list[Annotated[str, Field(max_length=2000)]] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CapabilityClaims:
+        if self.sub != f"task:{self.task_id}":
+            raise ValueError("sub does not name the token's task_id")
+        uuid.UUID(self.lease_token)  # ValueError: not a UUID
+        return self
+
+
 def capability_token_verify(token: str) -> Capability:
+    """The attempt a capability token names; Unauthenticated (401) for anything else: a bad
+    signature, an expired token, or claims that are missing, mistyped or inconsistent."""
     try:
         claims = jwt.decode(
             token,
@@ -77,9 +111,9 @@ def capability_token_verify(token: str) -> Capability:
         raise Unauthenticated("capability token expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"invalid capability token: {exc}") from exc
-    lease = Lease(
-        task_id=int(claims["task_id"]),
-        attempt=int(claims["attempt"]),
-        lease_token=str(claims["lease_token"]),
-    )
-    return Capability(lease=lease, org_id=int(claims["org_id"]), claims=claims)
+    try:
+        checked = validate(CapabilityClaims, claims)
+    except Problems as exc:
+        raise Unauthenticated(f"invalid capability token claims: {'; '.join(exc.errors)}") from None
+    lease = Lease(task_id=checked.task_id, attempt=checked.attempt, lease_token=checked.lease_token)
+    return Capability(lease=lease, org_id=checked.org_id, claims=claims)

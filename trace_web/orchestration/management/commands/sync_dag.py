@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trace_web.errors import TraceError
 from trace_web.orchestration.services.dags import dag_sync
-from trace_web.orgs.models import Org
+from trace_web.orgs.selectors import org_by_slug
 
 
 class Command(BaseCommand):
@@ -18,13 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="make it the active version")
 
     def handle(self, *args, file: Path, org: str, activate: bool, **options):
-        target = Org.objects.filter(slug=org).first()
+        target = org_by_slug(org)
         if target is None:
             raise CommandError(f"no org {org!r}")
         try:
             result = dag_sync(org=target, yaml_text=file.read_text(), activate=activate)
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {file} as UTF-8 text: {exc}") from exc
         except TraceError as exc:
             lines = [exc.message, *(f"  {e}" for e in (exc.details or []))]
             raise CommandError("\n".join(lines)) from exc

@@ -1,0 +1,236 @@
+"""Org scoping, proved for every operation of the OpenAPI schema: each has a cross-org case
+here (another org's name, id or secret), and each org operation refuses a user of two orgs
+who does not name one. A new operation without a case fails the first test, so no endpoint
+ships unscoped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from tests.dags import noop_dag
+from tests.factories import MembershipFactory, UserFactory
+from trace_web.chain_sync.services import chain_sync_apply
+from trace_web.orchestration.models import DagPointer, Task, TaskStatus, WebhookSecret
+from trace_web.orchestration.services.dags import dag_sync
+from trace_web.orchestration.services.sources import job_run_manual, webhook_secret_rotate
+from trace_web.orgs.models import Role
+
+SOURCES = """
+name: sources
+jobs:
+  - {name: hook, activation: source, source: {kind: webhook}, operator: noop, outputs: 0}
+"""
+CHAIN_SYNC = """
+kind: chain_sync
+name: history
+chain_id: 31337
+mode: fixed_target
+to_block: 25
+streams: [{dataset: blocks, chunk_size: 10, rpc_pool: devchain}]
+"""
+# Not org-scoped, with the reason (their own tests prove what scopes them instead).
+NOT_ORG_SCOPED = {
+    "POST /v1/auth/token": "sign-in: before any org",
+    "POST /v1/task/heartbeat": "scoped to one attempt by its capability token",
+    "POST /v1/task/complete": "scoped to one attempt by its capability token",
+    "POST /v1/task/fail": "scoped to one attempt by its capability token",
+    "POST /v1/task/events": "scoped to one attempt by its capability token",
+}
+
+
+@dataclass
+class Orgs:
+    acme: APIClient  # an admin of acme: every case acts as acme
+    globex_org: object
+    globex_task: Task
+    globex_secret: str
+    acme_secret: str
+
+
+@pytest.fixture
+def orgs(org, other_org, client_for, settings, hot_engine) -> Orgs:
+    from trace_chain.hot_store import hot_follower_org_register, hot_status_update
+
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+    for target in (org, other_org):
+        dag_sync(org=target, yaml_text=SOURCES, activate=True)
+    # acme's own, so each list below has rows of acme's and must leave out globex's.
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    job_run_manual(org=org, dag_name="chain", job_name="extract")
+    chain_sync_apply(org=org, yaml_text=CHAIN_SYNC.replace("name: history", "name: mine"))
+    # Only globex has these: acme reaching them would be a leak.
+    dag_sync(org=other_org, yaml_text=noop_dag("secret-dag"), activate=True)
+    chain_sync_apply(org=other_org, yaml_text=CHAIN_SYNC)
+    hot_status_update(hot_engine, chain_id=31337, head_block=10, tip_block=9)
+    hot_follower_org_register(hot_engine, chain_id=31337, org_id=other_org.pk)
+    return Orgs(
+        acme=client_for(org, Role.ADMIN),
+        globex_org=other_org,
+        globex_task=job_run_manual(org=other_org, dag_name="secret-dag", job_name="extract"),
+        globex_secret=webhook_secret_rotate(org=other_org, dag_name="sources", job_name="hook"),
+        acme_secret=webhook_secret_rotate(org=org, dag_name="sources", job_name="hook"),
+    )
+
+
+def dags_list(o: Orgs) -> None:
+    assert {row["name"] for row in o.acme.get("/v1/dags").json()} == {
+        "chain",
+        "sources",
+        "chain-sync-mine",
+    }
+
+
+def dag_get(o: Orgs) -> None:
+    assert o.acme.get("/v1/dags/secret-dag").status_code == 404
+    assert o.acme.get("/v1/dags/secret-dag?version=1").status_code == 404
+
+
+def chain_syncs_list(o: Orgs) -> None:
+    assert [row["name"] for row in o.acme.get("/v1/chain-syncs").json()] == ["mine"]
+
+
+def dag_versions_get(o: Orgs) -> None:
+    assert o.acme.get("/v1/dags/secret-dag/versions").status_code == 404
+
+
+def dag_versions_post(o: Orgs) -> None:
+    response = o.acme.post(
+        "/v1/dags/secret-dag/versions", {"yaml": noop_dag("secret-dag")}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["version"] == 1  # acme's own
+    globex = DagPointer.objects.get(org=o.globex_org, name="secret-dag")
+    assert globex.current.version == 1 and globex.current.org_id == o.globex_org.pk
+
+
+def dag_active_put(o: Orgs) -> None:
+    assert (
+        o.acme.put("/v1/dags/secret-dag/active", {"version": 1}, format="json").status_code == 404
+    )
+
+
+def job_runs_post(o: Orgs) -> None:
+    response = o.acme.post("/v1/dags/secret-dag/jobs/extract/runs", {}, format="json")
+    assert response.status_code == 404
+    assert Task.objects.filter(org=o.globex_org).count() == 1
+
+
+def webhook_secret_post(o: Orgs) -> None:
+    o.acme.post("/v1/dags/secret-dag/jobs/extract/webhook-secret")  # no such job of acme's
+    before = WebhookSecret.objects.get(org=o.globex_org).secret_sha256
+    # Rotating acme's own source leaves globex's secret (same DAG and job names) alone.
+    assert o.acme.post("/v1/dags/sources/jobs/hook/webhook-secret").status_code == 200
+    assert WebhookSecret.objects.get(org=o.globex_org).secret_sha256 == before
+
+
+def hooks_post(o: Orgs) -> None:
+    slug = o.globex_org.slug
+    for secret in (o.acme_secret, ""):  # acme's own secret does not open globex's source
+        response = APIClient().post(
+            f"/v1/hooks/{slug}/sources/hook", {}, format="json", HTTP_X_TRACE_WEBHOOK_SECRET=secret
+        )
+        assert response.status_code == 401
+    assert not Task.objects.filter(org=o.globex_org, job__name="hook").exists()
+
+
+def tasks_list(o: Orgs) -> None:
+    assert [row["dag"] for row in o.acme.get("/v1/tasks").json()] == ["chain"]
+
+
+def task_get(o: Orgs) -> None:
+    assert o.acme.get(f"/v1/tasks/{o.globex_task.pk}").status_code == 404
+
+
+def task_cancel_post(o: Orgs) -> None:
+    assert o.acme.post(f"/v1/tasks/{o.globex_task.pk}/cancel").status_code == 404
+    assert Task.objects.get(pk=o.globex_task.pk).status == TaskStatus.QUEUED
+
+
+def datasets_list(o: Orgs) -> None:
+    dags = {row["dag"] for row in o.acme.get("/v1/datasets").json()}
+    assert "chain" in dags and "secret-dag" not in dags
+
+
+def chain_status_get(o: Orgs) -> None:
+    # Only globex follows the chain: that it does is globex's business.
+    assert o.acme.get("/v1/chains/31337/status").status_code == 404
+
+
+def chain_sync_get(o: Orgs) -> None:
+    assert o.acme.get("/v1/chain-syncs/history").status_code == 404
+
+
+CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
+    "GET /v1/dags": dags_list,
+    "GET /v1/dags/{name}": dag_get,
+    "GET /v1/chain-syncs": chain_syncs_list,
+    "GET /v1/dags/{name}/versions": dag_versions_get,
+    "POST /v1/dags/{name}/versions": dag_versions_post,
+    "PUT /v1/dags/{name}/active": dag_active_put,
+    "POST /v1/dags/{name}/jobs/{job}/runs": job_runs_post,
+    "POST /v1/dags/{name}/jobs/{job}/webhook-secret": webhook_secret_post,
+    "POST /v1/hooks/{org}/{name}/{job}": hooks_post,
+    "GET /v1/tasks": tasks_list,
+    "GET /v1/tasks/{task_id}": task_get,
+    "POST /v1/tasks/{task_id}/cancel": task_cancel_post,
+    "GET /v1/datasets": datasets_list,
+    "GET /v1/chains/{chain_id}/status": chain_status_get,
+    "GET /v1/chain-syncs/{name}": chain_sync_get,
+}
+
+
+def schema_operations() -> dict[str, dict]:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        f"{method.upper()} {path}": operation
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+
+
+def test_every_operation_has_a_cross_org_case_or_a_reason_it_needs_none():
+    operations = set(schema_operations())
+    missing = operations - set(CROSS_ORG_CASES) - set(NOT_ORG_SCOPED)
+    assert not missing, f"operations without a cross-org case: {sorted(missing)}"
+    stale = (set(CROSS_ORG_CASES) | set(NOT_ORG_SCOPED)) - operations
+    assert not stale, f"cases for operations the schema no longer has: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("operation", sorted(CROSS_ORG_CASES))
+def test_another_orgs_resources_are_out_of_reach(orgs, operation):
+    CROSS_ORG_CASES[operation](orgs)
+
+
+ORG_OPERATIONS = sorted(
+    name
+    for name, op in schema_operations().items()
+    if any(p["name"] == "X-Trace-Org" for p in op.get("parameters", []))
+)
+
+
+@pytest.mark.parametrize("operation", ORG_OPERATIONS)
+def test_a_user_of_two_orgs_must_name_one(orgs, org, operation):
+    user = UserFactory(username="two-orgs")
+    MembershipFactory(org=org, user=user, role=Role.ADMIN)
+    MembershipFactory(org=orgs.globex_org, user=user, role=Role.ADMIN)
+    client = APIClient()
+    client.force_authenticate(user)
+    method, path = operation.split(" ", 1)
+    concrete = (
+        path.replace("{name}", "sources")
+        .replace("{job}", "hook")
+        .replace("{task_id}", str(orgs.globex_task.pk))
+        .replace("{chain_id}", "31337")
+    )
+    before = Task.objects.count()
+    response = getattr(client, method.lower())(concrete, {}, format="json")
+    assert response.status_code == 403, (operation, response.json())
+    assert "several orgs" in response.json()["detail"]
+    assert Task.objects.count() == before
+    named = getattr(client, method.lower())(concrete, {}, format="json", HTTP_X_TRACE_ORG="acme")
+    assert named.status_code != 403 or "several orgs" not in named.json()["detail"]
