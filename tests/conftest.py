@@ -8,8 +8,9 @@ from rest_framework.test import APIClient
 from tests.factories import MembershipFactory, OrgFactory, UserFactory
 from trace_web.orgs.models import Role
 
-# Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) for every test module.
-pytest_plugins = ["tests.chain_fixtures"]
+# Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) and the Lite worker
+# layout for drills (lite_stack) for every test module.
+pytest_plugins = ["tests.chain_fixtures", "tests.stack_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +68,10 @@ def services(transactional_db, tmp_path, settings):
 
         def worker(self, name="w1", **kwargs):
             started.append(processes.start_worker(name, tmp_path, **kwargs))
+            return started[-1]
+
+        def stream_worker(self, name="stream"):
+            started.append(processes.start_stream_worker(name, tmp_path))
             return started[-1]
 
         def dispatcher(self, name="dispatcher"):

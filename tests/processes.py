@@ -26,10 +26,22 @@ def test_state_db_url() -> str:
 
 
 class ServiceProcess:
-    def __init__(self, name: str, argv: list[str], log_dir: Path, ready_marker: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        ready_marker: str | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        env = {**os.environ, "TRACE_STATE_DB_URL": test_state_db_url(), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "TRACE_STATE_DB_URL": test_state_db_url(),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -68,7 +80,12 @@ def celery_argv(*args: str) -> list[str]:
 
 
 def start_worker(
-    name: str, log_dir: Path, queues: str = "platform,udf,delivery", concurrency: int = 2
+    name: str,
+    log_dir: Path,
+    queues: str = "platform,udf,delivery",
+    concurrency: int = 2,
+    pool: str = "prefork",
+    env: dict[str, str] | None = None,
 ):
     return ServiceProcess(
         name,
@@ -80,6 +97,8 @@ def start_worker(
             f"{name}@%h",
             "-c",
             str(concurrency),
+            "--pool",
+            pool,
             "--without-mingle",
             "--without-gossip",
             "-l",
@@ -87,7 +106,13 @@ def start_worker(
         ),
         log_dir,
         ready_marker="ready.",
+        env=env,
     )
+
+
+def start_stream_worker(name: str, log_dir: Path, env: dict[str, str] | None = None):
+    """The stream pool as Lite runs it: threads, a slot per always_on source."""
+    return start_worker(name, log_dir, queues="stream", concurrency=20, pool="threads", env=env)
 
 
 def start_beat(log_dir: Path) -> ServiceProcess:

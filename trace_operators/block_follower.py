@@ -5,6 +5,8 @@ writes each batch atomically (COPY), checks parent hashes against what it stored
 reorg walks back to the fork point (past its in-memory window if it must, using the hot
 table), deletes orphaned rows, rewrites the canonical range and records a row-range
 invalidation through the fenced task API. It emits an event per `emit_every_blocks` blocks.
+An RPC node that errors or stalls is waited out inside the attempt (the lease is kept), so
+node outages delay the follower without using up its attempts.
 
 Config: chain_id, rpc_pool, start_block (0), batch_size (100), emit_every_blocks (1),
 window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs (false).
@@ -450,6 +452,49 @@ class Follower:
         return self.floor - 1
 
 
+class _RideOut:
+    """Waits out transient RPC failures inside the attempt. `RpcUnavailable` means the pool
+    already retried every endpoint for several rounds; the node is down, stalled or
+    overloaded, which is not this follower's failure, so it backs off (1 s doubling to
+    RIDE_OUT_MAX_SECONDS) and tries again rather than failing the attempt. The heartbeat thread
+    keeps the lease meanwhile, and `ctx.sleep` ends at once (LeaseLost) if the lease is lost.
+    """
+
+    def __init__(self, ctx: TaskContext, chain_id: int) -> None:
+        self.ctx = ctx
+        self.chain_id = chain_id
+        self.delay = 0.0
+
+    def call(self, fn):
+        """`fn()`'s result, or RODE_OUT after backing off from a transient RPC failure."""
+        from trace_chain.rpc import RpcUnavailable
+
+        try:
+            result = fn()
+        except RpcUnavailable as exc:
+            self.delay = min(self.delay * 2, RIDE_OUT_MAX_SECONDS) if self.delay else 1.0
+            log.warning(
+                "chain %s: RPC unavailable, retrying in %.0fs within the attempt: %s",
+                self.chain_id,
+                self.delay,
+                exc,
+            )
+            self.ctx.sleep(self.delay)
+            return RODE_OUT
+        if self.delay:
+            log.info("chain %s: RPC answers again", self.chain_id)
+            self.delay = 0.0
+        return result
+
+    def until_done(self, fn) -> None:
+        while self.call(fn) is RODE_OUT:
+            self.ctx.check_lease()
+
+
+RIDE_OUT_MAX_SECONDS = 15.0
+RODE_OUT = object()
+
+
 def run(ctx: TaskContext) -> None:
     from trace_chain.adapter import ChainAdapter
     from trace_chain.db import data_engine
@@ -460,15 +505,16 @@ def run(ctx: TaskContext) -> None:
     pool = rpc_pool_from_env(config.rpc_pool)
     engine = data_engine()
     follower = Follower(ctx, config, ChainAdapter(pool), engine)
+    ride_out = _RideOut(ctx, config.chain_id)
 
     def standby() -> None:
         # Another follower writes the chain: announce its rows for our dataset until we can
         # take over (it stops, or dies and its session ends).
-        follower.standby_step()
-        ctx.sleep(follower.poll)
+        if ride_out.call(follower.standby_step) is not RODE_OUT:
+            ctx.sleep(follower.poll)
 
     try:
-        follower.prepare()
+        ride_out.until_done(follower.prepare)
         with chain_writer_lock(engine, chain_id=config.chain_id, wait=standby) as still_held:
             follower.resume()
             while not ctx.should_stop():
@@ -480,7 +526,7 @@ def run(ctx: TaskContext) -> None:
                         f"lost the writer lock of chain {config.chain_id}; stopping so that "
                         "no two followers write it"
                     )
-                if follower.step() == 0:
+                if ride_out.call(follower.step) == 0:
                     ctx.sleep(follower.poll)
     finally:
         pool.close()

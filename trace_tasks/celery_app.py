@@ -35,6 +35,9 @@ app.conf.update(
     # conditional UPDATE, so a duplicate finds the task already Running and does nothing.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    # A broker blip must not cancel running attempts (Celery 6 will default to cancelling):
+    # they keep their leases through it, and their redelivered wake-ups claim nothing.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     # Prefetch one message per process: a long operator does not sit on wake-ups that an idle
     # worker could take, and a killed worker strands at most one unacked message per process.
     worker_prefetch_multiplier=1,
@@ -48,6 +51,12 @@ app.conf.update(
     timezone="UTC",
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
 )
+
+
+# Liveness: the worker touches a file while its consumer consumes (trace worker-alive).
+from trace_tasks.liveness import LivenessProbe  # noqa: E402
+
+app.steps["consumer"].add(LivenessProbe)
 
 
 # Celery's Django fixup closes every database connection before and after each task unless

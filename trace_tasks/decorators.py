@@ -13,7 +13,9 @@ from trace_tasks.celery_app import app
 log = logging.getLogger("trace_tasks")
 
 
-def trace_task(name: str) -> Callable[[Callable[..., Any]], Any]:
+def trace_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register `func` as Celery task `name`; `options` are Celery task options (acks_late)."""
+
     def register(func: Callable[..., Any]) -> Any:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +32,6 @@ def trace_task(name: str) -> Callable[[Callable[..., Any]], Any]:
             finally:
                 close_old_connections()
 
-        return app.task(name=name, ignore_result=True)(run)
+        return app.task(name=name, ignore_result=True, **options)(run)
 
     return register

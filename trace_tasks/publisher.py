@@ -1,28 +1,87 @@
 """Sends wake-ups to the broker. A wake-up carries only a task id; losing or repeating one is
-harmless because workers claim through the database."""
+harmless because workers claim through the database.
+
+Publishing is bounded: a short connect/socket timeout and no retry loop, then a breaker that
+skips publishing for a pause after a failure. Callers (the outbox, right after a commit) must
+not block on a broker that is down; the outbox rows they leave Pending are published by the
+dispatcher's drain loop once the broker is back.
+"""
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+
+from django.conf import settings
+
+from trace_tasks.breaker import Breaker
 from trace_tasks.queues import Queue
 
+log = logging.getLogger(__name__)
+
 RUN_TASK = "trace.run_task"
+RUN_STREAM_TASK = "trace.run_stream_task"  # acknowledged on receipt; see trace_tasks.worker
+
+_breaker = Breaker(settings.TRACE_BROKER_BREAKER_SECONDS)
+
+
+class BrokerUnavailable(RuntimeError):
+    """Not tried: a publish failed moments ago and the breaker's pause is not over."""
+
+
+def broker_available() -> bool:
+    return _breaker.allows()
 
 
 def send_wake(*, task_id: int, queue: str) -> None:
-    from trace_tasks.celery_app import app
-
-    # retry=False: a broker outage must surface as an error so the outbox row backs off and
-    # stays Pending, instead of blocking the drainer inside kombu's own retry loop.
-    app.send_task(RUN_TASK, args=[task_id], queue=Queue(queue).value, retry=False)
+    queue = Queue(queue)
+    name = RUN_STREAM_TASK if queue is Queue.STREAM else RUN_TASK
+    _publish(name, args=[task_id], queue=queue)
 
 
 def request_chain_sync_plan() -> None:
     """Ask the dispatcher for a chain_sync planning pass now (idempotent; ticks do it too)."""
+    try:
+        _publish("trace.dispatch.plan_chain_syncs", args=[], queue=Queue.DISPATCHER)
+    except Exception:  # only a latency shortcut: the beat tick plans anyway
+        log.warning("could not request a chain_sync planning pass")
+
+
+def _publish(name: str, *, args: list, queue: Queue) -> None:
     from trace_tasks.celery_app import app
 
+    if not _breaker.allows():
+        raise BrokerUnavailable(
+            f"broker publish skipped for up to {_breaker.pause_seconds:.0f}s after a failure"
+        )
     try:
-        app.send_task("trace.dispatch.plan_chain_syncs", queue=Queue.DISPATCHER.value, retry=False)
-    except Exception:  # only a latency shortcut: the beat tick plans anyway
-        import logging
+        with _producer(app) as producer:
+            # retry=False: a failure surfaces at once, so the outbox row backs off and stays
+            # Pending, instead of the caller waiting inside kombu's own retry loop.
+            app.send_task(name, args=args, queue=queue.value, producer=producer, retry=False)
+    except Exception:
+        _breaker.trip()
+        raise
+    _breaker.reset()
 
-        logging.getLogger(__name__).warning("could not request a chain_sync planning pass")
+
+@contextmanager
+def _producer(app):
+    """A pooled producer whose connection gives up fast: one connect try and socket timeouts
+    of TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS (the app's own connections would retry for
+    broker_connection_timeout and wait for ever on a broker that stopped answering)."""
+    from kombu import pools
+
+    timeout = settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS
+    connection = app.connection_for_write(
+        settings.TRACE_BROKER_URL,
+        connect_timeout=timeout,
+        transport_options={
+            "max_retries": 0,
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        },
+    )
+    # Pools are keyed by the connection's parameters, so every call shares one pool.
+    with pools.producers[connection].acquire(block=True) as producer:
+        yield producer

@@ -1,7 +1,8 @@
 """The worker wrapper: claim a task, heartbeat in the background, run its operator, report.
 
 Workers are dumb: all decisions (may I run? did I finish? retry?) are fenced calls to the
-task services. A worker that fails to claim runs nothing.
+task services. A worker that fails to claim runs nothing. A worker that shuts down hands its
+long-running (always_on) attempts back instead of leaving their leases to expire.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from trace_operators.context import LeaseLost, PermanentError, TaskContext, TaskScope
 from trace_operators.registry import operator_get
@@ -27,13 +28,56 @@ from trace_web.orchestration.services.tasks import (
     task_events,
     task_fail,
     task_heartbeat,
+    task_release,
 )
 
 log = logging.getLogger(__name__)
 
+# Reports (complete, fail, release) that meet an unreachable database are retried this often,
+# until the lease would have run out: a brief outage must not throw away a finished attempt.
+REPORT_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+RELEASE_REASON = "released: its worker shut down; the source monitor starts its successor"
 
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+class _LongRunning:
+    """This process's running always_on attempts, so a shutting-down worker can stop them."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._stops: dict[int, threading.Event] = {}
+
+    def add(self, task_id: int, stop_event: threading.Event) -> None:
+        with self._lock:
+            self._stops[task_id] = stop_event
+            if self.stopping.is_set():
+                stop_event.set()
+
+    def discard(self, task_id: int) -> None:
+        with self._lock:
+            self._stops.pop(task_id, None)
+
+    def stop_all(self) -> int:
+        with self._lock:
+            self.stopping.set()
+            for stop_event in self._stops.values():
+                stop_event.set()
+            return len(self._stops)
+
+
+_long_running = _LongRunning()
+
+
+def worker_stopping() -> int:
+    """The worker is shutting down: stop its always_on attempts now (they would never end on
+    their own) and hand them back; batch attempts finish as usual. Returns how many."""
+    return _long_running.stop_all()
+
+
+def default_worker_id(node: str | None = None) -> str:
+    """`<Celery node name, e.g. stream@host, or the host>:<pid>:<thread>`: which worker, which
+    process, which pool slot."""
+    return f"{node or socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 @dataclass(frozen=True)
@@ -52,27 +96,30 @@ class _Heartbeat(threading.Thread):
         self.claimed = claimed
         self.stop_event = stop_event
         self.done = threading.Event()
+        self.lost = False  # the lease is gone (refused, or ran out without a heartbeat)
+        # When our lease ends by our own clock; past it the reaper may hand the task to another
+        # worker, so we must stop even if we could not hear that from the database.
+        self.deadline = time.monotonic() + claimed.lease_seconds
 
     def run(self) -> None:
         task_id = self.claimed.lease.task_id
-        # When our lease ends by our own clock; past it the reaper may hand the task to another
-        # worker, so we must stop even if we could not hear that from the database.
-        deadline = time.monotonic() + self.claimed.lease_seconds
         try:
             while not self.done.wait(self.claimed.heartbeat_seconds):
                 sent_at = time.monotonic()
                 try:
                     task_heartbeat(lease=self.claimed.lease)
-                    deadline = sent_at + self.claimed.lease_seconds
+                    self.deadline = sent_at + self.claimed.lease_seconds
                 except StaleAttempt:
                     log.warning("task %s lost its lease; stopping", task_id)
+                    self.lost = True
                     self.stop_event.set()
                     return
                 except Exception:  # a DB blip: keep trying until the lease itself runs out
                     log.exception("heartbeat failed for task %s", task_id)
                     close_old_connections()
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= self.deadline:
                         log.error("task %s: lease ran out without a heartbeat; stopping", task_id)
+                        self.lost = True
                         self.stop_event.set()
                         return
         finally:
@@ -118,33 +165,50 @@ def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
         return RunOutcome(task_id, claimed=False, status="not_claimed")
     stop_event = threading.Event()
     heartbeat = _Heartbeat(claimed, stop_event)
+    long_running = claimed.task.job.source_kind == "always_on"
+    if long_running:
+        _long_running.add(task_id, stop_event)
     heartbeat.start()
     try:
         ctx = _context(claimed, stop_event)
         operator_get(claimed.task.job.operator)(ctx)
         ctx.check_lease()
     except (LeaseLost, StaleAttempt):
+        if long_running and _long_running.stopping.is_set() and not heartbeat.lost:
+            # Stopped by our own shutdown, lease still ours: hand the task back.
+            return _report(
+                claimed,
+                heartbeat,
+                lambda: task_release(lease=claimed.lease, reason=RELEASE_REASON),
+                "released",
+            )
         return RunOutcome(task_id, claimed=True, status="lease_lost")
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         retryable = not isinstance(exc, PermanentError)
         return _report(
             claimed,
+            heartbeat,
             lambda: task_fail(lease=claimed.lease, error=error, retryable=retryable),
             "failed",
         )
     finally:
+        if long_running:
+            _long_running.discard(task_id)
         heartbeat.done.set()
         heartbeat.join(timeout=5)
     return _report(
-        claimed, lambda: task_complete(lease=claimed.lease, outputs=ctx.outputs), "completed"
+        claimed,
+        heartbeat,
+        lambda: task_complete(lease=claimed.lease, outputs=ctx.outputs),
+        "completed",
     )
 
 
-def _report(claimed: ClaimedTask, call, status: str) -> RunOutcome:
+def _report(claimed: ClaimedTask, heartbeat: _Heartbeat, call, status: str) -> RunOutcome:
     task_id = claimed.lease.task_id
     try:
-        call()
+        _call_while_leased(heartbeat, call)
     except StaleAttempt:
         # Reaped or canceled while finishing: the current attempt's owner decides, not us.
         log.warning("task %s: report refused, attempt is stale", task_id)
@@ -155,6 +219,32 @@ def _report(claimed: ClaimedTask, call, status: str) -> RunOutcome:
         log.error("task %s: completion refused: %s", task_id, exc.message)
         error = f"completion refused ({exc.code}): {exc.message}"
         return _report(
-            claimed, lambda: task_fail(lease=claimed.lease, error=error, retryable=False), "failed"
+            claimed,
+            heartbeat,
+            lambda: task_fail(lease=claimed.lease, error=error, retryable=False),
+            "failed",
         )
     return RunOutcome(task_id, claimed=True, status=status)
+
+
+def _call_while_leased(heartbeat: _Heartbeat, call) -> None:
+    """Make a report, retrying while the database is unreachable and the lease can still be
+    ours. Retrying is safe: a report that did commit before the connection broke makes the
+    retry stale (StaleAttempt), never a second commit. Past the lease the reaper decides."""
+    delays = iter(REPORT_RETRY_SECONDS)
+    while True:
+        try:
+            call()
+            return
+        except (OperationalError, InterfaceError) as exc:
+            delay = next(delays, REPORT_RETRY_SECONDS[-1])
+            if time.monotonic() + delay >= heartbeat.deadline:
+                raise
+            log.warning(
+                "task %s: report failed (%s); retrying in %.1fs",
+                heartbeat.claimed.lease.task_id,
+                exc,
+                delay,
+            )
+            connection.close()  # the broken connection; the next call opens a fresh one
+            time.sleep(delay)

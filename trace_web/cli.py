@@ -1,5 +1,6 @@
-"""The `trace` command: `trace lite up|status|down|env`, `trace data-migrate`, and every other
-`trace <command>` handed to Django's manage.py with the Lite env file loaded.
+"""The `trace` command: `trace lite up|status|down|env`, `trace data-migrate`, `trace
+worker-alive`, and every other `trace <command>` handed to Django's manage.py with the Lite env
+file loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 from trace_web.lite.envfile import load_lite_env, trace_home
 
-OWN_COMMANDS = {"lite", "data-migrate", "-h", "--help"}
+OWN_COMMANDS = {"lite", "data-migrate", "worker-alive", "-h", "--help"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
         "--create-database", action="store_true", help="CREATE DATABASE first if it is missing"
     )
     migrate.set_defaults(handler=_data_migrate)
+
+    alive = commands.add_parser(
+        "worker-alive",
+        help="exit 0 if a Celery worker consumed recently (a container liveness check)",
+    )
+    alive.add_argument(
+        "--node",
+        help="the worker's node name, e.g. platform@host (default: every worker "
+        "with a liveness file, for a container running one worker)",
+    )
+    alive.add_argument(
+        "--max-age", type=float, default=60.0, help="seconds since the last touch (default 60)"
+    )
+    alive.set_defaults(handler=_worker_alive)
     return parser
 
 
@@ -111,6 +126,15 @@ def _data_migrate(args: argparse.Namespace) -> int:
     migrate_data_db()
     print("data DB migrated to head")
     return 0
+
+
+def _worker_alive(args: argparse.Namespace) -> int:
+    load_lite_env()
+    from trace_tasks.liveness import worker_alive
+
+    alive, why = worker_alive(node=args.node, max_age=args.max_age)
+    print(why, file=sys.stdout if alive else sys.stderr)
+    return 0 if alive else 1
 
 
 def _manage(argv: list[str]) -> int:

@@ -552,3 +552,74 @@ def test_a_writer_superseded_unnoticed_cannot_write(fresh_anvil, hot_engine):
         old._handle_reorg(old.adapter.head_number())
     catch_up(new)
     assert_hot_equals_node(hot_engine, url, 0, new.tip + 1)
+
+
+def test_rpc_outage_is_waited_out_in_the_attempt_and_a_lost_lease_stops_it(
+    fresh_anvil, hot_engine, monkeypatch
+):
+    """The node answers 500 for a while: `run` keeps going (no exception, so the attempt is
+    not failed) and catches up afterwards; losing the lease while waiting stops it at once."""
+    import threading
+    import time
+
+    from tests.chain.servers import RpcProxy
+    from trace_operators import block_follower
+    from trace_operators.context import LeaseLost
+
+    failing = threading.Event()
+    served_500 = []
+
+    def hook(body):
+        if failing.is_set():
+            served_500.append(body)
+            return 500, b"upstream exploded"
+        return None
+
+    devchain.mine(fresh_anvil.url, 3)
+    with RpcProxy(fresh_anvil.url, hook=hook) as proxy:
+        monkeypatch.setenv("TRACE_RPC_POOL_FLAKY", proxy.url)
+        monkeypatch.setenv("TRACE_RPC_POOL_FLAKY_RETRIES", "1")
+        recorder = Recorder()
+        ctx = TaskContext(
+            task_id=1,
+            attempt=1,
+            org_id=1,
+            dag_name="chain",
+            job_name="follow",
+            config={"chain_id": CHAIN, "rpc_pool": "flaky", "poll_interval_seconds": 0.05},
+            scope=OperatorScope(),
+            emit_events=recorder,
+        )
+        outcome = []
+
+        def run():
+            try:
+                block_follower.run(ctx)
+                outcome.append("returned")
+            except BaseException as exc:  # LeaseLost is the expected end
+                outcome.append(exc)
+
+        def wait_for(predicate):
+            deadline = time.monotonic() + 30
+            while not predicate():
+                assert time.monotonic() < deadline and not outcome, outcome
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        wait_for(lambda: announced(recorder)[-1:] == [3])
+        failing.set()
+        # Several calls failed on every round (two requests per call): the pool gave up more
+        # than once, and the follower is still in its attempt.
+        wait_for(lambda: len(served_500) >= 6)
+        assert thread.is_alive() and not outcome
+        devchain.mine(fresh_anvil.url, 2)
+        failing.clear()
+        wait_for(lambda: announced(recorder)[-1:] == [5])  # caught up after the outage
+        failing.set()
+        wait_for(lambda: len(served_500) >= 8)
+        ctx.stop_event.set()  # the lease is lost while it backs off
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], LeaseLost)
+    assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, 6)

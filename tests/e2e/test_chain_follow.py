@@ -73,11 +73,12 @@ def test_killed_follower_is_restarted_and_resumes_without_gaps(services, org, ch
     dag_sync(org=org, yaml_text=FOLLOW_DAG, activate=True)
     services.dispatcher()
     services.beat()
-    victim = services.worker("victim")
+    services.worker("w1")  # the consumer's batch tasks
+    victim = services.stream_worker("victim")
     wait_for(lambda: hot_tip(hot_engine) >= 10, timeout=60, what="follower writing blocks")
     victim.kill()
     stalled_at = hot_tip(hot_engine)
-    services.worker("rescuer")
+    services.stream_worker("rescuer")
     follower = Task.objects.get(job__name="follower")
     wait_for(
         lambda: Task.objects.filter(pk=follower.pk, attempt__gte=2, status="Running").exists(),
@@ -107,6 +108,7 @@ def test_reorg_invalidation_schedules_dependents(services, org, monkeypatch, hot
         devchain.mine(node.url, 12)
         dag_sync(org=org, yaml_text=FOLLOW_DAG, activate=True)
         services.worker("w1", concurrency=3)
+        services.stream_worker()
         services.dispatcher()
         services.beat()
         wait_for(lambda: hot_tip(hot_engine) == 12, timeout=60, what="follower caught up")

@@ -1,12 +1,11 @@
 """The Lite stack: `trace lite up` resolves services, migrates, bootstraps and supervises the web
-server, beat, one Celery worker per queue and Flower as child processes; status/down/env read
-the state it leaves in the home directory (lite.env, lite.json, logs/).
+server, beat, one Celery worker per queue and Flower as child processes (trace_web.lite.supervisor
+restarts them and rotates their logs); status/down/env read the state it leaves in the home
+directory (lite.env, lite.json, logs/).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -17,20 +16,32 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from trace_web.lite import services
 from trace_web.lite.envfile import env_file_path, read_env_file, write_env_file
+from trace_web.lite.supervisor import (
+    STOP_TIMEOUT_SECONDS,
+    Component,
+    StackError,
+    Supervisor,
+    log_tail,
+    worker_node,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
 CELERY = [sys.executable, "-m", "celery", "-A", "trace_tasks.celery_app"]
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Worker processes per queue: enough to see concurrency on a laptop, small enough to fit one.
+# Worker processes per batch queue: enough to see concurrency on a laptop, small enough to fit
+# one. The stream queue's worker is a thread pool instead (see worker_components).
 WORKER_CONCURRENCY = {"platform": 2, "udf": 1, "delivery": 1, "dispatcher": 1}
+# Slots of the stream worker: one per running always_on source. Threads are created as
+# sources start, so unused slots cost nothing; the bound is the database connections each
+# source holds (about three).
+STREAM_SLOTS = 200
 # Generated once per home (bytes of randomness); the admin password is shorter: people type it.
 SECRET_BYTES = {
     "TRACE_SECRET_KEY": 48,
@@ -41,28 +52,16 @@ ADMIN_USERNAME = "admin"
 DEMO_ORG = "demo"
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 DEVCHAIN_POOL_ENV = "TRACE_RPC_POOL_DEVCHAIN"
-STOP_TIMEOUT_SECONDS = 15.0
 READY_TIMEOUT_SECONDS = 90.0
-
-
-class StackError(RuntimeError):
-    """Lite could not start or keep running; the message says what to look at."""
-
-
-@dataclass
-class Component:
-    name: str
-    argv: list[str]
-    url: str = ""
-    log: Path | None = None
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+SUPERVISE_INTERVAL_SECONDS = 0.5
 
 
 # --- up --------------------------------------------------------------------------------------
 
 
 def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
-    """Run the stack in the foreground until Ctrl-C/SIGTERM (exit 0) or a child dies (exit 1)."""
+    """Run the stack in the foreground until Ctrl-C/SIGTERM (exit 0) or the chain dies (exit 1);
+    other children that die are restarted."""
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up even when piped to a file
     home.mkdir(parents=True, exist_ok=True)
     _refuse_if_running(home)
@@ -72,18 +71,26 @@ def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
     _install_stop_signals()
     devchain_port = _devchain_port()
     components = _devchain_components(home, devchain_port) + _components(port, flower_port)
+    supervisor: Supervisor | None = None
     try:
         env = _prepare(home, devchain_port)
+        os.environ.update(env)  # the supervisor reads its own settings like its children
         _setup(env, home)
-        for component in components:
-            component.proc = _start(component, env, home)
+        supervisor = Supervisor(
+            components,
+            env=env,
+            log_dir=home / "logs",
+            cwd=REPO_ROOT,
+            alive_dir=Path(env["TRACE_WORKER_ALIVE_DIR"]),
+        )
+        supervisor.start_all()
         _write_state(home, components, env)
-        _wait_web_ready(components, port)
+        _wait_web_ready(supervisor, port)
         print(render_state(json.loads(_state_path(home).read_text())))
         print("Stop with Ctrl-C, or `trace lite down` from another shell.\n")
         if demo:
             _run_demo(env)
-        return _supervise(components)
+        return _supervise(supervisor, home, env)
     except KeyboardInterrupt:
         print("\nStopping Trace Lite...")
         return 0
@@ -93,7 +100,8 @@ def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # let shutdown finish; SIGKILL still works
-        _stop_children(components)
+        if supervisor is not None:
+            supervisor.stop_all()  # workers and beat first, then the chain, web and Flower
         services.stop_embedded()
         _state_path(home).unlink(missing_ok=True)
         print("Trace Lite stopped.")
@@ -146,7 +154,10 @@ def _devchain_components(home: Path, port: int | None) -> list[Component]:
     url = f"http://{services.LOOPBACK}:{port}"
     node = devchain.Anvil(block_time=1, extra_args=["--state", str(home / "anvil-state.json")])
     traffic = [sys.executable, "-m", "trace_chain.devchain", "traffic", url]
-    return [Component("anvil", node.argv(port), url), Component("chain-traffic", traffic)]
+    return [
+        Component("anvil", node.argv(port), url, restart=False),
+        Component("chain-traffic", traffic),
+    ]
 
 
 def _prepare(home: Path, devchain_port: int | None = None) -> dict[str, str]:
@@ -175,6 +186,7 @@ def _prepare(home: Path, devchain_port: int | None = None) -> dict[str, str]:
         "TRACE_BROKER_URL": broker_url,
         "TRACE_OBJECT_STORE_URL": os.environ.get("TRACE_OBJECT_STORE_URL")
         or (home / "objects").as_uri(),
+        "TRACE_WORKER_ALIVE_DIR": os.environ.get("TRACE_WORKER_ALIVE_DIR") or str(home / "alive"),
     }
     if devchain_port is not None:
         values[DEVCHAIN_POOL_ENV] = f"http://{services.LOOPBACK}:{devchain_port}"
@@ -206,58 +218,56 @@ def _run_logged(argv: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("a") as out:
         result = subprocess.run(argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
     if result.returncode:
-        raise StackError(f"{shlex.join(argv[1:])} failed; see {log}\n{_tail(log)}")
+        raise StackError(f"{shlex.join(argv[1:])} failed; see {log}\n{log_tail(log)}")
 
 
 def _components(port: int, flower_port: int) -> list[Component]:
-    from trace_tasks.queues import Queue
-
     # --insecure: runserver serves the admin's static files without DEBUG (loopback only).
     web = [*MANAGE, "runserver", f"{services.LOOPBACK}:{port}", "--noreload", "--insecure"]
-    components = [
+    flower = [*CELERY, "flower", f"--address={services.LOOPBACK}", f"--port={flower_port}"]
+    return [
         Component("web", web, f"http://{services.LOOPBACK}:{port}/"),
-        Component("beat", [*CELERY, "beat", "--scheduler", BEAT_SCHEDULER, "--loglevel", "INFO"]),
+        *celery_components(),
+        Component("flower", flower, f"http://{services.LOOPBACK}:{flower_port}/"),
     ]
+
+
+def celery_components() -> list[Component]:
+    """Beat and one worker per queue, stopped before everything else (stop_order 0)."""
+    beat = [*CELERY, "beat", "--scheduler", BEAT_SCHEDULER, "--loglevel", "INFO"]
+    return [Component("beat", beat, stop_order=0), *worker_components()]
+
+
+def worker_components() -> list[Component]:
+    """One worker per queue. Batch queues get prefork pools of a few processes; the stream
+    queue a thread pool with a slot per always_on source, so long-running sources never take
+    the slots batch work needs."""
+    from trace_tasks.queues import Queue
+
+    components = []
     for queue in Queue:
         argv = [*CELERY, "worker", "-Q", queue.value, "-n", f"{queue.value}@%h", "-E"]
-        argv += ["--concurrency", str(WORKER_CONCURRENCY.get(queue.value, 1))]
-        components.append(Component(f"worker-{queue.value}", [*argv, "--loglevel", "INFO"]))
-    flower = [*CELERY, "flower", f"--address={services.LOOPBACK}", f"--port={flower_port}"]
-    components.append(Component("flower", flower, f"http://{services.LOOPBACK}:{flower_port}/"))
+        if queue is Queue.STREAM:
+            argv += ["--pool", "threads", "--concurrency", str(STREAM_SLOTS)]
+        else:
+            argv += ["--concurrency", str(WORKER_CONCURRENCY[queue.value])]
+        components.append(
+            Component(
+                f"worker-{queue.value}",
+                [*argv, "--loglevel", "INFO"],
+                stop_order=0,
+                alive_node=worker_node(queue.value),
+            )
+        )
     return components
 
 
-def _start(component: Component, env: dict[str, str], home: Path) -> subprocess.Popen:
-    """Start a child in its own session (Ctrl-C reaches only the supervisor, which then stops
-    the children itself) that the kernel terminates if the supervisor dies without cleaning up."""
-    log = component.log = home / "logs" / f"{component.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"--- {datetime.now(UTC).isoformat()} {shlex.join(component.argv)}\n")
-        out.flush()
-        return subprocess.Popen(
-            component.argv,
-            env={**env, "PYTHONUNBUFFERED": "1"},
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # safe: the supervisor is single-threaded
-        )
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _wait_web_ready(components: list[Component], port: int) -> None:
+def _wait_web_ready(supervisor: Supervisor, port: int) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     url = f"http://{services.LOOPBACK}:{port}/admin/login/"
     print("Waiting for the web server...")
     while time.monotonic() < deadline:
-        _check_children(components)
+        supervisor.check()
         try:
             with urllib.request.urlopen(url, timeout=2):  # fixed loopback http URL
                 return
@@ -300,51 +310,18 @@ def _run_demo(env: dict[str, str]) -> None:
     print()
 
 
-def _supervise(components: list[Component]) -> int:
+def _supervise(supervisor: Supervisor, home: Path, env: dict[str, str]) -> int:
+    """Watch the children until stopped; a restarted child gets a new pid in lite.json."""
     while True:
-        try:
-            _check_children(components)
-        except StackError as exc:
-            print(f"\ntrace lite: {exc}\nShutting down.", file=sys.stderr)
-            return 1
-        time.sleep(0.5)
-
-
-def _check_children(components: list[Component]) -> None:
-    for component in components:
-        if component.proc and component.proc.poll() is not None:
-            raise StackError(
-                f"{component.name} exited unexpectedly (code {component.proc.returncode}); "
-                f"last lines of {component.log}:\n{_tail(component.log) if component.log else ''}"
-            )
-
-
-def _stop_children(components: list[Component]) -> None:
-    """SIGTERM every child (Celery warm shutdown), wait, then SIGKILL whatever is left of each
-    child's process group (prefork pool processes included)."""
-    running = [c for c in components if c.proc and c.proc.poll() is None]
-    for component in running:
-        component.proc.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    for component in running:
-        try:
-            component.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{component.name} did not stop in {STOP_TIMEOUT_SECONDS:.0f} s; killing it")
-            component.proc.kill()
-            component.proc.wait()
-    for component in components:
-        if component.proc:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(component.proc.pid, signal.SIGKILL)
+        pids = [c.proc.pid if c.proc else None for c in supervisor.components]
+        supervisor.check()  # raises StackError when the chain dies
+        if pids != [c.proc.pid if c.proc else None for c in supervisor.components]:
+            _write_state(home, supervisor.components, env)
+        time.sleep(SUPERVISE_INTERVAL_SECONDS)
 
 
 def _log_name(component: Component) -> str:
     return f"logs/{component.name}.log"
-
-
-def _tail(path: Path, lines: int = 10) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --- state: lite.json ------------------------------------------------------------------------
@@ -372,7 +349,13 @@ def supervisor_alive(state: dict) -> bool:
 def _write_state(home: Path, components: list[Component], env: dict[str, str]) -> None:
     web_url = next(c.url for c in components if c.name == "web")
     rows = {
-        c.name: {"pid": c.proc.pid if c.proc else None, "url": c.url, "log": _log_name(c)}
+        c.name: {
+            "pid": c.proc.pid if c.proc else None,
+            "url": c.url,
+            "log": _log_name(c),
+            "restarts": c.restarts,
+            "restarting": c.proc is None,  # died; the supervisor starts it after a pause
+        }
         for c in components
     }
     embedded = services.embedded_homes()
@@ -402,14 +385,20 @@ def render_state(state: dict) -> str:
     running = "running" if supervisor_alive(state) else "not running"
     lines = [
         f"Trace Lite  home {state['home']}  supervisor pid {state['supervisor_pid']} ({running})",
-        f"  {'component':<18} {'pid':>8}  {'state':<9} url / log",
+        f"  {'component':<18} {'pid':>8}  {'state':<10} url / log",
     ]
     for name, row in state["components"].items():
         pid = row["pid"]
-        alive = "external" if pid is None else ("alive" if services.pid_alive(pid) else "dead")
+        if row.get("restarting"):
+            alive = "restarting"
+        elif pid is None:
+            alive = "external"
+        else:
+            alive = "alive" if services.pid_alive(pid) else "dead"
         where = row["url"] or ""
         log = f"  [{row['log']}]" if row["log"] else ""
-        lines.append(f"  {name:<18} {pid or '-':>8}  {alive:<9} {where}{log}")
+        restarts = f"  (restarted {row['restarts']}x)" if row.get("restarts") else ""
+        lines.append(f"  {name:<18} {pid or '-':>8}  {alive:<10} {where}{log}{restarts}")
     lines += [
         f"  admin:    {state['admin_url']}  (user {ADMIN_USERNAME}, password in lite.env)",
         f"  API docs: {state['api_docs_url']}",
@@ -436,7 +425,8 @@ def status(*, home: Path) -> int:
     print(render_state(state))
     rows = state["components"].values()
     healthy = supervisor_alive(state) and all(
-        row["pid"] is None or services.pid_alive(row["pid"]) for row in rows
+        not row.get("restarting") and (row["pid"] is None or services.pid_alive(row["pid"]))
+        for row in rows
     )
     return 0 if healthy else 1
 

@@ -1,5 +1,16 @@
 """Celery broker and delivery semantics (the app itself lives in trace_tasks.celery_app)."""
 
-from trace_web.settings.env import env_str
+from pathlib import Path
+
+from trace_web.settings.base import TRACE_HOME
+from trace_web.settings.env import env_float, env_str
 
 TRACE_BROKER_URL = env_str("TRACE_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Publishing a wake-up gives up after this (connect and socket timeout, one try): callers do
+# not wait on a broker that is down, the outbox keeps what was not published.
+TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS", 2.0)
+# After a failed publish, nothing is published from that process for this long (the breaker).
+TRACE_BROKER_BREAKER_SECONDS = env_float("TRACE_BROKER_BREAKER_SECONDS", 5.0)
+# Each worker touches <dir>/<node name>.alive from its consumer's event loop while it
+# consumes; `trace worker-alive` fails when that file is older than its --max-age.
+TRACE_WORKER_ALIVE_DIR = Path(env_str("TRACE_WORKER_ALIVE_DIR", str(TRACE_HOME / "alive")))

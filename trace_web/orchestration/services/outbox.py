@@ -24,7 +24,9 @@ def outbox_add(*, kind: OutboxKind, payload: dict[str, Any]) -> Outbox:
     row = Outbox.objects.create(kind=kind, payload=payload, available_at=timezone.now())
     if settings.TRACE_OUTBOX_FLUSH_ON_COMMIT:
         # Publish right after commit to save a dispatcher tick; if this fails or the process
-        # dies first, the row is still Pending and the drain loop publishes it.
+        # dies first, the row is still Pending and the drain loop publishes it. Publishing is
+        # bounded (trace_tasks.publisher), so a broker outage costs the caller at most one
+        # short timeout, after which the breaker skips wake-ups for a while.
         transaction.on_commit(lambda: _flush_quietly([row.pk]))
     return row
 
@@ -56,6 +58,8 @@ def outbox_drain(*, limit: int = 200, ids: Iterable[int] | None = None) -> int:
     Each row runs in a savepoint: a failing row is pushed back with backoff (and ends Failed,
     visible, after TRACE_OUTBOX_MAX_TRIES) without undoing the rows that succeeded.
     """
+    from trace_tasks.publisher import BrokerUnavailable, broker_available
+
     handlers = _handlers()
     now = timezone.now()
     published = 0
@@ -65,10 +69,16 @@ def outbox_drain(*, limit: int = 200, ids: Iterable[int] | None = None) -> int:
         )
         if ids is not None:
             rows = rows.filter(pk__in=list(ids))
+        if not broker_available():
+            # A publish failed moments ago: leave wake-ups for a later pass (routing events
+            # needs only the database, so those still flow).
+            rows = rows.exclude(kind=OutboxKind.WAKE_TASK)
         for row in rows.order_by("id")[:limit]:
             try:
                 with transaction.atomic():
                     handlers[row.kind](row)
+            except BrokerUnavailable:
+                continue  # not tried (the breaker tripped on an earlier row): no try counted
             except Exception as exc:
                 _push_back(row, exc)
             else:

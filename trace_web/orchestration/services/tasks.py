@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from trace_operators.validation import Problems
+from trace_tasks.queues import queue_for
 from trace_web.errors import NotFound, StaleAttempt, ValidationFailed
 from trace_web.orchestration.models import (
     Job,
@@ -97,7 +98,8 @@ def _record(task: Task, from_status: str, to_status: str, reason: str = "") -> N
 
 
 def _wake(task: Task, job: Job, *, mark: bool = True) -> None:
-    outbox_add(kind=OutboxKind.WAKE_TASK, payload={"task_id": task.pk, "queue": job.runtime})
+    queue = queue_for(runtime=job.runtime, source_kind=job.source_kind)
+    outbox_add(kind=OutboxKind.WAKE_TASK, payload={"task_id": task.pk, "queue": queue.value})
     if mark:
         Task.objects.filter(pk=task.pk).update(last_woken_at=timezone.now())
 
@@ -378,6 +380,32 @@ def task_cancel(*, task_id: int, org_id: int, reason: str = "canceled") -> Task:
     if was_running:
         _release_capacity(task.job)
     return task
+
+
+def task_release(*, lease: Lease, reason: str) -> Task:
+    """Hand back a long-running attempt that its worker stops although nothing failed (the
+    worker is shutting down). The task ends Canceled rather than Failed: no attempt is
+    burned and the source monitor starts its successor after the normal pause, not after a
+    failure's growing one. Fenced like a completion: a stale attempt changes nothing."""
+    with transaction.atomic():
+        task = _lock_current(lease)
+        task.status = TaskStatus.CANCELED
+        task.lease_token = None
+        task.lease_expires_at = None
+        task.next_retry_at = None
+        task.finished_at = timezone.now()
+        task.save(
+            update_fields=[
+                "status",
+                "lease_token",
+                "lease_expires_at",
+                "next_retry_at",
+                "finished_at",
+            ]
+        )
+        _record(task, TaskStatus.RUNNING, TaskStatus.CANCELED, reason)
+        _release_capacity(task.job)
+        return task
 
 
 def _release_capacity(job: Job) -> None:
