@@ -173,16 +173,16 @@ def v0_select(dataset: str, available: set[str]) -> str:
     for column in COLUMNS[dataset]:
         source = column.cryo_name
         if source not in available:
-            expression = f"CAST(NULL AS {_DUCKDB_TYPES[column.kind]})"
+            expression = f"CAST(NULL AS {DUCKDB_TYPES[column.kind]})"
         elif column.kind == "text":
             expression = f"'0x' || lower(hex({source}))"
         else:
-            expression = f"CAST({source} AS {_DUCKDB_TYPES[column.kind]})"
+            expression = f"CAST({source} AS {DUCKDB_TYPES[column.kind]})"
         parts.append(f"{expression} AS {column.name}")
     return ", ".join(parts)
 
 
-_DUCKDB_TYPES = {"int64": "BIGINT", "text": "VARCHAR", "wei": "DECIMAL(38, 0)", "bool": "BOOLEAN"}
+DUCKDB_TYPES = {"int64": "BIGINT", "text": "VARCHAR", "wei": "DECIMAL(38, 0)", "bool": "BOOLEAN"}
 
 
 def schema_markdown() -> str:
