@@ -32,7 +32,7 @@ jobs:
 publish:
   chain.hot: {{job: follow, read_roles: [admin, member]}}
 """
-BACKFILL = f"""
+BACKFILL = """
 name: backfill
 jobs:
 """ + "".join(
