@@ -92,7 +92,8 @@ def query_run(
         raise QueryRefusedError(exc.reason, details=[f"sql: {exc.reason} ({exc.code})"]) from None
     except QueryError as exc:
         audit["code"] = exc.code
-        if exc.code in ("unavailable", "sandbox_setup_failed"):
+        if not getattr(exc, "user_error", True) and exc.code != "timeout":
+            # The platform's fault (the sandbox, storage, the engine): retry, not rewrite.
             raise QueryUnavailable(exc.reason) from None
         raise QueryFailedError(exc.reason, details=[f"sql: {exc.reason} ({exc.code})"]) from None
     finally:
