@@ -211,10 +211,15 @@ def _verify_locked(conn: duckdb.DuckDBPyConnection) -> None:
         (actual,) = conn.execute(f"SELECT current_setting('{name}')::VARCHAR").fetchone()
         if str(actual).lower() != value:
             raise SandboxSetupFailed(f"sandbox setting {name} is {actual}, expected {value}")
+    # Try to undo it on a second connection to the same database: settings are the
+    # database's, and a failed statement would abort the transaction the views were built in.
+    probe = conn.cursor()
     try:
-        conn.execute("SET enable_external_access = true")
+        probe.execute("SET enable_external_access = true")
     except duckdb.InvalidInputException:
         return
+    finally:
+        probe.close()
     raise SandboxSetupFailed("sandbox configuration did not lock")
 
 

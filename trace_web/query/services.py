@@ -57,7 +57,7 @@ def query_run(
     from trace_chain.db import data_engine
     from trace_chain.query.audit import query_audit_record
     from trace_chain.query.engine import Limits, query_execute
-    from trace_chain.query.errors import QueryError, QueryRefused
+    from trace_chain.query.errors import QueryError, QueryRefused, SandboxSetupFailed
     from trace_chain.query.gate import gate, sql_sha256
 
     began = time.monotonic()
@@ -92,7 +92,7 @@ def query_run(
         raise QueryRefusedError(exc.reason, details=[f"sql: {exc.reason} ({exc.code})"]) from None
     except QueryError as exc:
         audit["code"] = exc.code
-        if not getattr(exc, "user_error", True) and exc.code != "timeout":
+        if isinstance(exc, SandboxSetupFailed) or not getattr(exc, "user_error", True):
             # The platform's fault (the sandbox, storage, the engine): retry, not rewrite.
             raise QueryUnavailable(exc.reason) from None
         raise QueryFailedError(exc.reason, details=[f"sql: {exc.reason} ({exc.code})"]) from None
