@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 MAX_LENGTH = 100_000
 MAX_DEPTH = 64
+# sqlglot's parser and generator recurse, ~30 frames per nesting level: make sure a gate call
+# has this many frames above wherever it is called from, so MAX_DEPTH levels always fit and a
+# deeper tree is a RecursionError caught as `too_deep`, never a failure in the caller.
+_RECURSION_HEADROOM = 4_000
 
 # Refusal codes, stable: the API's error codes and the hostile corpus assert them.
 TOO_LONG = "too_long"
@@ -48,6 +53,12 @@ STRING_RELATION = "string_relation"
 UNKNOWN_RELATION = "unknown_relation"
 CONSTRUCT = "construct"
 UNSTABLE = "unstable"
+REFUSAL_CODES = frozenset(
+    {
+        TOO_LONG, TOO_DEEP, EMPTY, SYNTAX, MULTIPLE_STATEMENTS, NOT_A_QUERY, TABLE_FUNCTION,
+        FUNCTION, QUALIFIED_NAME, STRING_RELATION, UNKNOWN_RELATION, CONSTRUCT, UNSTABLE,
+    }
+)  # fmt: skip
 
 _DIALECT = Dialect.get_or_raise("duckdb")
 _OPEN = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
@@ -111,6 +122,7 @@ def gate(
         raise TypeError("sql must be a str")
     catalog = _catalog(relations)
     digest = sql_sha256(sql)
+    _ensure_recursion_headroom()
     try:
         checked, read = _Check(catalog, max_length, max_depth).run(sql)
         again, _ = _Check(catalog, max_length, max_depth).run(checked)
@@ -129,6 +141,16 @@ def gate(
         )
         raise
     return GatedQuery(sql=checked, relations=frozenset(read), sql_sha256=digest)
+
+
+def _ensure_recursion_headroom() -> None:
+    """Raise (never lower) the interpreter's recursion limit to leave room above this frame.
+    Process-wide, so only ever raised; pure-Python recursion does not grow the C stack on 3.11."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    if sys.getrecursionlimit() < depth + _RECURSION_HEADROOM:
+        sys.setrecursionlimit(depth + _RECURSION_HEADROOM)
 
 
 def _catalog(relations: Collection[str]) -> dict[str, str]:

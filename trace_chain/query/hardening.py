@@ -353,12 +353,22 @@ _URL = re.compile(r"\b(?:s3[an]?|https?|gcs|gs|r2|az|abfss|file|postgres(?:ql)?)
 _DSN_PAIRS = re.compile(r"\b(?:host|hostaddr|port|user|dbname|password|passfile|sslkey)=\S+")
 
 
+_HINTS = ("LINE ", "Did you mean", "Candidate", "Possible solutions", "HINT:", "DETAIL:")
+
+
 def redact(message: str, *, secrets: Sequence[str] = ()) -> str:
-    """An engine message fit to show a user: its first line (DuckDB's hints list catalog
-    names, e.g. other databases' tables), with paths, URLs, connection strings and any known
-    secret removed."""
-    lines = [line for line in message.strip().splitlines() if line.strip()]
-    text = lines[0] if lines else "the engine failed"
+    """An engine message fit to show a user: the message without DuckDB's context and hints
+    (they quote catalog names, e.g. other databases' tables), a Postgres error reduced to the
+    server's own words (not the remote query), and paths, URLs, connection strings and any
+    known secret removed."""
+    kept = []
+    for line in message.strip().splitlines():
+        if not line.strip() or line.lstrip().startswith(_HINTS):
+            break
+        kept.append(line.strip())
+    text = " ".join(kept) or "the engine failed"
+    if "ERROR:" in text:
+        text = "Postgres " + " ".join(text[text.index("ERROR:") :].split())
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     text = _URL.sub("<url>", text)
