@@ -178,3 +178,26 @@ jobs:
     task_complete(lease=claimed.lease)
     after = runtime.post("/v1/task/query", {"sql": "SELECT 1"}, format="json")
     assert after.status_code == 409 and after.json()["error"] == "stale_attempt"
+
+
+def test_the_query_command_prints_the_same_rows_and_refuses_the_same_way(
+    world, org, capsys, tmp_path
+):
+    import json
+
+    import pyarrow.parquet as pq
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("query", "SELECT count(*) AS n FROM blocks", "--org", org.slug, "--format", "json")
+    assert json.loads(capsys.readouterr().out)["rows"] == [[world["tip"] + 1]]
+    call_command("query", "SELECT 7 AS seven", "--org", org.slug)
+    assert capsys.readouterr().out.splitlines() == ["seven", "-----", "7"]
+    out = tmp_path / "b.parquet"
+    call_command(
+        "query", "SELECT block_number FROM blocks", "--org", org.slug,
+        "--format", "parquet", "--output", str(out),
+    )  # fmt: skip
+    assert pq.read_table(out).num_rows == world["tip"] + 1
+    with pytest.raises(CommandError, match=r"query_refused: .*read_csv"):
+        call_command("query", "SELECT * FROM read_csv('/etc/passwd')", "--org", org.slug)
