@@ -19,18 +19,32 @@ BACKFILL = "cryo_ingest"
 
 
 def query_catalog(*, org: Org, role: str, hot_dsn: str | None) -> Catalog:
+    """What a member with `role` may query: the org's datasets that role may read."""
     readable = datasets_readable(org=org, role=role)
     return catalog_of(readable, hot_dsn=hot_dsn)
 
 
-def catalog_of(datasets, *, hot_dsn: str | None) -> Catalog:
+def task_catalog(*, capability, hot_dsn: str | None) -> Catalog:
+    """What a task may query: exactly the dataset versions its capability token pins (its
+    inputs), of its own org; a token whose attempt is over reads nothing (StaleAttempt)."""
+    from trace_web.orchestration.services.tasks import task_lease_check
+
+    task_lease_check(lease=capability.lease)
+    pinned = {g["dataset_id"]: g.get("dataset_version_id") for g in capability.claims["datasets"]}
+    datasets = Dataset.objects.filter(org_id=capability.org_id, pk__in=list(pinned))
+    return catalog_of(datasets, hot_dsn=hot_dsn, versions=pinned)
+
+
+def catalog_of(datasets, *, hot_dsn: str | None, versions: dict | None = None) -> Catalog:
     """The Catalog of these datasets: every committed partition of every generation (a newer
     generation, and the one chain schema over Cryo's own layout, answers first where they
-    overlap)."""
+    overlap); with `versions` (dataset id -> version id), only the pinned one of each."""
     hot_chains: set[int] = set()
     cold: list[ColdFile] = []
     for dataset in datasets.prefetch_related("versions"):
         for version in dataset.versions.all():
+            if versions and versions.get(dataset.pk) not in (None, version.pk):
+                continue
             definition = version.definition or {}
             config = definition.get("config") or {}
             operator = definition.get("operator")
