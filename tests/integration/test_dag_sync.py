@@ -166,10 +166,11 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
         "operator: block_follower",
         "operator: block_follower\n    runtime: udf\n    udf: {bundle: b, entrypoint: e}",
     )
-    (error,) = api.post("/v1/dags/follow/versions", {"yaml": in_udf}, format="json").json()[
-        "errors"
+    errors = api.post("/v1/dags/follow/versions", {"yaml": in_udf}, format="json").json()["errors"]
+    assert errors == [
+        "jobs[0].runtime: an always_on source runs only in the 'platform' runtime",
+        "jobs[0].runtime: operator 'block_follower' runs only in ['platform']",
     ]
-    assert error == "jobs[0].runtime: operator 'block_follower' runs only in ['platform']"
     unknown = noop_dag().replace("operator: noop", "operator: nope", 1)
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": unknown}, format="json").json()[
         "errors"
