@@ -13,7 +13,7 @@ import contextlib
 import importlib.util
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,10 +103,13 @@ def extension_path(name: str) -> Path:
     return path
 
 
+ViewBuilder = Callable[["duckdb.DuckDBPyConnection"], tuple[Mapping[str, str], Sequence[str]]]
+
+
 def open_sandbox(
     *,
-    views: Mapping[str, str],
-    allowed_files: Sequence[str],
+    views: Mapping[str, str] | ViewBuilder,
+    allowed_files: Sequence[str] = (),
     temp_directory: str | Path,
     limits: SandboxLimits | None = None,
     postgres: PostgresSource | None = None,
@@ -117,6 +120,10 @@ def open_sandbox(
     Postgres), able to read only `allowed_files` (local absolute paths or s3:// / https://
     URLs) and to spill only into `temp_directory` (one per query; created if missing).
 
+    `views` may also be a builder: called with the connection once Postgres is attached and a
+    transaction is open (so every scan of the attached database, the builder's and the user
+    query's, reads one snapshot), it returns the views and the files they may read.
+
     Raises `SandboxSetupFailed` (a platform fault) if any step fails; the connection is never
     returned half-hardened."""
     import duckdb
@@ -124,10 +131,10 @@ def open_sandbox(
     if duckdb.__version__ != DUCKDB_VERSION:
         raise SandboxSetupFailed(f"DuckDB {DUCKDB_VERSION} is required, not {duckdb.__version__}")
     limits = limits or SandboxLimits()
-    _check_inputs(views, allowed_files, limits, postgres)
+    _check_inputs(views if not callable(views) else {}, allowed_files, limits, postgres)
     temp = Path(temp_directory)
     temp.mkdir(parents=True, exist_ok=True)
-    remote = any(path.startswith(_REMOTE) for path in allowed_files)
+    remote = bool(s3) or any(path.startswith(_REMOTE) for path in allowed_files)
     # Only what this sandbox needs: an extension not loaded has no functions to abuse.
     wanted = {"postgres_scanner": postgres is not None, "httpfs": remote or s3 is not None}
     paths = [extension_path(name) for name, needed in wanted.items() if needed]
@@ -157,6 +164,11 @@ def open_sandbox(
                 f"ATTACH {_literal(postgres.dsn)} AS {_ident(postgres.alias)} "
                 "(TYPE postgres, READ_ONLY)"
             )
+        if callable(views):
+            conn.execute("BEGIN")  # one snapshot of the attached database from here on
+            views, allowed_files = views(conn)
+            _check_inputs(views, allowed_files, limits, postgres)
+            secrets += list(allowed_files)
         for name, body in views.items():
             conn.execute(f"CREATE VIEW {_ident(name)} AS {body}")
         # Limits first: temp_directory cannot change once external access is off.
@@ -172,21 +184,21 @@ def open_sandbox(
         conn.execute("SET autoload_known_extensions = false")
         conn.execute("SET lock_configuration = true")
         _verify_locked(conn)
-    except SandboxSetupFailed:
-        conn.close()
-        raise
     except duckdb.Error as error:
         conn.close()
         raise SandboxSetupFailed(
             f"sandbox set-up failed: {redact(str(error), secrets=secrets)}"
         ) from None
+    except BaseException:  # a builder's bad views, our own refusal: never left open either
+        conn.close()
+        raise
     return Sandbox(connection=conn, relations=frozenset(views), redactions=tuple(secrets))
 
 
 def _verify_locked(conn: duckdb.DuckDBPyConnection) -> None:
-    """Read the settings back and try to undo the lock: fail closed if anything is off."""
-    import duckdb
-
+    """Read the settings back: fail closed if anything is off. (No probing SET that is meant to
+    fail: inside the builder's transaction a failed statement would abort it, and with it the
+    snapshot the user query must read; the tests prove the locked settings refuse changes.)"""
     expected = {
         "enable_external_access": "false",
         "lock_configuration": "true",
@@ -199,11 +211,6 @@ def _verify_locked(conn: duckdb.DuckDBPyConnection) -> None:
         (actual,) = conn.execute(f"SELECT current_setting('{name}')::VARCHAR").fetchone()
         if str(actual).lower() != value:
             raise SandboxSetupFailed(f"sandbox setting {name} is {actual}, expected {value}")
-    try:
-        conn.execute("SET enable_external_access = true")
-    except duckdb.InvalidInputException:
-        return
-    raise SandboxSetupFailed("sandbox configuration did not lock")
 
 
 def _check_inputs(
