@@ -142,13 +142,12 @@ def web3_baseline_write(w3, engine, chain_id: int, start: int, end: int) -> int:
                     "from_address": tx["from"].lower(),
                     "to_address": tx["to"].lower() if tx.get("to") else None,
                     "value": tx["value"],
-                    "gas": tx["gas"],
+                    "gas_limit": tx["gas"],
                     "gas_price": tx.get("gasPrice"),
                     "input": "0x" + bytes(tx["input"]).hex(),
                     "nonce": tx["nonce"],
-                    "status": receipt["status"],
+                    "success": receipt["status"] == 1,
                     "gas_used": receipt["gasUsed"],
-                    "effective_gas_price": receipt.get("effectiveGasPrice"),
                 }
             )
             for entry in receipt["logs"]:
@@ -181,9 +180,7 @@ def web3_baseline_write(w3, engine, chain_id: int, start: int, end: int) -> int:
                     "timestamp": block["timestamp"],
                     "miner": block["miner"].lower(),
                     "gas_used": block["gasUsed"],
-                    "gas_limit": block["gasLimit"],
                     "base_fee_per_gas": block.get("baseFeePerGas"),
-                    "transaction_count": len(block["transactions"]),
                     "size": block.get("size"),
                 },
             )

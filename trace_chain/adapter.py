@@ -169,8 +169,8 @@ def decode_log(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def block_row(block: Mapping[str, Any]) -> dict[str, Any]:
-    """One `hot_blocks` row from a decoded block."""
-    txs = block.get("transactions") or []
+    """One `hot_blocks` row from a decoded block (the one chain schema, trace_chain/
+    chain_schema.py)."""
     return {
         "number": block["number"],
         "hash": block["hash"],
@@ -178,12 +178,15 @@ def block_row(block: Mapping[str, Any]) -> dict[str, Any]:
         "timestamp": block["timestamp"],
         "miner": block.get("miner"),
         "gas_used": block.get("gasUsed"),
-        "gas_limit": block.get("gasLimit"),
         "base_fee_per_gas": block.get("baseFeePerGas"),
-        "transaction_count": len(txs),
         "size": block.get("size"),
-        "extra_data": block.get("extraData"),
+        "extra_data": _lower(block.get("extraData")),
     }
+
+
+def _lower(value: Any) -> Any:
+    # Hex text is stored lowercase everywhere (Cryo writes it so), whatever case a node sends.
+    return value.lower() if isinstance(value, str) else value
 
 
 def transaction_row(tx: Mapping[str, Any], receipt: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -201,13 +204,11 @@ def transaction_row(tx: Mapping[str, Any], receipt: Mapping[str, Any] | None) ->
         "gas_price": tx.get("gasPrice"),
         "max_fee_per_gas": tx.get("maxFeePerGas"),
         "max_priority_fee_per_gas": tx.get("maxPriorityFeePerGas"),
-        "input": tx.get("input", tx.get("data")),
+        "input": _lower(tx.get("input", tx.get("data"))),
         "nonce": tx.get("nonce"),
         "type": tx.get("type"),
-        "status": receipt.get("status"),
+        "success": None if receipt.get("status") is None else receipt["status"] == 1,
         "gas_used": receipt.get("gasUsed"),
-        "effective_gas_price": receipt.get("effectiveGasPrice"),
-        "contract_address": receipt.get("contractAddress"),
     }
 
 
@@ -228,7 +229,7 @@ def log_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "topic1": topics[1],
         "topic2": topics[2],
         "topic3": topics[3],
-        "data": entry.get("data"),
+        "data": _lower(entry.get("data")),
         "removed": bool(entry.get("removed", False)),
     }
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from trace_chain.object_store import ObjectNotFound, ObjectStore
 
-LAYOUT_VERSION = 1
+# 2: files hold the one chain schema (trace_chain/chain_schema.py); 1: Cryo's own columns.
+LAYOUT_VERSION = 2
 MANIFEST_FORMAT = "trace.cold.partition/1"
 MANIFEST_NAME = "manifest.json"
 SUCCESS_NAME = "_SUCCESS"
@@ -51,8 +52,11 @@ def config_identity(
     and the extractor options that change content (columns, compression, chunking, filters).
     Throughput knobs (rate limits, concurrency) must not be in `options`. The chain's label is
     in too because it is part of every file name."""
+    from trace_chain.chain_schema import SCHEMA_VERSION
+
     return {
         "layout": LAYOUT_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "chain_id": int(chain_id),
         "chain": chain,
         "dataset": dataset,
@@ -266,6 +270,8 @@ def manifest_build(
         "range_end": partition.range_end,
         "config_hash": partition.config_hash,
         "config": dict(identity),
+        # Which chain schema the files hold (absent: written before it, read with a mapping).
+        "schema_version": identity.get("schema_version"),
         "schema_hash": sha256_hex(canonical_json(schema)),
         "schema": schema,
         "row_count": sum(e["rows"] for e in entries),

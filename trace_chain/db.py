@@ -81,3 +81,25 @@ def migrate_data_db(url: str | None = None, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+# The role the query engine attaches the data DB as: it may read the hot chain tables and
+# nothing else, so SQL that reaches the attachment (it cannot, past the gate) still could not
+# read or change anything more. It logs in without a password (trust or peer on the data DB's
+# host, or a libpq password file): no secret ever sits in a DSN DuckDB could reveal.
+QUERY_ROLE = "trace_query"
+QUERY_TABLES = ("hot_blocks", "hot_transactions", "hot_logs")
+
+
+def query_reader_dsn(url: str | None = None) -> str:
+    """The libpq DSN of the data DB for QUERY_ROLE: TRACE_QUERY_DB_URL if set, else the data
+    DB's host, port and database with that role and no password."""
+    override = os.environ.get("TRACE_QUERY_DB_URL")
+    parts = sqlalchemy_url(override or url or data_db_url())
+    fields = {
+        "host": parts.host or parts.query.get("host"),
+        "port": parts.port,
+        "dbname": parts.database,
+        "user": parts.username if override else QUERY_ROLE,
+    }
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v)

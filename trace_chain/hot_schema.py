@@ -1,30 +1,36 @@
 """The data-plane hot tables (SQLAlchemy Core): the chain tip in Postgres, keyed by
-(chain_id, block_number) so continuity checks, range scans and range deletes use the key."""
+(chain_id, block_number) so continuity checks, range scans and range deletes use the key. Their
+columns are the one chain schema's (trace_chain/chain_schema.py)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from trace_chain import chain_schema
+
 metadata = sa.MetaData()
 
-UINT256 = sa.Numeric(78, 0)  # wei values and fees exceed 64 bits
+_TYPES = {
+    "int64": sa.BigInteger,
+    "text": sa.Text,
+    "wei": lambda: sa.Numeric(38, 0),  # wei, exact (chain_schema: DECIMAL(38, 0))
+    "bool": sa.Boolean,
+}
+
+
+def _columns(dataset: str) -> list[sa.Column]:
+    """The dataset's canonical columns (trace_chain/chain_schema.py) as table columns."""
+    return [
+        sa.Column(c.name, _TYPES[c.kind](), nullable=c.nullable)
+        for c in chain_schema.COLUMNS[dataset]
+    ]
+
 
 hot_blocks = sa.Table(
     "hot_blocks",
     metadata,
-    sa.Column("chain_id", sa.BigInteger, nullable=False),
-    sa.Column("block_number", sa.BigInteger, nullable=False),
-    sa.Column("block_hash", sa.Text, nullable=False),
-    sa.Column("parent_hash", sa.Text, nullable=False),
-    sa.Column("timestamp", sa.BigInteger, nullable=False),  # unix seconds, as the chain says
-    sa.Column("miner", sa.Text),
-    sa.Column("gas_used", sa.BigInteger),
-    sa.Column("gas_limit", sa.BigInteger),
-    sa.Column("base_fee_per_gas", UINT256),
-    sa.Column("transaction_count", sa.Integer, nullable=False),
-    sa.Column("size", sa.BigInteger),
-    sa.Column("extra_data", sa.Text),
+    *_columns("blocks"),
     sa.PrimaryKeyConstraint("chain_id", "block_number", name="pk_hot_blocks"),
     sa.UniqueConstraint("chain_id", "block_hash", name="uq_hot_blocks_hash"),
 )
@@ -32,25 +38,7 @@ hot_blocks = sa.Table(
 hot_transactions = sa.Table(
     "hot_transactions",
     metadata,
-    sa.Column("chain_id", sa.BigInteger, nullable=False),
-    sa.Column("block_number", sa.BigInteger, nullable=False),
-    sa.Column("transaction_index", sa.Integer, nullable=False),
-    sa.Column("transaction_hash", sa.Text, nullable=False),
-    sa.Column("block_hash", sa.Text, nullable=False),
-    sa.Column("from_address", sa.Text, nullable=False),
-    sa.Column("to_address", sa.Text),  # NULL for contract creation
-    sa.Column("value", UINT256, nullable=False),
-    sa.Column("gas", sa.BigInteger),
-    sa.Column("gas_price", UINT256),
-    sa.Column("max_fee_per_gas", UINT256),
-    sa.Column("max_priority_fee_per_gas", UINT256),
-    sa.Column("input", sa.Text),
-    sa.Column("nonce", sa.BigInteger),
-    sa.Column("transaction_type", sa.Integer),
-    sa.Column("status", sa.Integer),  # receipt: 1 success, 0 reverted
-    sa.Column("gas_used", sa.BigInteger),
-    sa.Column("effective_gas_price", UINT256),
-    sa.Column("contract_address", sa.Text),
+    *_columns("transactions"),
     sa.PrimaryKeyConstraint("chain_id", "block_number", "transaction_index", name="pk_hot_txs"),
     sa.Index("ix_hot_txs_hash", "chain_id", "transaction_hash"),
     sa.Index("ix_hot_txs_from", "chain_id", "from_address", "block_number"),
@@ -60,18 +48,7 @@ hot_transactions = sa.Table(
 hot_logs = sa.Table(
     "hot_logs",
     metadata,
-    sa.Column("chain_id", sa.BigInteger, nullable=False),
-    sa.Column("block_number", sa.BigInteger, nullable=False),
-    sa.Column("log_index", sa.Integer, nullable=False),
-    sa.Column("transaction_index", sa.Integer, nullable=False),
-    sa.Column("transaction_hash", sa.Text, nullable=False),
-    sa.Column("block_hash", sa.Text, nullable=False),
-    sa.Column("address", sa.Text, nullable=False),
-    sa.Column("topic0", sa.Text),
-    sa.Column("topic1", sa.Text),
-    sa.Column("topic2", sa.Text),
-    sa.Column("topic3", sa.Text),
-    sa.Column("data", sa.Text),
+    *_columns("logs"),
     sa.PrimaryKeyConstraint("chain_id", "block_number", "log_index", name="pk_hot_logs"),
     sa.Index("ix_hot_logs_address", "chain_id", "address", "block_number"),
     sa.Index("ix_hot_logs_topic0", "chain_id", "topic0", "block_number"),

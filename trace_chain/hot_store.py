@@ -30,6 +30,7 @@ TRANSACTION_KEYS = {
     "from_address": "from",
     "to_address": "to",
     "transaction_type": "type",
+    "gas_limit": "gas",
 }
 LOG_KEYS: dict[str, str] = {}
 HOT_TABLES = (hot_logs, hot_transactions, hot_blocks)

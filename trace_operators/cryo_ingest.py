@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
-from trace_chain import cold_layout
+from trace_chain import chain_schema, cold_layout
 from trace_chain.chains import chain_settings
 from trace_chain.object_store import object_store_from_env, trace_home
 from trace_chain.rpc import RpcPool, redact_url, rpc_pool_config_from_env
@@ -54,12 +54,12 @@ STAGING_SUBDIR = "cryo_ingest"
 STALE_STAGING_SECONDS = 24 * 3600
 _STAGING_NAME = re.compile(r"^task-(\d+)-attempt-(\d+)-")
 
-# Cryo options that change the files' bytes (so they are hashed into the prefix), by type.
-_LIST_OPTIONS = ("include_columns", "exclude_columns", "columns", "u256_types", "compression")
+# Options that change the partition's content (so they are hashed into the prefix). Which
+# columns and how they are encoded is not an option: every partition is the one chain schema.
 _HEX_LIST_OPTIONS = ("contract", "topic0", "topic1", "topic2", "topic3")  # logs filters
-_INT_OPTIONS = ("chunk_size", "row_group_size", "n_row_groups")
-_BOOL_OPTIONS = ("exclude_failed", "no_stats")
-CONTENT_OPTIONS = frozenset(_LIST_OPTIONS + _HEX_LIST_OPTIONS + _INT_OPTIONS + _BOOL_OPTIONS)
+CONTENT_OPTIONS = frozenset((*_HEX_LIST_OPTIONS, "chunk_size", "row_group_size", "exclude_failed"))
+# Ours, not Cryo's: the row groups of the canonical files we write.
+WRITER_OPTIONS = frozenset({"row_group_size"})
 # Cryo options that only change how hard it asks the node: not hashed.
 TUNING_OPTIONS = frozenset(
     {
@@ -71,10 +71,7 @@ TUNING_OPTIONS = frozenset(
         "inner_request_size",
     }
 )
-# Integrity checks need parent hashes, which Cryo leaves out of `blocks` by default.
-DEFAULT_CONTENT_OPTIONS: dict[str, dict[str, Any]] = {
-    "blocks": {"include_columns": ["parent_hash"]},
-}
+DEFAULT_ROW_GROUP_ROWS = 100_000
 # Cryo's own default (10 retries from 500 ms) can sit on a dead endpoint for minutes; fail over.
 DEFAULT_TUNING_OPTIONS: dict[str, Any] = {"max_retries": 3, "initial_backoff": 250}
 
@@ -104,11 +101,6 @@ def _one_or_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
-    Field(min_length=1, max_length=200),
-    BeforeValidator(_one_or_list),
-]
 HexList = Annotated[
     list[Annotated[HexStr, AfterValidator(str.lower)]],
     Field(min_length=1, max_length=1000),
@@ -129,11 +121,6 @@ class IngestConfig(StrictModel):
     max_files: PositiveCount = DEFAULT_MAX_FILES
     max_bytes: Annotated[int, Field(ge=1, le=BIGINT_MAX)] = DEFAULT_MAX_BYTES
     # content options
-    include_columns: StrList | None = None
-    exclude_columns: StrList | None = None
-    columns: StrList | None = None
-    u256_types: StrList | None = None
-    compression: StrList | None = None
     contract: HexList | None = None
     topic0: HexList | None = None
     topic1: HexList | None = None
@@ -141,9 +128,7 @@ class IngestConfig(StrictModel):
     topic3: HexList | None = None
     chunk_size: PositiveCount | None = None
     row_group_size: PositiveCount | None = None
-    n_row_groups: PositiveCount | None = None
     exclude_failed: bool | None = None
-    no_stats: bool | None = None
     # tuning options
     requests_per_second: PositiveCount | None = None
     max_concurrent_requests: PositiveCount | None = None
@@ -154,12 +139,20 @@ class IngestConfig(StrictModel):
 
     @property
     def content_options(self) -> dict[str, Any]:
-        """Hashed: what changes the files' bytes. Explicit column choices replace the default
-        columns, never merge with them."""
-        given = self.model_dump(include=set(CONTENT_OPTIONS), exclude_none=True)
-        if any(k in given for k in ("columns", "include_columns", "exclude_columns")):
-            return given
-        return {**DEFAULT_CONTENT_OPTIONS.get(self.dataset, {}), **given}
+        """Hashed: what changes the partition's content."""
+        return self.model_dump(include=set(CONTENT_OPTIONS), exclude_none=True)
+
+    @property
+    def cryo_options(self) -> dict[str, Any]:
+        """What Cryo is asked for: exactly the canonical columns, hex-encoded, plus the
+        content options that are Cryo's (filters, chunking) and the tuning ones."""
+        own = {k: v for k, v in self.content_options.items() if k not in WRITER_OPTIONS}
+        return {
+            **chain_schema.CRYO_OPTIONS,
+            "columns": chain_schema.cryo_columns(self.dataset),
+            **own,
+            **self.tuning_options,
+        }
 
     @property
     def tuning_options(self) -> dict[str, Any]:
@@ -395,7 +388,7 @@ def extract(
     `TypeError('failed')` and a failed chunk only as a count, so we check the node ourselves
     first and tell bad options apart with a dry run against a node known to answer."""
     urls, pool_rps = rpc_endpoints(config)
-    options = {**config.content_options, **config.tuning_options}
+    options = config.cryo_options
     if pool_rps and "requests_per_second" not in options:
         options["requests_per_second"] = pool_rps
     problems: dict[str, str] = {}
@@ -481,7 +474,14 @@ def run(ctx: TaskContext) -> IngestResult:
         output_dir = staging / "cryo"
         endpoint = extract(ctx, config, start=start, end=end, chain=chain, output_dir=output_dir)
         seconds["extract"] = time.monotonic() - began
-        files = _staged_files(output_dir, expected)
+        began = time.monotonic()
+        files = canonical_files(
+            _staged_files(output_dir, expected),
+            dataset=config.dataset,
+            into=staging / "canonical",
+            row_group_rows=config.row_group_size or DEFAULT_ROW_GROUP_ROWS,
+        )
+        seconds["canonical"] = time.monotonic() - began
         _check_caps(config, files, start, end)
         began = time.monotonic()
         manifest = cold_layout.manifest_build(
@@ -541,6 +541,25 @@ def run(ctx: TaskContext) -> IngestResult:
         {k: round(v, 3) for k, v in seconds.items()},
     )
     return IngestResult(published.status, published.location, committed, seconds)
+
+
+def canonical_files(
+    files: Mapping[str, Path], *, dataset: str, into: Path, row_group_rows: int
+) -> dict[str, Path]:
+    """Cryo's files rewritten to the one chain schema (trace_chain/chain_schema.py), same
+    names: renamed and typed columns, sorted by the dataset's key, statistics written."""
+    import pyarrow.parquet as pq
+
+    into.mkdir(mode=0o700)
+    out = {}
+    for name, path in files.items():
+        try:
+            table = chain_schema.cryo_to_canonical(pq.read_table(path), dataset)
+        except ValueError as exc:
+            raise CryoFailed(f"cryo's {name} does not fit the chain schema: {exc}") from None
+        out[name] = into / name
+        chain_schema.parquet_write(table, out[name], row_group_rows=row_group_rows)
+    return out
 
 
 def _staged_files(output_dir: Path, expected: Sequence[str]) -> dict[str, Path]:

@@ -10,6 +10,7 @@ from trace_web.converters import IdConverter, NameConverter
 from trace_web.datasets.api import DatasetListApi
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
+from trace_web.query.api import QueryApi, TaskQueryApi
 
 register_converter(IdConverter, "id")
 register_converter(NameConverter, "name")
@@ -41,6 +42,8 @@ urlpatterns = [
     path("v1/chains/<id:chain_id>/status", ChainStatusApi.as_view()),
     path("v1/chain-syncs", ChainSyncListApi.as_view()),
     path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),
+    path("v1/query", QueryApi.as_view()),
+    path("v1/task/query", TaskQueryApi.as_view()),
     path("v1/task/heartbeat", api.TaskHeartbeatApi.as_view()),
     path("v1/task/complete", api.TaskCompleteApi.as_view()),
     path("v1/task/fail", api.TaskFailApi.as_view()),

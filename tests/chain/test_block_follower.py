@@ -75,8 +75,8 @@ def assert_hot_equals_node(engine, url, start, end):
         hot_transactions,
         [hot_transactions.c.block_number, hot_transactions.c.transaction_index],
     )
-    assert [(t["transaction_hash"], int(t["value"]), t["status"]) for t in txs] == [
-        (t["hash"], t["value"], t["status"]) for t in node.transactions
+    assert [(t["transaction_hash"], int(t["value"]), t["success"]) for t in txs] == [
+        (t["hash"], t["value"], t["success"]) for t in node.transactions
     ]
     logs = hot_rows(engine, hot_logs, [hot_logs.c.block_number, hot_logs.c.log_index])
     assert [

@@ -1,4 +1,5 @@
-"""The data DB's Alembic migrations build exactly the tables hot_schema declares."""
+"""The data DB's Alembic migrations build exactly the tables declared on hot_schema's metadata
+(the hot tables and the query audit)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from trace_chain.hot_schema import metadata
+from trace_chain.query import audit  # noqa: F401 - the query audit is declared on that metadata
 
 UNDECLARED_TABLES = {"alembic_version", "data_plane_info"}
 

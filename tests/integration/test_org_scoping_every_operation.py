@@ -33,6 +33,22 @@ mode: fixed_target
 to_block: 25
 streams: [{dataset: blocks, chunk_size: 10, rpc_pool: devchain}]
 """
+FOLLOWER = """
+name: follow
+jobs:
+  - name: follow
+    activation: source
+    source: {kind: always_on}
+    operator: block_follower
+    config: {chain_id: 31337, rpc_pool: devchain}
+"""
+HOT_BLOCK = {
+    "chain_id": 31337,
+    "block_number": 9,
+    "block_hash": "0x" + "ab" * 32,
+    "parent_hash": "0x" + "cd" * 32,
+    "timestamp": 1_700_000_000,
+}
 # Not org-scoped, with the reason (their own tests prove what scopes them instead).
 NOT_ORG_SCOPED = {
     "POST /v1/auth/token": "sign-in: before any org",
@@ -40,12 +56,14 @@ NOT_ORG_SCOPED = {
     "POST /v1/task/complete": "scoped to one attempt by its capability token",
     "POST /v1/task/fail": "scoped to one attempt by its capability token",
     "POST /v1/task/events": "scoped to one attempt by its capability token",
+    "POST /v1/task/query": "reads exactly the inputs its capability token pins (tests/query)",
 }
 
 
 @dataclass
 class Orgs:
     acme: APIClient  # an admin of acme: every case acts as acme
+    globex_admin: APIClient
     globex_org: object
     globex_task: Task
     globex_secret: str
@@ -54,6 +72,7 @@ class Orgs:
 
 @pytest.fixture
 def orgs(org, other_org, client_for, settings, hot_engine) -> Orgs:
+    from trace_chain.hot_schema import hot_blocks
     from trace_chain.hot_store import hot_follower_org_register, hot_status_update
 
     settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
@@ -68,8 +87,12 @@ def orgs(org, other_org, client_for, settings, hot_engine) -> Orgs:
     chain_sync_apply(org=other_org, yaml_text=CHAIN_SYNC)
     hot_status_update(hot_engine, chain_id=31337, head_block=10, tip_block=9)
     hot_follower_org_register(hot_engine, chain_id=31337, org_id=other_org.pk)
+    dag_sync(org=other_org, yaml_text=FOLLOWER, activate=True)
+    with hot_engine.begin() as conn:
+        conn.execute(hot_blocks.insert().values(HOT_BLOCK))
     return Orgs(
         acme=client_for(org, Role.ADMIN),
+        globex_admin=client_for(other_org, Role.ADMIN),
         globex_org=other_org,
         globex_task=job_run_manual(org=other_org, dag_name="secret-dag", job_name="extract"),
         globex_secret=webhook_secret_rotate(org=other_org, dag_name="sources", job_name="hook"),
@@ -160,6 +183,16 @@ def chain_status_get(o: Orgs) -> None:
     assert o.acme.get("/v1/chains/31337/status").status_code == 404
 
 
+def query_post(o: Orgs) -> None:
+    # Only globex follows chain 31337 and its hot block is there; acme reads none of it.
+    sql = {"sql": "SELECT count(*) FROM blocks"}
+    response = o.acme.post("/v1/query", sql, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["rows"] == [[0]]
+    globex = o.globex_admin.post("/v1/query", sql, format="json")
+    assert globex.json()["rows"] == [[1]]
+
+
 def chain_sync_get(o: Orgs) -> None:
     assert o.acme.get("/v1/chain-syncs/history").status_code == 404
 
@@ -180,6 +213,7 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/datasets": datasets_list,
     "GET /v1/chains/{chain_id}/status": chain_status_get,
     "GET /v1/chain-syncs/{name}": chain_sync_get,
+    "POST /v1/query": query_post,
 }
 
 

@@ -445,6 +445,18 @@ def test_source_forbidden_unless_activation_source(activation):
     ]
 
 
+@pytest.mark.parametrize("runtime", ["udf", "dispatcher"])
+def test_always_on_sources_run_only_in_the_platform_runtime(runtime):
+    extra = {"udf": {"bundle": "b"}} if runtime == "udf" else {}
+    data = dag(
+        job("a", activation="source", source={"kind": "always_on"}, runtime=runtime, **extra)
+    )
+    assert errors(data) == [
+        "jobs[0].runtime: an always_on source runs only in the 'platform' runtime"
+    ]
+    parse_dag_dict(dag(job("a", activation="source", source={"kind": "always_on"})))
+
+
 def test_source_jobs_have_no_inputs():
     src = {"kind": "webhook"}
     data = dag(job("a"), job("b", activation="source", source=src, inputs=[{"from": {"job": "a"}}]))

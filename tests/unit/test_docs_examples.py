@@ -24,3 +24,10 @@ def test_the_bad_dag_of_the_orchestration_page_reports_what_the_page_says():
     with pytest.raises(DagSpecError) as refused:
         parse_dag_yaml(block_after(page, "bad-dag"))
     assert str(refused.value) + "\n" == block_after(page, "bad-dag-errors")
+
+
+def test_the_schema_page_lists_exactly_the_chain_schemas_columns():
+    from trace_chain.chain_schema import schema_markdown
+
+    page = (DOCS / "schema.md").read_text()
+    assert page.endswith(schema_markdown())

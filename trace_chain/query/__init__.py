@@ -1,7 +1,9 @@
-"""The query engine's trusted edge: the SQL gate (`gate`) and the DuckDB sandbox (`open_sandbox`).
+"""The query engine: the SQL gate (`gate`), the DuckDB sandbox (`open_sandbox`), the unified
+relations over hot and cold chain data (`relations`, `coverage`) and running one query
+(`engine.query_execute`).
 
 User SQL runs only as `gate(sql, relations=sandbox.relations).sql`, on a sandbox opened for that
-one query, inside `sandbox.guard(seconds)`. See docs/query.md, "The SQL gate and the sandbox".
+one query, inside `sandbox.guard(seconds)`. See docs/query.md.
 """
 
 from trace_chain.query.errors import (

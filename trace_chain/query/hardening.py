@@ -196,9 +196,9 @@ def open_sandbox(
 
 
 def _verify_locked(conn: duckdb.DuckDBPyConnection) -> None:
-    """Read the settings back: fail closed if anything is off. (No probing SET that is meant to
-    fail: inside the builder's transaction a failed statement would abort it, and with it the
-    snapshot the user query must read; the tests prove the locked settings refuse changes.)"""
+    """Read the settings back and try to undo the lock: fail closed if anything is off."""
+    import duckdb
+
     expected = {
         "enable_external_access": "false",
         "lock_configuration": "true",
@@ -211,6 +211,16 @@ def _verify_locked(conn: duckdb.DuckDBPyConnection) -> None:
         (actual,) = conn.execute(f"SELECT current_setting('{name}')::VARCHAR").fetchone()
         if str(actual).lower() != value:
             raise SandboxSetupFailed(f"sandbox setting {name} is {actual}, expected {value}")
+    # Try to undo it on a second connection to the same database: settings are the
+    # database's, and a failed statement would abort the transaction the views were built in.
+    probe = conn.cursor()
+    try:
+        probe.execute("SET enable_external_access = true")
+    except duckdb.InvalidInputException:
+        return
+    finally:
+        probe.close()
+    raise SandboxSetupFailed("sandbox configuration did not lock")
 
 
 def _check_inputs(

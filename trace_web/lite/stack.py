@@ -73,7 +73,7 @@ def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
     components = _devchain_components(home, devchain_port) + _components(port, flower_port)
     supervisor: Supervisor | None = None
     try:
-        env = _prepare(home, devchain_port)
+        env = _prepare(home, devchain_port, flower_port=flower_port)
         os.environ.update(env)  # the supervisor reads its own settings like its children
         _setup(env, home)
         supervisor = Supervisor(
@@ -160,7 +160,9 @@ def _devchain_components(home: Path, port: int | None) -> list[Component]:
     ]
 
 
-def _prepare(home: Path, devchain_port: int | None = None) -> dict[str, str]:
+def _prepare(
+    home: Path, devchain_port: int | None = None, *, flower_port: int = 5555
+) -> dict[str, str]:
     """Resolve services, create both databases and persist URLs + secrets to lite.env."""
     previous = read_env_file(env_file_path(home))
     # Values exported from our own lite.env (`eval "$(trace lite env)"`) are not configuration:
@@ -187,6 +189,9 @@ def _prepare(home: Path, devchain_port: int | None = None) -> dict[str, str]:
         "TRACE_OBJECT_STORE_URL": os.environ.get("TRACE_OBJECT_STORE_URL")
         or (home / "objects").as_uri(),
         "TRACE_WORKER_ALIVE_DIR": os.environ.get("TRACE_WORKER_ALIVE_DIR") or str(home / "alive"),
+        # The web's front page links Flower where this stack runs it (--flower-port).
+        "TRACE_FLOWER_URL": os.environ.get("TRACE_FLOWER_URL")
+        or f"http://{services.LOOPBACK}:{flower_port}/",
     }
     if devchain_port is not None:
         values[DEVCHAIN_POOL_ENV] = f"http://{services.LOOPBACK}:{devchain_port}"

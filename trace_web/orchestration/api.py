@@ -405,11 +405,14 @@ class CapabilityView(APIView):
     throttle_classes: list = []
     schema = CapabilityTokenSchema()
 
-    def lease(self, request: Request):
+    def capability(self, request: Request):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             raise Unauthenticated("missing capability token (Authorization: Bearer ...)")
-        return capability_token_verify(header.removeprefix("Bearer ").strip()).lease
+        return capability_token_verify(header.removeprefix("Bearer ").strip())
+
+    def lease(self, request: Request):
+        return self.capability(request).lease
 
 
 class TaskHeartbeatApi(CapabilityView):

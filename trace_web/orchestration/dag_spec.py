@@ -288,6 +288,10 @@ def _job_rules(job: dict[str, Any]) -> list[Problem]:
             )
         )
     runtime = job.get("runtime", "platform")
+    if as_dict(job.get("source")).get("kind") == "always_on" and runtime != "platform":
+        # Always-running sources get the stream pool, which runs trusted code only; on the
+        # udf or dispatcher pool one would hold a slot for ever.
+        errors.append(("runtime", "an always_on source runs only in the 'platform' runtime"))
     if runtime == "udf" and job.get("udf") is None:
         errors.append(("udf", "required when runtime is 'udf'"))
     elif runtime != "udf" and job.get("udf") is not None:

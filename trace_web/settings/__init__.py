@@ -7,5 +7,6 @@ from trace_web.settings.base import *  # noqa: F403
 from trace_web.settings.celery import *  # noqa: F403
 from trace_web.settings.db import *  # noqa: F403
 from trace_web.settings.orchestration import *  # noqa: F403
+from trace_web.settings.query import *  # noqa: F403
 from trace_web.settings.security import *  # noqa: F403
 from trace_web.settings.storage import *  # noqa: F403

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "trace_web.datasets",
     "trace_web.orchestration",
     "trace_web.chain_sync",
+    "trace_web.query",
 ]
 
 MIDDLEWARE = [

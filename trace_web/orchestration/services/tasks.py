@@ -204,6 +204,7 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
         lease=lease,
         org_id=task.org_id,
         timeout_seconds=job.timeout_seconds,
+        grants=_grants(task),
         prefixes=publication_prefixes(task),
     )
     return ClaimedTask(
@@ -213,6 +214,13 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
         lease_seconds=lease_s,
         heartbeat_seconds=heartbeat_seconds_for(job),
     )
+
+
+def _grants(task: Task) -> list[dict[str, Any]]:
+    """What the attempt may read (POST /v1/task/query): the dataset versions pinned as its
+    inputs when it was made."""
+    pinned = TaskInput.objects.filter(task=task).values("dataset_id", "dataset_version_id")
+    return [dict(p) for p in pinned.order_by("dataset_id")]
 
 
 def _current(lease: Lease) -> Q:
@@ -238,6 +246,13 @@ def _lock_current(lease: Lease) -> Task:
             "(stale attempt, wrong lease token, or the task is no longer running)"
         )
     return task
+
+
+def task_lease_check(*, lease: Lease) -> None:
+    """StaleAttempt unless the lease is the task's current one (a task's reads, such as its
+    queries, end with its attempt)."""
+    if not Task.objects.filter(_current(lease)).exists():
+        raise StaleAttempt(f"task {lease.task_id} attempt {lease.attempt}: lease is not current")
 
 
 def task_heartbeat(*, lease: Lease) -> datetime:

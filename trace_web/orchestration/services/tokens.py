@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import jwt
 from django.conf import settings
 from django.utils import timezone
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from trace_operators.validation import BIGINT_MAX, INT_MAX, Problems, StrictModel, validate
 from trace_web.errors import Unauthenticated
@@ -70,13 +70,18 @@ def capability_token_issue(
 Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 
 
+class Grant(StrictModel):
+    """A dataset version the attempt may read: one of its pinned inputs."""
+
+    dataset_id: Id
+    dataset_version_id: Id | None = None
+
+
 class CapabilityClaims(StrictModel):
     """The claims a capability token must carry, typed: a token signed with our key but with
     claims we did not write (a bug, a leaked key used carelessly) is refused, never half-used."""
 
     # Registered JWT claims PyJWT has already checked; others (nbf, jti) are not ours to get.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
     aud: Literal["trace.task"]
     sub: str
     iat: int
@@ -85,7 +90,7 @@ class CapabilityClaims(StrictModel):
     task_id: Id
     attempt: Annotated[int, Field(ge=1, le=INT_MAX)]
     lease_token: Annotated[str, Field(min_length=36, max_length=36)]
-    datasets: list[dict[str, Any]] = []
+    datasets: list[Grant] = []
     prefixes: list[Annotated[str, Field(max_length=2000)]] = []
 
     @model_validator(mode="after")
