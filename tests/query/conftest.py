@@ -259,9 +259,17 @@ def world(tmp_path_factory, hot_postgres) -> Iterator[World]:
 
 
 def make_sandbox(world: World, temp_directory: Path, **overrides) -> Sandbox:
+    """A sandbox as the engine builds one: the views come from a builder that reads the
+    attached Postgres inside the sandbox's transaction (the compaction line, in the engine),
+    unless a test passes `views` (and `allowed_files`) itself."""
+
+    def build(conn) -> tuple[dict[str, str], list[str]]:
+        (hot_rows,) = conn.execute("SELECT count(*) FROM hot.public.hot_transactions").fetchone()
+        assert hot_rows == (COLD_BLOCKS - HOT_FROM) * 2
+        return world.views, world.allowed_files
+
     options = {
-        "views": world.views,
-        "allowed_files": world.allowed_files,
+        "views": build,
         "temp_directory": temp_directory,
         "limits": SandboxLimits(memory_limit="256MB", threads=1),
         "postgres": world.postgres,
@@ -272,5 +280,13 @@ def make_sandbox(world: World, temp_directory: Path, **overrides) -> Sandbox:
 
 @pytest.fixture
 def sandbox(world, tmp_path) -> Iterator[Sandbox]:
-    with make_sandbox(world, tmp_path / "query-temp-canary") as box:
+    """A sandbox with its views given up front (no transaction held open), so one test can run
+    several statements on it, failing ones included. In the builder form a failed statement
+    aborts the sandbox's transaction: there a sandbox serves exactly one query."""
+    with make_sandbox(
+        world,
+        tmp_path / "query-temp-canary",
+        views=world.views,
+        allowed_files=world.allowed_files,
+    ) as box:
         yield box

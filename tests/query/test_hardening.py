@@ -171,6 +171,36 @@ def test_settings_cannot_change(sandbox, statement):
     assert run(sandbox, "SELECT current_setting('threads')") == [(1,)]
 
 
+def must_fail(world: World) -> list[tuple[str, str]]:
+    decoys = world.decoys
+    return [
+        (f"SELECT * FROM read_parquet('{decoys['parquet']}')", "not_permitted"),
+        (f"SELECT * FROM read_parquet('{decoys['beside']}')", "not_permitted"),
+        (f"SELECT * FROM read_text('{decoys['text']}')", "not_permitted"),
+        (f"SELECT * FROM read_csv('{world.url}/x.csv')", "not_permitted"),
+        (f"SELECT * FROM glob('{world.cold_dir}/*/*')", "not_permitted"),
+        (f"COPY blocks TO '{decoys['dir']}/out.csv'", "not_permitted"),
+        (f"ATTACH '{decoys['database']}' AS d", "not_permitted"),
+        (f"ATTACH '{world.superuser_dsn}' AS pg (TYPE postgres)", "not_permitted"),
+        ("INSTALL httpfs", "not_permitted"),
+        (f"LOAD '{world.decoys['text']}'", "not_permitted"),
+        ("SET enable_external_access = true", "invalid_value"),
+        ("SET allowed_paths = ['/']", "invalid_value"),
+        ("RESET lock_configuration", "invalid_value"),
+        ("SELECT * FROM hot.public.gate_secret", "engine_error"),
+    ]
+
+
+def test_the_builder_form_holds_too_one_statement_per_sandbox(world, tmp_path):
+    """The engine's own form: views from a builder, a transaction open under the user query."""
+    world.hits.clear()
+    for number, (sql, code) in enumerate(must_fail(world)):
+        with make_sandbox(world, tmp_path / f"t{number}") as sandbox:
+            assert fails(sandbox, sql).code == code, sql
+    assert world.hits == []
+    assert not Path(world.decoys["dir"], "out.csv").exists()
+
+
 def test_python_variables_are_not_tables(sandbox):
     import pyarrow as pa
 
@@ -272,6 +302,55 @@ def test_a_failing_step_is_a_redacted_setup_failure(world, tmp_path):
     with pytest.raises(SandboxSetupFailed) as failed:
         make_sandbox(world, tmp_path / "t2", postgres=unreachable)
     assert "nothing_here" not in failed.value.reason and "nobody" not in failed.value.reason
+
+
+# A view builder: called inside the sandbox's transaction, so its reads of the attached Postgres
+# and the user query's are one snapshot; the sandbox still locks afterwards.
+
+
+def test_the_builder_and_the_user_query_read_one_postgres_snapshot(world, tmp_path):
+    import psycopg
+
+    seen = {}
+
+    def build(conn):
+        (seen["builder"],) = conn.execute(
+            "SELECT count(*) FROM hot.public.hot_transactions"
+        ).fetchone()
+        with psycopg.connect(world.superuser_dsn, autocommit=True) as admin:
+            admin.execute(
+                "INSERT INTO hot_transactions VALUES (1, 99, 7, '0xlate', '0x0', NULL, 1, 1, 1)"
+            )
+        return world.views, world.allowed_files
+
+    def plain(conn):
+        return world.views, world.allowed_files
+
+    try:
+        with make_sandbox(world, tmp_path / "t1", views=build) as sandbox:
+            in_snapshot = run(
+                sandbox, f"SELECT count(*) FROM transactions WHERE block_number >= {HOT_FROM}"
+            )
+            locked = run(sandbox, "SELECT current_setting('lock_configuration')")
+            assert fails(sandbox, "SET threads = 8").code == "invalid_value"
+        with make_sandbox(world, tmp_path / "t2", views=plain) as sandbox:
+            after = run(
+                sandbox, f"SELECT count(*) FROM transactions WHERE block_number >= {HOT_FROM}"
+            )
+    finally:
+        with psycopg.connect(world.superuser_dsn, autocommit=True) as admin:
+            admin.execute("DELETE FROM hot_transactions WHERE transaction_hash = '0xlate'")
+    assert seen["builder"] == 40
+    assert in_snapshot == [(40,)]  # the row committed after the snapshot began is not seen
+    assert locked == [(True,)]
+    assert after == [(41,)]
+
+
+def test_a_builder_is_held_to_the_same_input_checks(world, tmp_path):
+    with pytest.raises(ValueError):
+        make_sandbox(world, tmp_path / "t", views=lambda conn: ({"Bad Name": "SELECT 1"}, []))
+    with pytest.raises(ValueError):
+        make_sandbox(world, tmp_path / "t", views=lambda conn: ({"b": "SELECT 1"}, ["rel/x"]))
 
 
 def test_extensions_come_from_their_packages():

@@ -65,6 +65,10 @@ _OPEN = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
 _CLOSE = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE}
 # Statements a query may start with; any other first keyword names what was refused.
 _QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.FROM, TokenType.L_PAREN}
+# Bare names DuckDB binds to built-in values when no column has the name, quoted or not.
+_SQL_VALUE_NAMES = frozenset(
+    {"current_catalog", "current_role", "current_schema", "current_user", "session_user", "user"}
+)
 _RELATION_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # trusted configuration, not user SQL
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _FRIENDLY = {
@@ -279,6 +283,17 @@ class _Check:
                 QUALIFIED_NAME,
                 f"qualified name {_plain(node)} is not allowed; name a column as column or "
                 "relation.column (struct fields as (column).field)",
+            )
+        elif (
+            isinstance(node, exp.Column)
+            and not node.args.get("table")
+            and isinstance(node.this, exp.Identifier)
+            and _fold(node.name) in _SQL_VALUE_NAMES
+        ):
+            raise QueryRefused(
+                FUNCTION,
+                f"{node.name} names a built-in value and is not allowed; "
+                f"qualify a column of that name as relation.{node.name}",
             )
         elif isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             raise QueryRefused(

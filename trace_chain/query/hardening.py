@@ -184,14 +184,14 @@ def open_sandbox(
         conn.execute("SET autoload_known_extensions = false")
         conn.execute("SET lock_configuration = true")
         _verify_locked(conn)
-    except SandboxSetupFailed:
-        conn.close()
-        raise
     except duckdb.Error as error:
         conn.close()
         raise SandboxSetupFailed(
             f"sandbox set-up failed: {redact(str(error), secrets=secrets)}"
         ) from None
+    except BaseException:  # a builder's bad views, our own refusal: never left open either
+        conn.close()
+        raise
     return Sandbox(connection=conn, relations=frozenset(views), redactions=tuple(secrets))
 
 
