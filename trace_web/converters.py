@@ -31,3 +31,10 @@ class NameConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+class DatasetNameConverter(NameConverter):
+    """A published dataset name (dag_spec.DATASET_RE) or an unpublished output's list name,
+    `{dag}.{job}[{output}]`."""
+
+    regex = r"[a-z][a-z0-9_.-]{0,199}(?:\[[0-9]{1,4}\])?"

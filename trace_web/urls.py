@@ -6,14 +6,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from trace_web import surfaces
 from trace_web.chain_sync.api import ChainStatusApi, ChainSyncListApi, ChainSyncStatusApi
-from trace_web.converters import IdConverter, NameConverter
-from trace_web.datasets.api import DatasetListApi
+from trace_web.converters import DatasetNameConverter, IdConverter, NameConverter
+from trace_web.datasets.api import DatasetDetailApi, DatasetListApi
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
 from trace_web.query.api import QueryApi, TaskQueryApi
 
 register_converter(IdConverter, "id")
 register_converter(NameConverter, "name")
+register_converter(DatasetNameConverter, "dataset")
 
 # Django-level errors under /v1/ answer in the API's JSON error shape (trace_web/errors.py).
 handler400 = "trace_web.errors.bad_request"
@@ -39,6 +40,7 @@ urlpatterns = [
     path("v1/tasks/<id:task_id>", api.TaskDetailApi.as_view()),
     path("v1/tasks/<id:task_id>/cancel", api.TaskCancelApi.as_view()),
     path("v1/datasets", DatasetListApi.as_view()),
+    path("v1/datasets/<dataset:name>", DatasetDetailApi.as_view()),
     path("v1/chains/<id:chain_id>/status", ChainStatusApi.as_view()),
     path("v1/chain-syncs", ChainSyncListApi.as_view()),
     path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),

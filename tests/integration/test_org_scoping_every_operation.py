@@ -178,6 +178,12 @@ def datasets_list(o: Orgs) -> None:
     assert "chain" in dags and "secret-dag" not in dags
 
 
+def dataset_get(o: Orgs) -> None:
+    name = "/v1/datasets/secret-dag.extract[0]"
+    assert o.acme.get(name).status_code == 404
+    assert o.globex_admin.get(name).status_code == 200  # it is there, globex's own
+
+
 def chain_status_get(o: Orgs) -> None:
     # Only globex follows the chain: that it does is globex's business.
     assert o.acme.get("/v1/chains/31337/status").status_code == 404
@@ -211,6 +217,7 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/tasks/{task_id}": task_get,
     "POST /v1/tasks/{task_id}/cancel": task_cancel_post,
     "GET /v1/datasets": datasets_list,
+    "GET /v1/datasets/{name}": dataset_get,
     "GET /v1/chains/{chain_id}/status": chain_status_get,
     "GET /v1/chain-syncs/{name}": chain_sync_get,
     "POST /v1/query": query_post,

@@ -201,3 +201,42 @@ def test_the_query_command_prints_the_same_rows_and_refuses_the_same_way(
     assert pq.read_table(out).num_rows == world["tip"] + 1
     with pytest.raises(CommandError, match=r"query_refused: .*read_csv"):
         call_command("query", "SELECT * FROM read_csv('/etc/passwd')", "--org", org.slug)
+
+
+def test_a_dataset_shows_its_schema_versions_and_extent_hot_and_cold(world, org, client_for):
+    member = client_for(org, Role.MEMBER)
+    hot = member.get("/v1/datasets/chain.hot")
+    assert hot.status_code == 200, hot.json()
+    body = hot.json()
+    assert (body["name"], body["operator"], body["published"]) == (
+        "chain.hot",
+        "block_follower",
+        True,
+    )
+    assert {c["relation"] for c in body["schema"]} == set(chain_schema.DATASETS)
+    assert body["chain"]["compaction_line"] == world["line"]
+    assert body["chain"]["hot"] == {"start": world["line"], "end": world["tip"] + 1}
+    assert body["chain"]["cold"] is None
+    assert [v["generation"] for v in body["versions"]] == [1]
+
+    cold = member.get("/v1/datasets/backfill.blocks[0]").json()  # unpublished: its list name
+    assert cold["operator"] == "cryo_ingest" and cold["chain"]["hot"] is None
+    assert cold["chain"]["cold"] == {"start": 0, "end": world["line"], "partitions": 1, "gaps": []}
+    assert cold["chain"]["compaction_line"] == world["line"]
+    assert [c["name"] for c in cold["schema"]] == chain_schema.column_names("blocks")
+    (version,) = cold["versions"]
+    assert (version["partitions"], version["range_start"], version["range_end"]) == (
+        1,
+        0,
+        world["line"],
+    )
+
+
+def test_a_dataset_the_caller_may_not_read_is_not_found(world, org, other_org, client_for):
+    viewer = client_for(org, Role.VIEWER)  # chain.hot is read by admin and member only
+    assert viewer.get("/v1/datasets/chain.hot").status_code == 404
+    assert viewer.get("/v1/datasets/backfill.logs[0]").status_code == 200
+    globex = client_for(other_org, Role.ADMIN)
+    for name in ("chain.hot", "backfill.logs[0]"):
+        response = globex.get(f"/v1/datasets/{name}")
+        assert response.status_code == 404 and response.json()["error"] == "not_found"
