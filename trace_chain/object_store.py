@@ -15,7 +15,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 OBJECT_STORE_URL_ENV = "TRACE_OBJECT_STORE_URL"
@@ -68,6 +68,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; `ObjectNotFound` if there is none."""
+
+    @abstractmethod
+    def open_stream(self, key: str) -> BinaryIO:
+        """A file object reading the object from its start (close it); `ObjectNotFound` if
+        there is none. For objects too large to hold in memory (query exports)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -140,6 +145,12 @@ class LocalObjectStore(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def open_stream(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(key) from None
 
@@ -256,6 +267,13 @@ class S3ObjectStore(ObjectStore):
         except self.client.exceptions.NoSuchKey:
             raise ObjectNotFound(key) from None
         return answer["Body"].read()
+
+    def open_stream(self, key: str) -> BinaryIO:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFound(key) from None
+        return answer["Body"]  # botocore's StreamingBody reads in chunks as it goes
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

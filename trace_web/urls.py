@@ -10,7 +10,7 @@ from trace_web.converters import DatasetNameConverter, IdConverter, NameConverte
 from trace_web.datasets.api import DatasetDetailApi, DatasetListApi
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
-from trace_web.query.api import QueryApi, TaskQueryApi
+from trace_web.query.api import QueryApi, QueryResultApi, TaskQueryApi, TaskQueryResultApi
 
 register_converter(IdConverter, "id")
 register_converter(NameConverter, "name")
@@ -45,7 +45,9 @@ urlpatterns = [
     path("v1/chain-syncs", ChainSyncListApi.as_view()),
     path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),
     path("v1/query", QueryApi.as_view()),
+    path("v1/query/results/<uuid:result_id>", QueryResultApi.as_view()),
     path("v1/task/query", TaskQueryApi.as_view()),
+    path("v1/task/query/results/<uuid:result_id>", TaskQueryResultApi.as_view()),
     path("v1/task/heartbeat", api.TaskHeartbeatApi.as_view()),
     path("v1/task/complete", api.TaskCompleteApi.as_view()),
     path("v1/task/fail", api.TaskFailApi.as_view()),

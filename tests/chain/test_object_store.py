@@ -92,6 +92,20 @@ def test_put_get_exists_overwrite(store, tmp_path):
     assert not store.exists("a/b")  # a "directory" is not an object
 
 
+def test_a_stream_reads_the_whole_object_in_pieces(store):
+    payload = os.urandom(300_000)
+    store.put_bytes(payload, "exports/big.bin")
+    stream = store.open_stream("exports/big.bin")
+    try:
+        pieces = iter(lambda: stream.read(65_536), b"")
+        assert b"".join(pieces) == payload
+    finally:
+        stream.close()
+    for missing in ("exports/none.bin", "exports"):
+        with pytest.raises(ObjectNotFound):
+            store.open_stream(missing)
+
+
 def test_list_is_a_sorted_string_prefix_match(store):
     for key in ["p/x/2.txt", "p/x/1.txt", "p/xy/3.txt", "p/y/4.txt", "q/5.txt"]:
         store.put_bytes(key.encode(), key)

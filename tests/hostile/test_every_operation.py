@@ -97,6 +97,7 @@ def concrete_path(path: str, world: World) -> str:
     values = {
         "task_id": str(world.queued_task_id),
         "chain_id": "31337",
+        "result_id": "00000000-0000-4000-8000-000000000000",  # well-formed, not there
         "org": world.org_slug,
         "job": "hook" if path.startswith("/v1/hooks/") else "extract",
         "name": (
@@ -243,7 +244,7 @@ def test_forged_and_malformed_capability_tokens_are_401(world, method, path, ope
         before = row_counts()
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-        response = send(client, method, path, b"{}")
+        response = send(client, method, concrete_path(path, world), b"{}")
         check(response, f"{path} token={name}", before)
         assert response.status_code in (401, 409), (name, response.status_code, response.json())
         if name != "other-task":  # a well-signed token for another task: its lease is not held

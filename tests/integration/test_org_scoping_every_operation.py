@@ -57,6 +57,7 @@ NOT_ORG_SCOPED = {
     "POST /v1/task/fail": "scoped to one attempt by its capability token",
     "POST /v1/task/events": "scoped to one attempt by its capability token",
     "POST /v1/task/query": "reads exactly the inputs its capability token pins (tests/query)",
+    "GET /v1/task/query/results/{result_id}": "only its own task's exports (tests/query)",
 }
 
 
@@ -199,6 +200,28 @@ def query_post(o: Orgs) -> None:
     assert globex.json()["rows"] == [[1]]
 
 
+def query_result_get(o: Orgs) -> None:
+    from django.utils import timezone
+
+    from trace_chain.object_store import object_store_from_env
+    from trace_web.query.models import QueryResult
+
+    key = f"query-results/{o.globex_org.pk}/theirs.csv"
+    object_store_from_env().put_bytes(b"secret\n", key)
+    record = QueryResult.objects.create(
+        org=o.globex_org,
+        user=o.globex_admin.handler._force_user,
+        sql_sha256="0" * 64,
+        format="csv",
+        key=key,
+        row_count=1,
+        bytes=7,
+        expires_at=timezone.now() + timezone.timedelta(hours=1),
+    )
+    assert o.acme.get(f"/v1/query/results/{record.pk}").status_code == 404
+    assert o.globex_admin.get(f"/v1/query/results/{record.pk}").status_code == 200
+
+
 def chain_sync_get(o: Orgs) -> None:
     assert o.acme.get("/v1/chain-syncs/history").status_code == 404
 
@@ -221,6 +244,7 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/chains/{chain_id}/status": chain_status_get,
     "GET /v1/chain-syncs/{name}": chain_sync_get,
     "POST /v1/query": query_post,
+    "GET /v1/query/results/{result_id}": query_result_get,
 }
 
 
@@ -267,6 +291,7 @@ def test_a_user_of_two_orgs_must_name_one(orgs, org, operation):
         .replace("{job}", "hook")
         .replace("{task_id}", str(orgs.globex_task.pk))
         .replace("{chain_id}", "31337")
+        .replace("{result_id}", "00000000-0000-4000-8000-000000000000")
     )
     before = Task.objects.count()
     response = getattr(client, method.lower())(concrete, {}, format="json")

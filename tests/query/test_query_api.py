@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.chain.test_block_follower import Recorder, catch_up, make_follower
@@ -138,6 +140,67 @@ def test_a_refused_query_says_why_and_is_audited(world, org, client_for, hot_eng
     assert (row["outcome"], row["code"]) == ("refused", code)
 
 
+def user_of(org, role=Role.MEMBER, name="someone-else"):
+    from tests.conftest import _client_for
+
+    return _client_for(org, role, username=name)
+
+
+def download(client, url):
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return b"".join(response.streaming_content)
+
+
+def test_a_result_past_the_inline_caps_is_exported_whole_for_who_ran_it(
+    world, org, other_org, client_for, settings, hot_engine
+):
+    from trace_chain.object_store import object_store_from_env
+    from trace_web.query.models import QueryResult
+    from trace_web.query.services import query_results_prune
+
+    settings.TRACE_QUERY_MAX_ROWS = 3
+    member = client_for(org, Role.MEMBER)
+    every = list(range(world["tip"] + 1))
+    body = query(member, "SELECT block_number FROM blocks ORDER BY 1").json()
+    export = body["export"]
+    assert (body["rows"], body["row_count"], body["truncated"]) == ([], len(every), False)
+    assert (export["format"], export["row_count"], export["truncated"]) == (
+        "parquet",
+        len(every),
+        False,
+    )
+    assert export["url"] == f"/v1/query/results/{export['id']}"
+    table = pq.read_table(io.BytesIO(download(member, export["url"])))
+    assert table.column("block_number").to_pylist() == every
+    assert export["bytes"] == QueryResult.objects.get(pk=export["id"]).bytes > 0
+    # Only who ran it: not another member of the org, not another org.
+    assert user_of(org).get(export["url"]).status_code == 404
+    assert client_for(other_org, Role.ADMIN).get(export["url"]).status_code == 404
+
+    # csv asks for a csv export; the byte cap exports too; the export's own cap truncates.
+    settings.TRACE_QUERY_MAX_ROWS, settings.TRACE_QUERY_MAX_BYTES = 10_000, 64
+    settings.TRACE_QUERY_EXPORT_MAX_ROWS = 5
+    sql = "SELECT block_number FROM blocks ORDER BY 1"
+    csv = query(member, sql, format="csv").json()["export"]
+    assert (csv["format"], csv["row_count"], csv["truncated"]) == ("csv", 5, True)
+    lines = download(member, csv["url"]).decode().splitlines()
+    assert lines == ['"block_number"', *map(str, every[:5])]
+    capped = query(member, sql, max_rows=4).json()  # a cap of the caller's: truncated inline
+    assert "export" not in capped and capped["truncated"] is True
+    assert [r[0] for r in capped["rows"]] == every[: len(capped["rows"])]
+    assert 0 < len(capped["rows"]) <= 4  # as many as fit in 64 bytes
+    with hot_engine.connect() as conn:
+        rows = [r["rows"] for r in conn.execute(sa.select(query_audit)).mappings()]
+    assert rows[:2] == [len(every), 5]
+
+    QueryResult.objects.update(expires_at=timezone.now())
+    assert member.get(export["url"]).status_code == 404  # expired
+    assert query_results_prune() == 2
+    assert not QueryResult.objects.exists()
+    assert object_store_from_env().list("query-results/") == []
+
+
 def test_a_failing_query_is_a_400_with_the_engines_reason(world, org, client_for):
     response = query(client_for(org, Role.MEMBER), "SELECT no_such_column FROM blocks")
     assert response.status_code == 400
@@ -145,7 +208,7 @@ def test_a_failing_query_is_a_400_with_the_engines_reason(world, org, client_for
     assert "no_such_column" in response.json()["detail"]
 
 
-def test_a_task_queries_exactly_its_pinned_inputs_while_its_attempt_lasts(world, org):
+def test_a_task_queries_exactly_its_pinned_inputs_while_its_attempt_lasts(world, org, settings):
     from trace_web.orchestration.services.tasks import (
         PinnedInput,
         task_claim,
@@ -175,13 +238,21 @@ jobs:
     assert answer.status_code == 200, answer.json()
     # The hot dataset only: the blocks from the line up; the backfill was not pinned.
     assert answer.json()["rows"] == [[world["tip"] + 1 - world["line"]]]
+    settings.TRACE_QUERY_MAX_ROWS = 2  # past it, the task's result is exported for the task
+    sql = {"sql": "SELECT block_number FROM blocks ORDER BY 1"}
+    export = runtime.post("/v1/task/query", sql, format="json").json()["export"]
+    assert export["url"] == f"/v1/task/query/results/{export['id']}"
+    table = pq.read_table(io.BytesIO(b"".join(runtime.get(export["url"]).streaming_content)))
+    assert table.column(0).to_pylist() == list(range(world["line"], world["tip"] + 1))
+    assert user_of(org).get(f"/v1/query/results/{export['id']}").status_code == 404
     task_complete(lease=claimed.lease)
     after = runtime.post("/v1/task/query", {"sql": "SELECT 1"}, format="json")
     assert after.status_code == 409 and after.json()["error"] == "stale_attempt"
+    assert runtime.get(export["url"]).status_code == 409  # its attempt is over
 
 
 def test_the_query_command_prints_the_same_rows_and_refuses_the_same_way(
-    world, org, capsys, tmp_path
+    world, org, capsys, tmp_path, settings
 ):
     import json
 
@@ -199,6 +270,13 @@ def test_the_query_command_prints_the_same_rows_and_refuses_the_same_way(
         "--format", "parquet", "--output", str(out),
     )  # fmt: skip
     assert pq.read_table(out).num_rows == world["tip"] + 1
+    settings.TRACE_QUERY_MAX_ROWS = 2  # to a file, past the inline cap: every row still
+    out = tmp_path / "b.csv"
+    call_command(
+        "query", "SELECT block_number FROM blocks ORDER BY 1", "--org", org.slug,
+        "--format", "csv", "--output", str(out),
+    )  # fmt: skip
+    assert out.read_text().splitlines()[1:] == [str(n) for n in range(world["tip"] + 1)]
     with pytest.raises(CommandError, match=r"query_refused: .*read_csv"):
         call_command("query", "SELECT * FROM read_csv('/etc/passwd')", "--org", org.slug)
 

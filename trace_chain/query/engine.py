@@ -1,7 +1,9 @@
 """Run one gated SELECT over a catalog: a sandbox per query (trace_chain/query/hardening.py)
 whose relations are the unified `blocks`, `transactions`, `logs`, built inside the sandbox's
 one transaction (the compaction line and the hot rows read in one Postgres snapshot), then the
-query under its time limit, its rows fetched up to the row cap (one more tells truncation)."""
+query under its time limit, its rows fetched up to the inline caps (rows and bytes; one more
+row tells truncation). With an `Export`, a result past the inline caps is streamed whole into
+a Parquet or CSV file instead (up to the export's own row cap), still under the time limit."""
 
 from __future__ import annotations
 
@@ -21,13 +23,24 @@ class Limits:
     max_rows: int = 10_000
     memory_limit: str = "1GB"
     threads: int = 2
+    max_bytes: int | None = None  # inline cap on the rows' Arrow size
+
+
+@dataclass(frozen=True)
+class Export:
+    """Where a result too large to answer inline goes: a local file the caller then stores."""
+
+    path: Path
+    format: str  # parquet | csv
+    max_rows: int
 
 
 @dataclass
 class QueryResult:
-    table: Any  # pyarrow.Table of at most max_rows rows
-    truncated: bool  # the query had more rows than max_rows
+    table: Any  # pyarrow.Table of at most max_rows rows (empty when exported)
+    truncated: bool  # more rows than fit: inline, or past the export's own cap
     seconds: float
+    exported_rows: int | None = None  # set when the rows went to Export.path instead
 
 
 def query_execute(
@@ -37,6 +50,7 @@ def query_execute(
     limits: Limits,
     temp_dir: Path,
     s3: S3Access | None = None,
+    export: Export | None = None,
 ) -> QueryResult:
     """`sql` must come from the gate (trace_chain.query.gate) for the catalog's datasets.
     Raises the trace_chain.query.errors family (QueryFailed, QueryTimedOut,
@@ -63,19 +77,76 @@ def query_execute(
         s3=s3,
     )
     with sandbox, sandbox.guard(limits.timeout_seconds):
-        table, truncated = _fetch(sandbox.connection, sql, limits.max_rows)
-    return QueryResult(table=table, truncated=truncated, seconds=time.monotonic() - began)
-
-
-def _fetch(conn: Any, sql: str, max_rows: int) -> tuple[Any, bool]:
+        reader = sandbox.connection.execute(sql).to_arrow_reader(min(limits.max_rows + 1, 65_536))
+        batches, over = _fetch_inline(reader, limits)
+        if over and export is not None:
+            rows, truncated = _export(reader, batches, export)
+            return QueryResult(
+                table=reader.schema.empty_table(),
+                truncated=truncated,
+                seconds=time.monotonic() - began,
+                exported_rows=rows,
+            )
     import pyarrow as pa
 
-    reader = conn.execute(sql).to_arrow_reader(min(max_rows + 1, 100_000))
-    batches, rows = [], 0
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    table = _inline_slice(table, limits)
+    return QueryResult(table=table, truncated=over, seconds=time.monotonic() - began)
+
+
+def _fetch_inline(reader: Any, limits: Limits) -> tuple[list[Any], bool]:
+    """Batches up to the inline caps, and whether the result goes past them."""
+    batches, rows, size = [], 0, 0
     for batch in reader:
         batches.append(batch)
         rows += batch.num_rows
-        if rows > max_rows:
-            break
-    table = pa.Table.from_batches(batches, schema=reader.schema)
-    return table.slice(0, max_rows), table.num_rows > max_rows
+        size += batch.nbytes
+        if rows > limits.max_rows or (limits.max_bytes is not None and size > limits.max_bytes):
+            return batches, True
+    return batches, False
+
+
+def _inline_slice(table: Any, limits: Limits) -> Any:
+    """The first rows that fit both inline caps."""
+    table = table.slice(0, limits.max_rows)
+    if limits.max_bytes is None or table.nbytes <= limits.max_bytes:
+        return table
+    lo, hi = 0, table.num_rows  # the longest prefix within max_bytes
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if table.slice(0, mid).nbytes <= limits.max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return table.slice(0, lo)
+
+
+def _export(reader: Any, fetched: list[Any], export: Export) -> tuple[int, bool]:
+    """Write the fetched batches and the rest of the reader to the export file, up to its row
+    cap; returns (rows written, whether rows were left out)."""
+    import itertools
+
+    writer = _writer(export, reader.schema)
+    written = 0
+    try:
+        for batch in itertools.chain(fetched, reader):
+            room = export.max_rows - written
+            if batch.num_rows > room:
+                if room:
+                    writer.write_batch(batch.slice(0, room))
+                return export.max_rows, True
+            writer.write_batch(batch)
+            written += batch.num_rows
+    finally:
+        writer.close()
+    return written, False
+
+
+def _writer(export: Export, schema: Any) -> Any:
+    if export.format == "csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.CSVWriter(str(export.path), schema)
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(str(export.path), schema, compression="zstd")

@@ -12,6 +12,9 @@ FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "arrow": "application/vnd.apache.arrow.stream",
 }
+QUERY_FORMATS = sorted(FORMATS)
+# What a result past the inline caps is exported as.
+EXPORT_FORMATS = ["csv", "parquet"]
 
 
 def columns_of(table: Any) -> list[dict[str, str]]:

@@ -1,20 +1,25 @@
 """Running a query for a person or a task: gate the SQL, build what the caller may read, run it
-in the sandboxed engine within its limits, and audit it (hash, relations, rows, outcome)
-whatever happens. Refusals and failures become TraceErrors the API answers with."""
+in the sandboxed engine within its limits, export a result too large to answer inline to the
+object store (a QueryResult record names the file), and audit it (hash, relations, rows,
+outcome) whatever happens. Refusals and failures become TraceErrors the API answers with."""
 
 from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import status
 
 from trace_chain.chain_schema import DATASETS
-from trace_web.errors import TraceError
+from trace_web.errors import NotFound, TraceError
+from trace_web.query.models import QueryResult
 
 
 class QueryRefusedError(TraceError):
@@ -41,6 +46,7 @@ class QueryOutcome:
     seconds: float
     relations: frozenset[str]
     sql_sha256: str
+    export: QueryResult | None = None  # set when the rows went to the object store
 
 
 def query_run(
@@ -52,11 +58,14 @@ def query_run(
     task_id: int | None = None,
     timeout_seconds: float,
     max_rows: int,
+    export_format: str | None = None,
 ) -> QueryOutcome:
-    """Gate, run and audit one query over `catalog` (what the caller may read)."""
+    """Gate, run and audit one query over `catalog` (what the caller may read). With
+    `export_format`, a result past the inline caps (`max_rows`, TRACE_QUERY_MAX_BYTES) is
+    exported whole in that format instead of truncated; without, it is truncated."""
     from trace_chain.db import data_engine
     from trace_chain.query.audit import query_audit_record
-    from trace_chain.query.engine import Limits, query_execute
+    from trace_chain.query.engine import Export, Limits, query_execute
     from trace_chain.query.errors import QueryError, QueryRefused, SandboxSetupFailed
     from trace_chain.query.gate import gate, sql_sha256
 
@@ -76,16 +85,35 @@ def query_run(
             max_rows=max_rows,
             memory_limit=settings.TRACE_QUERY_MEMORY_LIMIT,
             threads=settings.TRACE_QUERY_THREADS,
+            max_bytes=settings.TRACE_QUERY_MAX_BYTES,
         )
         with tempfile.TemporaryDirectory(prefix="trace-query-", dir=_scratch()) as temp:
-            result = query_execute(gated.sql, catalog=catalog, limits=limits, temp_dir=Path(temp))
-        audit.update(outcome="ok", rows=result.table.num_rows, truncated=result.truncated)
+            export = None
+            if export_format is not None:
+                export = Export(
+                    path=Path(temp) / f"result.{export_format}",
+                    format=export_format,
+                    max_rows=settings.TRACE_QUERY_EXPORT_MAX_ROWS,
+                )
+            scratch = Path(temp) / "duckdb"
+            scratch.mkdir()
+            result = query_execute(
+                gated.sql, catalog=catalog, limits=limits, temp_dir=scratch, export=export
+            )
+            record = None
+            if result.exported_rows is not None:
+                record = _export_store(
+                    export, rows=result.exported_rows, truncated=result.truncated, audit=audit
+                )
+        rows = result.exported_rows if record else result.table.num_rows
+        audit.update(outcome="ok", rows=rows, truncated=result.truncated)
         return QueryOutcome(
             table=result.table,
             truncated=result.truncated,
             seconds=result.seconds,
             relations=gated.relations,
             sql_sha256=audit["sql_sha256"],
+            export=record,
         )
     except QueryRefused as exc:
         audit.update(outcome="refused", code=exc.code)
@@ -99,6 +127,66 @@ def query_run(
     finally:
         audit["duration_ms"] = int((time.monotonic() - began) * 1000)
         query_audit_record(data_engine(), **audit)
+
+
+def _export_store(export: Any, *, rows: int, truncated: bool, audit: dict) -> QueryResult:
+    """Upload the export file and record it. The record is written after the upload, so a
+    record always names a whole file; a failed upload leaves at most an orphan object, which
+    the retention pass removes with the prefix."""
+    from trace_chain.object_store import object_store_from_env
+
+    result_id = uuid.uuid4()
+    key = f"{RESULTS_PREFIX}/{audit['org_id']}/{result_id}.{export.format}"
+    object_store_from_env().put_file(export.path, key)
+    return QueryResult.objects.create(
+        id=result_id,
+        org_id=audit["org_id"],
+        user_id=audit["user_id"],
+        task_id=audit["task_id"],
+        sql_sha256=audit["sql_sha256"],
+        format=export.format,
+        key=key,
+        row_count=rows,
+        bytes=export.path.stat().st_size,
+        truncated=truncated,
+        expires_at=timezone.now() + timedelta(seconds=settings.TRACE_QUERY_RESULT_TTL_SECONDS),
+    )
+
+
+RESULTS_PREFIX = "query-results"
+
+
+def query_result_for(*, result_id: uuid.UUID, org_id: int, user_id=None, task_id=None):
+    """An export that exists, has not expired and was made by this user (or task) of this
+    org; any other is simply not found."""
+    found = QueryResult.objects.filter(
+        pk=result_id, org_id=org_id, expires_at__gt=timezone.now()
+    ).filter(**({"user_id": user_id} if user_id is not None else {"task_id": task_id}))
+    record = found.first() if (user_id is not None or task_id is not None) else None
+    if record is None:
+        raise NotFound("no such query result (they are kept for a limited time)")
+    return record
+
+
+def query_result_open(record: QueryResult):
+    from trace_chain.object_store import ObjectNotFound, object_store_from_env
+
+    try:
+        return object_store_from_env().open_stream(record.key)
+    except ObjectNotFound:
+        raise NotFound("the query result's file is gone") from None
+
+
+def query_results_prune(*, batch_size: int = 500) -> int:
+    """Delete one batch of expired exports, their files first; returns how many."""
+    from trace_chain.object_store import object_store_from_env
+
+    expired = list(QueryResult.objects.filter(expires_at__lte=timezone.now())[:batch_size])
+    store = object_store_from_env()
+    for record in expired:
+        store.delete_prefix(record.key)
+    QueryResult.objects.filter(pk__in=[r.pk for r in expired]).delete()
+    return len(expired)
 
 
 def _scratch() -> Path:

@@ -99,6 +99,11 @@ SPECTACULAR_SETTINGS = {
     # 3.1: JSON Schema proper, so the task API's pydantic models (task_reports) document
     # themselves, nullable fields included.
     "OAS_VERSION": "3.1.0",
+    # One name per choice set that several components share.
+    "ENUM_NAME_OVERRIDES": {
+        "ExportFormatEnum": "trace_web.query.results.EXPORT_FORMATS",
+        "QueryFormatEnum": "trace_web.query.results.QUERY_FORMATS",
+    },
     "SERVE_INCLUDE_SCHEMA": False,
     # Pinned copies from drf-spectacular-sidecar instead of an unpinned CDN: the docs pages
     # work offline and in a VPC without egress.

@@ -145,14 +145,18 @@ def tasks_prune(*, batch_size: int | None = None) -> int:
 
 
 def state_prune(*, max_batches: int = 50) -> int:
-    """One dispatcher tick of retention: outbox and task batches until both are short or
-    `max_batches` rounds ran (the rest waits for the next tick); returns rows deleted."""
+    """One dispatcher tick of retention: outbox, task and expired query-export batches until
+    all are short or `max_batches` rounds ran (the rest waits for the next tick); returns rows
+    deleted."""
+    from trace_web.query.services import query_results_prune
+
     batch_size = settings.TRACE_PRUNE_BATCH_SIZE
     total = 0
     for _ in range(max_batches):
         outbox = outbox_prune(batch_size=batch_size)
         tasks = tasks_prune(batch_size=batch_size)
-        total += outbox + tasks
-        if outbox < batch_size and tasks < batch_size:
+        exports = query_results_prune(batch_size=batch_size)
+        total += outbox + tasks + exports
+        if max(outbox, tasks, exports) < batch_size:
             break
     return total
