@@ -70,6 +70,11 @@ def cold(tmp_path, monkeypatch):
     """A private object store and staging root for one test."""
     from trace_chain.object_store import object_store_from_env
 
-    monkeypatch.setenv("TRACE_OBJECT_STORE_URL", (tmp_path / "objects").as_uri())
+    url = (tmp_path / "objects").as_uri()
+    monkeypatch.setenv("TRACE_OBJECT_STORE_URL", url)
     monkeypatch.setenv("TRACE_STAGING_DIR", str(tmp_path / "staging"))
+    from django.conf import settings
+
+    if settings.configured:  # the control plane checks publications against the same store
+        monkeypatch.setattr(settings, "TRACE_OBJECT_STORE_URL", url)
     return object_store_from_env()

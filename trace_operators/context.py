@@ -50,6 +50,10 @@ class TaskContext:
     stop_event: threading.Event = field(default_factory=threading.Event)
     # Outputs to commit at completion; None means "each output once with the task's scope".
     outputs: list[dict[str, Any]] | None = None
+    # Run one SQL query over what the task may read (its pinned inputs) into a local file:
+    # query_to_file(sql=, path=, format=, max_rows=, timeout=) -> rows written. The platform
+    # runtime supplies it (through the same gate, sandbox and audit as /v1/task/query).
+    query_to_file: Callable[..., int] | None = None
 
     def emit(self, **event: Any) -> Any:
         """Commit one output event immediately (fenced by this attempt's lease)."""

@@ -154,7 +154,22 @@ def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
         capability_token=claimed.capability_token,
         emit_events=lambda events: task_events(lease=claimed.lease, events=events),
         stop_event=stop_event,
+        query_to_file=lambda **query: _query_to_file(claimed.capability_token, **query),
     )
+
+
+def _query_to_file(token: str, **query) -> int:
+    """A task's query into a file (trace_operators.duckdb_query): a query refused or failed on
+    its own terms fails for good (a retry runs the same SQL over the same inputs); the
+    platform's own trouble (503) is retried like any error."""
+    from trace_web.query.services import task_query_to_file
+
+    try:
+        return task_query_to_file(capability_token=token, **query).file_rows
+    except TraceError as exc:
+        if exc.http_status < 500:
+            raise PermanentError(f"{exc.code}: {exc.message}") from None
+        raise
 
 
 def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:

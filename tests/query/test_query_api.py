@@ -318,3 +318,55 @@ def test_a_dataset_the_caller_may_not_read_is_not_found(world, org, other_org, c
     for name in ("chain.hot", "backfill.logs[0]"):
         response = globex.get(f"/v1/datasets/{name}")
         assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+REPORT = """
+name: report
+jobs:
+  - name: daily
+    activation: manual
+    operator: duckdb_query
+    inputs: [{{from: {{dataset: chain.hot}}}}]
+    config: {config}
+"""
+
+
+def test_a_duckdb_query_job_publishes_its_rows_from_its_inputs_only(world, org):
+    from trace_chain.object_store import object_store_from_env
+    from trace_tasks.runner import task_run
+    from trace_web.orchestration.models import Task
+    from trace_web.orchestration.services.sources import job_run_manual
+
+    sql = "SELECT block_number, block_hash FROM blocks ORDER BY 1"
+    dag_sync(org=org, yaml_text=REPORT.format(config=f"{{sql: '{sql}'}}"), activate=True)
+    task = job_run_manual(org=org, dag_name="report", job_name="daily")
+    assert task_run(task_id=task.pk).status == "completed", Task.objects.get(pk=task.pk).error
+    dataset = Dataset.objects.get(org=org, dag_name="report", job_name="daily")
+    (partition,) = PartitionVersion.objects.filter(dataset_version__dataset=dataset)
+    hot = list(range(world["line"], world["tip"] + 1))  # chain.hot only: not the backfill
+    assert partition.row_count == len(hot) and partition.manifest["format"] == "parquet"
+    prefix = partition.location.split("/objects/", 1)[1]
+    assert prefix.startswith(f"orgs/{org.pk}/report/daily/")
+    store = object_store_from_env()
+    assert store.exists(prefix + "_SUCCESS")
+    table = pq.read_table(io.BytesIO(store.get_bytes(prefix + "result.parquet")))
+    assert table.column("block_number").to_pylist() == hot
+    assert table.column("block_hash")[0].as_py().startswith("0x")
+    (entry,) = partition.manifest["files"]
+    from trace_chain.cold_layout import sha256_hex
+
+    assert entry["sha256"] == sha256_hex(store.get_bytes(prefix + "result.parquet"))
+
+
+def test_a_duckdb_query_job_refused_by_the_gate_is_refused_at_deploy(org):
+    from trace_web.errors import ValidationFailed as DagSpecError
+
+    bad = REPORT.format(config="{sql: \"SELECT * FROM read_csv('/etc/passwd')\"}")
+    with pytest.raises(DagSpecError) as refused:
+        dag_sync(org=org, yaml_text=bad, activate=True)
+    assert any(e.startswith("jobs[0].config.sql: ") for e in refused.value.details)
+    unknown = REPORT.format(config="{sql: 'SELECT 1', format: xml, max_rows: 0}")
+    with pytest.raises(DagSpecError) as refused:
+        dag_sync(org=org, yaml_text=unknown, activate=True)
+    fields = {e.split(":")[0] for e in refused.value.details}
+    assert {"jobs[0].config.format", "jobs[0].config.max_rows"} <= fields

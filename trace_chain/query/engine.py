@@ -31,8 +31,9 @@ class Export:
     """Where a result too large to answer inline goes: a local file the caller then stores."""
 
     path: Path
-    format: str  # parquet | csv
+    format: str  # parquet | csv | jsonl
     max_rows: int
+    always: bool = False  # write the file even when the rows would fit inline (batch jobs)
 
 
 @dataclass
@@ -77,9 +78,10 @@ def query_execute(
         s3=s3,
     )
     with sandbox, sandbox.guard(limits.timeout_seconds):
-        reader = sandbox.connection.execute(sql).to_arrow_reader(min(limits.max_rows + 1, 65_536))
+        batch_rows = 65_536 if export is not None else min(limits.max_rows + 1, 65_536)
+        reader = sandbox.connection.execute(sql).to_arrow_reader(batch_rows)
         batches, over = _fetch_inline(reader, limits)
-        if over and export is not None:
+        if export is not None and (over or export.always):
             rows, truncated = _export(reader, batches, export)
             return QueryResult(
                 table=reader.schema.empty_table(),
@@ -142,7 +144,43 @@ def _export(reader: Any, fetched: list[Any], export: Export) -> tuple[int, bool]
     return written, False
 
 
+class JsonLinesWriter:
+    """One JSON object per row, values as the API shows them (decimals as strings, bytes as
+    0x hex, times in ISO 8601)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write_batch(self, batch: Any) -> None:
+        import json
+
+        for row in batch.to_pylist():
+            self._file.write(json.dumps({k: json_value(v) for k, v in row.items()}) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def json_value(value: Any) -> Any:
+    """A value as JSON shows it exactly: decimals as strings, bytes as 0x hex, ISO times."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    return value
+
+
 def _writer(export: Export, schema: Any) -> Any:
+    if export.format == "jsonl":
+        return JsonLinesWriter(export.path)
     if export.format == "csv":
         import pyarrow.csv as pcsv
 

@@ -129,3 +129,33 @@ def tasks_filter(
         "created_at__lt": created_before,
     }
     return tasks.filter(**{k: v for k, v in filters.items() if v is not None}).order_by("-id")
+
+
+def declared_inputs(*, job, skip: frozenset[int] = frozenset()) -> list:
+    """The datasets the job's `inputs` name that exist, each pinned at its newest version (no
+    partition): what a manual run reads, and what a routed task reads of the inputs other
+    than the one that triggered it (`skip`). An input not published yet is left out."""
+    from django.db.models import Max
+
+    from trace_web.datasets.models import Dataset
+    from trace_web.orchestration.services.tasks import PinnedInput
+
+    pinned = []
+    for edge in job.inputs.select_related("from_job").order_by("position"):
+        found = Dataset.objects.filter(org_id=job.org_id)
+        if edge.from_job_id is not None:
+            found = found.filter(
+                dag_name=job.dag_version.name,
+                job_name=edge.from_job.name,
+                output_index=edge.from_output or 0,
+            )
+        else:
+            found = found.filter(published_name=edge.from_dataset_name)
+        dataset = found.annotate(newest=Max("versions__generation")).first()
+        if dataset is None or dataset.pk in skip:
+            continue
+        version = dataset.versions.filter(generation=dataset.newest).first()
+        pinned.append(
+            PinnedInput(dataset_id=dataset.pk, dataset_version_id=version.pk if version else None)
+        )
+    return list({p.dataset_id: p for p in pinned}.values())

@@ -4,7 +4,6 @@ decimals as strings, so no client rounds them), CSV, or Arrow IPC (typed, for da
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 from typing import Any
 
 FORMATS = {
@@ -22,21 +21,9 @@ def columns_of(table: Any) -> list[dict[str, str]]:
 
 
 def json_rows(table: Any) -> list[list[Any]]:
-    return [[_json_value(v) for v in row.values()] for row in table.to_pylist()]
+    from trace_chain.query.engine import json_value
 
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return value
+    return [[json_value(v) for v in row.values()] for row in table.to_pylist()]
 
 
 def csv_bytes(table: Any) -> bytes:

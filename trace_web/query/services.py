@@ -47,6 +47,7 @@ class QueryOutcome:
     relations: frozenset[str]
     sql_sha256: str
     export: QueryResult | None = None  # set when the rows went to the object store
+    file_rows: int | None = None  # with `to_file`: the rows written there
 
 
 def query_run(
@@ -59,10 +60,13 @@ def query_run(
     timeout_seconds: float,
     max_rows: int,
     export_format: str | None = None,
+    to_file: Path | None = None,
 ) -> QueryOutcome:
     """Gate, run and audit one query over `catalog` (what the caller may read). With
     `export_format`, a result past the inline caps (`max_rows`, TRACE_QUERY_MAX_BYTES) is
-    exported whole in that format instead of truncated; without, it is truncated."""
+    exported whole in that format instead of truncated; without, it is truncated. With
+    `to_file` (a batch job's output), every row up to `max_rows` is written to that local file
+    in `export_format`, and none is kept inline."""
     from trace_chain.db import data_engine
     from trace_chain.query.audit import query_audit_record
     from trace_chain.query.engine import Export, Limits, query_execute
@@ -89,7 +93,9 @@ def query_run(
         )
         with tempfile.TemporaryDirectory(prefix="trace-query-", dir=_scratch()) as temp:
             export = None
-            if export_format is not None:
+            if to_file is not None:
+                export = Export(path=to_file, format=export_format, max_rows=max_rows, always=True)
+            elif export_format is not None:
                 export = Export(
                     path=Path(temp) / f"result.{export_format}",
                     format=export_format,
@@ -101,13 +107,15 @@ def query_run(
                 gated.sql, catalog=catalog, limits=limits, temp_dir=scratch, export=export
             )
             record = None
-            if result.exported_rows is not None:
+            if result.exported_rows is not None and to_file is None:
                 record = _export_store(
                     export, rows=result.exported_rows, truncated=result.truncated, audit=audit
                 )
-        rows = result.exported_rows if record else result.table.num_rows
+        exported = result.exported_rows is not None
+        rows = result.exported_rows if exported else result.table.num_rows
         audit.update(outcome="ok", rows=rows, truncated=result.truncated)
         return QueryOutcome(
+            file_rows=result.exported_rows if to_file is not None else None,
             table=result.table,
             truncated=result.truncated,
             seconds=result.seconds,
@@ -127,6 +135,29 @@ def query_run(
     finally:
         audit["duration_ms"] = int((time.monotonic() - began) * 1000)
         query_audit_record(data_engine(), **audit)
+
+
+def task_query_to_file(
+    *, capability_token: str, sql: str, path: Path, format: str, max_rows: int, timeout: float
+) -> QueryOutcome:
+    """A batch job's query (the duckdb_query operator): what the task's capability token
+    grants (its pinned inputs, while its attempt lasts), every row into the local file `path`;
+    gated, limited and audited as the task's own query."""
+    from trace_chain.db import query_reader_dsn
+    from trace_web.orchestration.services.tokens import capability_token_verify
+    from trace_web.query.selectors import task_catalog
+
+    capability = capability_token_verify(capability_token)
+    return query_run(
+        sql=sql,
+        catalog=task_catalog(capability=capability, hot_dsn=query_reader_dsn()),
+        org_id=capability.org_id,
+        task_id=capability.lease.task_id,
+        timeout_seconds=min(timeout, settings.TRACE_TASK_QUERY_SECONDS),
+        max_rows=max_rows,
+        export_format=format,
+        to_file=path,
+    )
 
 
 def _export_store(export: Any, *, rows: int, truncated: bool, audit: dict) -> QueryResult:

@@ -15,7 +15,7 @@ from trace_web.datasets.models import (
     InvalidationProcessing,
 )
 from trace_web.orchestration.models import Job, JobInput, Task, TaskInput, TaskStatus
-from trace_web.orchestration.selectors import consumer_edges
+from trace_web.orchestration.selectors import consumer_edges, declared_inputs
 from trace_web.orchestration.services.tasks import PinnedInput, TaskScope, task_create
 
 
@@ -61,7 +61,8 @@ def _per_partition(edge: JobInput, dataset: Dataset, event: dict[str, Any], even
                 dataset_id=dataset.pk,
                 dataset_version_id=event.get("dataset_version_id"),
                 partition_key=event.get("partition_key"),
-            )
+            ),
+            *declared_inputs(job=edge.job, skip=frozenset({dataset.pk})),
         ],
     )
     return task if created else None
@@ -109,7 +110,8 @@ def _per_update(edge: JobInput, dataset: Dataset, event: dict[str, Any]):
                 dataset_version_id=event.get("dataset_version_id"),
                 cursor_from=position,
                 cursor_to=upto,
-            )
+            ),
+            *declared_inputs(job=job, skip=frozenset({dataset.pk})),
         ],
     )
     return task

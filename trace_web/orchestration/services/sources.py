@@ -155,8 +155,12 @@ def job_run_manual(
     payload: dict[str, Any] | None = None,
     scope: TaskScope | None = None,
 ) -> Task:
+    from trace_web.orchestration.selectors import declared_inputs
+
     job = active_job(org_id=org.pk, dag_name=dag_name, job_name=job_name)
-    task, _ = task_create(job=job, trigger="manual", scope=scope, payload=payload)
+    task, _ = task_create(
+        job=job, trigger="manual", scope=scope, payload=payload, inputs=declared_inputs(job=job)
+    )
     return task
 
 
