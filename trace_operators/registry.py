@@ -30,6 +30,7 @@ OPERATORS: dict[str, str] = {
     "noop": "trace_operators.noop",
     "cryo_ingest": "trace_operators.cryo_ingest",
     "block_follower": "trace_operators.block_follower",
+    "parquet_compact": "trace_operators.parquet_compact",
 }
 
 
