@@ -5,6 +5,7 @@ the hot range; a re-run (also after a crash at any step) changes nothing; the fe
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -225,3 +226,48 @@ def test_publications_lie_under_the_declared_prefixes(followed, hot_engine, cold
         location = event["publication"]["location"]
         assert any(location.startswith(p) for p in prefixes), location
         assert json.loads(json.dumps(event["publication"]["manifest"]))["files"]
+
+
+def test_small_partitions_are_merged_into_larger_ones(followed, hot_engine, cold, tmp_path):
+    url, follower = followed
+    devchain.generate_traffic(url, blocks=12, txs_per_block=2)
+    catch_up(follower)
+    recorder = Recorder()
+    # 5-block partitions; blocks are merged up to 10 rows, so two by two.
+    outcome = compact(compaction_config(merge_target_rows=10), recorder)
+    line = hot_low(hot_engine)
+    merged = [c for c in outcome.committed if c.kind == "merged"]
+    assert merged and all(c.dataset in chain_schema.DATASETS for c in merged)
+    blocks = live(hot_engine, "blocks")
+    below = [r for r in blocks if r[1] <= line]
+    assert below and all(end - start == 10 for start, end in below[: len(below) // 2 * 2])
+    assert [r[0] for r in blocks] == sorted(r[0] for r in blocks)
+    assert blocks[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    # The merged partitions were committed like any other, under their own range.
+    merged_events = [
+        e for e in recorder.of_type("output") if e["attributes"]["compaction"] == "merged"
+    ]
+    assert {
+        (e["range_start"], e["range_end"])
+        for e in merged_events
+        if e["attributes"]["dataset"] == "blocks"
+    } == {r for r in blocks if r[1] - r[0] == 10}
+    assert_totals(hot_engine, url, follower.tip, tmp_path)
+    # A second run merges nothing more that is already merged.
+    again = compact(compaction_config(merge_target_rows=10))
+    assert [c for c in again.committed if c.kind == "merged"] == []
+    assert_totals(hot_engine, url, follower.tip, tmp_path)
+
+
+def test_partitions_are_merged_by_bytes_too(followed, hot_engine, cold, tmp_path):
+    url, follower = followed
+    compact(compaction_config(merge_target_rows=10**9, merge_target_bytes=1))
+    assert all(end - start == 5 for start, end in live(hot_engine))  # each alone is "big"
+    with hot_engine.connect() as conn:
+        from trace_chain.cold_segments import segments_live
+
+        sizes = [s.bytes for s in segments_live(conn, chain_id=CHAIN, dataset="blocks")]
+    target = sizes[0] + sizes[1]  # two small ones reach it together
+    compact(compaction_config(merge_target_rows=10**9, merge_target_bytes=target))
+    assert live(hot_engine)[0] == (0, 10)
+    assert_totals(hot_engine, url, follower.tip, tmp_path)
