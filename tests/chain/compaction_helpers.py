@@ -79,8 +79,8 @@ def _add(into: dict, other: dict) -> dict:
     return into
 
 
-def federated(tmp_path: Path, *, sql: str = PER_RANGE) -> dict:
-    """Per-range totals through the query engine (hot above the line, cold below it)."""
+def federated_rows(tmp_path: Path, sql: str) -> list[dict]:
+    """Rows of `sql` through the query engine (hot above the line, cold below it)."""
     catalog = Catalog(
         datasets=frozenset(chain_schema.DATASETS),
         hot_chain_ids=frozenset({CHAIN}),
@@ -88,7 +88,12 @@ def federated(tmp_path: Path, *, sql: str = PER_RANGE) -> dict:
     )
     temp = tmp_path / f"q-{threading.get_ident()}"
     result = query_execute(sql, catalog=catalog, limits=Limits(), temp_dir=temp)
-    return {row.pop("r"): row for row in result.table.to_pylist()}
+    return result.table.to_pylist()
+
+
+def federated(tmp_path: Path) -> dict:
+    """Per-range totals through the query engine."""
+    return {row.pop("r"): row for row in federated_rows(tmp_path, PER_RANGE)}
 
 
 def hot_only(engine) -> dict:
