@@ -79,11 +79,13 @@ def _add(into: dict, other: dict) -> dict:
     return into
 
 
-def federated_rows(tmp_path: Path, sql: str) -> list[dict]:
-    """Rows of `sql` through the query engine (hot above the line, cold below it)."""
+def federated_rows(tmp_path: Path, sql: str, *, cold: tuple = ()) -> list[dict]:
+    """Rows of `sql` through the query engine (hot above the line, cold below it); `cold`:
+    committed files of other sources (backfills) the caller may also read."""
     catalog = Catalog(
         datasets=frozenset(chain_schema.DATASETS),
         hot_chain_ids=frozenset({CHAIN}),
+        cold=tuple(cold),
         hot_dsn=query_reader_dsn(),
     )
     temp = tmp_path / f"q-{threading.get_ident()}"
@@ -91,9 +93,9 @@ def federated_rows(tmp_path: Path, sql: str) -> list[dict]:
     return result.table.to_pylist()
 
 
-def federated(tmp_path: Path) -> dict:
+def federated(tmp_path: Path, *, cold: tuple = ()) -> dict:
     """Per-range totals through the query engine."""
-    return {row.pop("r"): row for row in federated_rows(tmp_path, PER_RANGE)}
+    return {row.pop("r"): row for row in federated_rows(tmp_path, PER_RANGE, cold=cold)}
 
 
 def hot_only(engine) -> dict:

@@ -12,8 +12,10 @@ from tests.chain.compaction_helpers import (
     assert_totals,
     compact,
     compaction_config,
+    federated,
     hot_low,
     live,
+    node_totals,
 )
 from tests.chain.test_block_follower import Recorder, catch_up, make_follower, node_blocks
 from trace_chain import devchain
@@ -105,6 +107,30 @@ def test_a_deep_reorg_rebuilds_the_cold_partitions_it_reaches(
     invalidated = compaction_events.of_type("invalidation")
     assert [(e["range_start"], e["range_end"]) for e in invalidated] == outcome.rebuilt
     assert_totals(hot_engine, url, follower.tip, tmp_path)
+
+
+def test_compacted_partitions_answer_before_a_stale_backfill(
+    fresh_anvil, hot_engine, cold, tmp_path
+):
+    """A Cryo backfill published near the head (a chain_sync's follow_head) that a deep reorg
+    then replaced: once compaction has rebuilt the range, its partitions answer, not the
+    backfill's stale files (the backfill itself is not rebuilt yet, see docs)."""
+    from dataclasses import replace
+
+    from tests.query.test_unified_relations import cold_files
+
+    url = fresh_anvil.url
+    devchain.generate_traffic(url, blocks=40, txs_per_block=2)
+    follower = make_follower(url, hot_engine, Recorder(), batch_size=50, window_blocks=4)
+    catch_up(follower)
+    backfill = [replace(f, priority=3) for f in cold_files(cold, url, 0, follower.tip - 5)]
+    config = compaction_config()
+    compact(config)
+    devchain.reorg(url, 30)
+    follower.step()
+    catch_up(follower)
+    compact(config)
+    assert federated(tmp_path, cold=tuple(backfill)) == node_totals(url, follower.tip)
 
 
 def _segments(engine):
