@@ -95,9 +95,10 @@ def _data_db_migrated():
 
 @pytest.fixture
 def hot_engine(_data_db_migrated):
-    """The data DB engine with empty hot tables."""
+    """The data DB engine with empty hot tables (and no compacted segments)."""
     import sqlalchemy as sa
 
+    from trace_chain import cold_segments  # noqa: F401 - declared on metadata: emptied too
     from trace_chain.db import data_engine
     from trace_chain.hot_schema import metadata
 

@@ -106,22 +106,33 @@ class ColdPartition:
     config_hash: str
     range_start: int
     range_end: int  # end-exclusive
+    # Compaction's partitions hold what the chain was when they were written: one revision per
+    # content (the range's last block hash), so a range rebuilt after a deep reorg gets a prefix
+    # of its own instead of conflicting with the one it replaces. None: Cryo's, by range only.
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         _check_range(self.range_start, self.range_end)
         if len(self.config_hash) < CONFIG_HASH_PREFIX_CHARS:
             raise ValueError("config_hash is too short")
+        if self.revision is not None and not (
+            self.revision.isalnum() and self.revision.isascii() and 0 < len(self.revision) <= 64
+        ):
+            raise ValueError(f"revision must be 1 to 64 ASCII letters or digits: {self.revision!r}")
 
     @property
     def prefix(self) -> str:
         version = version_prefix(
             chain_id=self.chain_id, dataset=self.dataset, config_hash=self.config_hash
         )
-        return f"{version}{self.range_start:08}_{self.range_end - 1:08}/"
+        revision = f"{self.revision}/" if self.revision else ""
+        return f"{version}{self.range_start:08}_{self.range_end - 1:08}/{revision}"
 
     @property
     def partition_key(self) -> str:
         """The control plane's default key for an end-exclusive range."""
+        if self.revision:
+            return f"{self.dataset}/{self.range_start}_{self.range_end}/{self.revision}"
         return f"{self.range_start}_{self.range_end}"
 
     @property

@@ -83,12 +83,13 @@ def migrate_data_db(url: str | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-# The role the query engine attaches the data DB as: it may read the hot chain tables and
-# nothing else, so SQL that reaches the attachment (it cannot, past the gate) still could not
-# read or change anything more. It logs in without a password (trust or peer on the data DB's
-# host, or a libpq password file): no secret ever sits in a DSN DuckDB could reveal.
+# The role the query engine attaches the data DB as: it may read the hot chain tables and the
+# compacted segments' records and nothing else, so SQL that reaches the attachment (it cannot,
+# past the gate) still could not read or change anything more. It logs in without a password
+# (trust or peer on the data DB's host, or a libpq password file): no secret ever sits in a DSN
+# DuckDB could reveal.
 QUERY_ROLE = "trace_query"
-QUERY_TABLES = ("hot_blocks", "hot_transactions", "hot_logs")
+QUERY_TABLES = ("hot_blocks", "hot_transactions", "hot_logs", "cold_segments")
 
 
 def query_reader_dsn(url: str | None = None) -> str:

@@ -156,6 +156,8 @@ class Follower:
                 ).items()
             ):
                 self.window.add(number, block_hash)
+        else:
+            self._resume_from_cold()
         self.unemitted_from = max(
             self.config.start_block, min(self.unemitted_from, self.next_block)
         )
@@ -168,6 +170,8 @@ class Follower:
 
         bounds = hot_store.hot_bounds(self.engine, chain_id=self.config.chain_id)
         if bounds is not None and self.unemitted_from < bounds[0]:
+            if self._cold_covers(self.unemitted_from, bounds[0]):
+                return bounds  # compacted: the blocks below the hot rows are in cold
             raise PermanentError(
                 f"chain {self.config.chain_id}'s hot rows start at block {bounds[0]}, above "
                 f"this follower's next block to announce ({self.unemitted_from}): another "
@@ -175,6 +179,41 @@ class Follower:
                 f"{bounds[0]}, and chain_sync for older history"
             )
         return bounds
+
+    def _cold_blocks(self) -> list:
+        """The chain's live compacted `blocks` segments (trace_chain/compaction.py)."""
+        from trace_chain.compaction import cold_tail
+
+        return cold_tail(self.engine, chain_id=self.config.chain_id)
+
+    def _cold_covers(self, start: int, end: int) -> bool:
+        from trace_chain.cold_segments import covered_upto
+
+        return covered_upto(self._cold_blocks(), start) >= end
+
+    def _resume_from_cold(self) -> None:
+        """No hot rows, but compaction moved the chain's history to cold: continue from cold's
+        high-water mark (the end of the contiguous cold run holding our next block), linking to
+        its last block's hash, instead of fetching history into the hot tables again."""
+        from trace_chain.cold_segments import covered_upto
+
+        segments = self._cold_blocks()
+        start = self.floor
+        hwm = covered_upto(segments, start)
+        if hwm <= start:
+            return
+        last = next(s for s in segments if s.range_end == hwm)
+        self.tip, self.tip_hash = hwm - 1, last.last_block_hash
+        self.window.add(self.tip, self.tip_hash)
+        log.info("chain %s: resuming from cold's high-water mark %s", self.config.chain_id, hwm)
+
+    def _cold_hashes(self, start: int, end: int) -> dict[int, str]:
+        """Stored hashes below the hot rows: the last block of each compacted segment."""
+        return {
+            s.range_end - 1: s.last_block_hash
+            for s in self._cold_blocks()
+            if start <= s.range_end - 1 < end
+        }
 
     def _align(self, block: int) -> int:
         """The start of the `emit_every_blocks` announcement that holds `block`, so a
@@ -322,7 +361,10 @@ class Follower:
         head = latest["number"]
         if head < self.floor:
             return False
-        return latest["hash"] != self._stored_hash(head)
+        stored = self._stored_hash(head)
+        # Compacted blocks keep only their segment's last hash: a node that far behind us
+        # is waited for, not taken for a reorg.
+        return stored is not None and latest["hash"] != stored
 
     def _emit_due(self) -> None:
         """Emit one event per full `emit_every_blocks` blocks written since the last one."""
@@ -426,11 +468,14 @@ class Follower:
         found = hot_store.hot_hashes(
             self.engine, chain_id=self.config.chain_id, start=number, end=number + 1
         )
+        if number not in found:
+            found = self._cold_hashes(number, number + 1)
         return found.get(number)
 
     def _fork_point(self, head: int) -> int:
         """Highest stored block whose hash the node still agrees with; walks back in growing
-        steps (never above the node's head), reading stored hashes from the hot table."""
+        steps (never above the node's head), reading stored hashes from the hot table and,
+        below it, the compacted segments' last hashes."""
         from trace_chain import hot_store
 
         upper = min(self.next_block, head + 1)  # exclusive
@@ -444,6 +489,10 @@ class Follower:
             stored = hot_store.hot_hashes(
                 self.engine, chain_id=self.config.chain_id, start=lower, end=upper
             )
+            # Below the hot rows (compacted), a reorg deeper than the hot window is found at a
+            # cold segment's end: the rewrite then starts at the next segment, which compaction
+            # rebuilds from the hot rows written again.
+            stored = {**self._cold_hashes(lower, upper), **stored}
             for number in range(upper - 1, lower - 1, -1):
                 if stored.get(number) is not None and stored[number] == canonical.get(number):
                     return number

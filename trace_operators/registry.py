@@ -31,6 +31,7 @@ OPERATORS: dict[str, str] = {
     "cryo_ingest": "trace_operators.cryo_ingest",
     "block_follower": "trace_operators.block_follower",
     "duckdb_query": "trace_operators.duckdb_query",
+    "parquet_compact": "trace_operators.parquet_compact",
 }
 
 

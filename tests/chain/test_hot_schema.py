@@ -1,11 +1,12 @@
 """The data DB's Alembic migrations build exactly the tables declared on hot_schema's metadata
-(the hot tables and the query audit)."""
+(the hot tables, the query audit and the compacted cold segments)."""
 
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from trace_chain import cold_segments  # noqa: F401 - declared on the same metadata
 from trace_chain.hot_schema import metadata
 from trace_chain.query import audit  # noqa: F401 - the query audit is declared on that metadata
 

@@ -4,7 +4,16 @@ and whether the hot tables count. No Django here: the control plane fills these 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+# Compacted segments answer first where they overlap other cold sources: they are what the hot
+# tables held, and a rebuild after a deep reorg replaces them in the data DB at once.
+COMPACTED_PRIORITY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -35,3 +44,35 @@ class Catalog:
 
     def chain_ids(self) -> frozenset[int]:
         return self.hot_chain_ids | {f.chain_id for f in self.cold}
+
+
+def readable_path(location: str) -> str:
+    """A committed location as DuckDB reads it: a local path for file://, the URL otherwise."""
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return str(Path(unquote(parts.path)))
+    return location
+
+
+def compacted_files(chain_id: int, rows: Iterable[Any]) -> list[ColdFile]:
+    """ColdFiles of live compacted segments, from rows of (dataset, range_start, range_end,
+    location, files as JSON text) (trace_chain.query.relations.segments_sql)."""
+    from trace_chain.chain_schema import SCHEMA_VERSION
+
+    out = []
+    for seq, (dataset, _start, _end, location, files) in enumerate(rows):
+        prefix = location if location.endswith("/") else location + "/"
+        for entry in json.loads(files):
+            out.append(
+                ColdFile(
+                    dataset=dataset,
+                    chain_id=chain_id,
+                    path=readable_path(prefix + entry["name"]),
+                    range_start=int(entry["range_start"]),
+                    range_end=int(entry["range_end"]),
+                    schema_version=SCHEMA_VERSION,
+                    priority=COMPACTED_PRIORITY,
+                    committed_seq=seq,
+                )
+            )
+    return out

@@ -1,9 +1,10 @@
 """Run one gated SELECT over a catalog: a sandbox per query (trace_chain/query/hardening.py)
 whose relations are the unified `blocks`, `transactions`, `logs`, built inside the sandbox's
-one transaction (the compaction line and the hot rows read in one Postgres snapshot), then the
-query under its time limit, its rows fetched up to the inline caps (rows and bytes; one more
-row tells truncation). With an `Export`, a result past the inline caps is streamed whole into
-a Parquet or CSV file instead (up to the export's own row cap), still under the time limit."""
+one transaction (the compaction line, the compacted cold segments and the hot rows read in one
+Postgres snapshot), then the query under its time limit, its rows fetched up to the inline caps
+(rows and bytes; one more row tells truncation). With an `Export`, a result past the inline
+caps is streamed whole into a Parquet, CSV or JSON-lines file instead (up to the export's own
+row cap), still under the time limit."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trace_chain.query.catalog import Catalog
+from trace_chain.query.catalog import Catalog, ColdFile, compacted_files
 from trace_chain.query.hardening import PostgresSource, S3Access, SandboxLimits, open_sandbox
-from trace_chain.query.relations import HOT_CATALOG, line_sql, relation_sql
+from trace_chain.query.relations import HOT_CATALOG, line_sql, relation_sql, segments_sql
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,23 @@ def query_execute(
 
     def build(conn: Any) -> tuple[dict[str, str], list[str]]:
         lines: dict[int, int | None] = {}
+        compacted: list[ColdFile] = []
         if hot:
             for chain_id in sorted(catalog.hot_chain_ids):
                 lines[chain_id] = conn.execute(line_sql(chain_id)).fetchone()[0]
+                # The rows compaction moved out of the hot tables, as of this same snapshot:
+                # whoever may read a chain's hot rows may read them once they are cold.
+                rows = conn.execute(segments_sql(chain_id)).fetchall()
+                compacted += compacted_files(chain_id, rows)
+        readable = Catalog(
+            datasets=catalog.datasets,
+            hot_chain_ids=catalog.hot_chain_ids,
+            cold=catalog.cold + tuple(compacted),
+            hot_dsn=catalog.hot_dsn,
+        )
         views, paths = {}, []
         for dataset in sorted(catalog.datasets):
-            views[dataset], files = relation_sql(dataset, catalog, lines)
+            views[dataset], files = relation_sql(dataset, readable, lines)
             paths += files
         return views, sorted(set(paths))
 

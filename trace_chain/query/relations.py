@@ -28,6 +28,16 @@ def line_sql(chain_id: int) -> str:
     )
 
 
+def segments_sql(chain_id: int) -> str:
+    """The chain's live compacted segments (trace_chain/cold_segments.py), read in the same
+    snapshot as the line: a compaction records them in the transaction that moves it."""
+    return (
+        "SELECT dataset, range_start, range_end, location, CAST(files AS VARCHAR) "
+        f"FROM {HOT_CATALOG}.public.cold_segments "
+        f"WHERE chain_id = {int(chain_id)} AND state = 'live' ORDER BY id"
+    )
+
+
 def relation_sql(
     dataset: str, catalog: Catalog, lines: dict[int, int | None]
 ) -> tuple[str, list[str]]:

@@ -111,7 +111,7 @@ def _chain_relations(definition: dict[str, Any]) -> tuple[int | None, tuple[str,
     config = definition.get("config") or {}
     chain_id = config.get("chain_id") if isinstance(config.get("chain_id"), int) else None
     operator = definition.get("operator")
-    if operator == "block_follower":
+    if operator in ("block_follower", "parquet_compact"):  # every dataset of the chain
         return chain_id, DATASETS
     if operator in COLD_OPERATORS and config.get("dataset") in DATASETS:
         return chain_id, (config["dataset"],)

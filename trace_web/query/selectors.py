@@ -1,15 +1,14 @@
 """What a caller may query, from the dataset registry: the chains whose hot rows it may read
 (the org's readable follower datasets) and the committed cold files it may read (the org's
-readable Cryo backfill partitions), as the engine's Catalog."""
+readable Cryo backfill partitions), as the engine's Catalog. Compacted partitions are not
+listed here: the engine reads them for the hot chains in the same snapshot as the line."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from trace_chain.chain_schema import DATASETS
-from trace_chain.query.catalog import Catalog, ColdFile
+from trace_chain.query.catalog import Catalog, ColdFile, readable_path
 from trace_web.datasets.models import Dataset, PartitionVersion
 from trace_web.datasets.selectors import datasets_readable
 from trace_web.orgs.models import Org
@@ -73,7 +72,7 @@ def _files(version, *, generation: int) -> list[ColdFile]:
                 ColdFile(
                     dataset=manifest.get("dataset"),
                     chain_id=manifest.get("chain_id"),
-                    path=_readable_path(partition.location + entry["name"]),
+                    path=readable_path(partition.location + entry["name"]),
                     range_start=start,
                     range_end=end,
                     schema_version=schema_version,
@@ -95,14 +94,6 @@ def _file_range(name: str, partition: PartitionVersion) -> tuple[int, int]:
     if match is None:
         return partition.range_start, partition.range_end
     return int(match.group(1)), int(match.group(2)) + 1
-
-
-def _readable_path(location: str) -> str:
-    """A committed location as DuckDB reads it: a local path for file://, the URL otherwise."""
-    parts = urlsplit(location)
-    if parts.scheme == "file":
-        return str(Path(unquote(parts.path)))
-    return location
 
 
 def readable_dataset(*, org: Org, role: str, name: str) -> Dataset | None:
