@@ -55,25 +55,29 @@ LAYOUT_QUERIES = {
 # --- the baselines: raw DuckDB --------------------------------------------------------------
 
 
-def transactions_view(files: list[str], line: int) -> str:
+def transactions_view(files: list[str], line: int | None) -> str:
     """What a DuckDB user writes by hand for the same rows: the files below the line, the
-    hot table from it on (the line known in advance, no lookup)."""
+    hot table from it on (the line known in advance, no lookup); line None: the files only."""
     from trace_chain import chain_schema
 
     columns = ", ".join(chain_schema.column_names("transactions"))
     listed = ", ".join(f"'{path}'" for path in files)
+    cold = f"SELECT {columns} FROM read_parquet([{listed}])"
+    if line is None:
+        return cold
     return (
-        f"SELECT {columns} FROM read_parquet([{listed}]) UNION ALL "
-        f"SELECT {columns} FROM pg.public.hot_transactions "
+        f"{cold} UNION ALL SELECT {columns} FROM pg.public.hot_transactions "
         f"WHERE chain_id = {CHAIN_ID} AND block_number >= {int(line)}"
     )
 
 
 class RawDuckDB:
     """DuckDB 1.5.5 with the sandbox's threads and memory limit and the same postgres_scanner
-    build, attached read-only as the same role."""
+    build, attached read-only as the same role (line None: no hot rows, nothing attached)."""
 
-    def __init__(self, *, files: list[str], line: int, hot_dsn: str, threads: int, memory: str):
+    def __init__(
+        self, *, files: list[str], line: int | None, hot_dsn: str, threads: int, memory: str
+    ):
         self.files, self.line, self.hot_dsn = files, line, hot_dsn
         self.threads, self.memory = threads, memory
         self.open = self.connect()
@@ -84,8 +88,9 @@ class RawDuckDB:
         from trace_chain.query.hardening import extension_path
 
         con = duckdb.connect(":memory:")
-        con.execute(f"LOAD '{extension_path('postgres_scanner')}'")
-        con.execute(f"ATTACH '{self.hot_dsn}' AS pg (TYPE postgres, READ_ONLY)")
+        if self.line is not None:
+            con.execute(f"LOAD '{extension_path('postgres_scanner')}'")
+            con.execute(f"ATTACH '{self.hot_dsn}' AS pg (TYPE postgres, READ_ONLY)")
         con.execute(f"SET threads = {int(self.threads)}")
         con.execute(f"SET memory_limit = '{self.memory}'")
         con.execute(f"CREATE VIEW transactions AS {transactions_view(self.files, self.line)}")
@@ -223,7 +228,8 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))))  # fmt: skip
 
 
-def latency(raw: RawDuckDB, engine: TraceEngine, http: TraceHttp, org: str, repeats: int):
+def latency(raw: RawDuckDB, engine: TraceEngine, http: TraceHttp, org: str, repeats: int,
+            title: str):  # fmt: skip
     header = ["query", "raw open ms", "raw new conn ms", "engine ms", "HTTP ms",
               "engine/raw", "HTTP/raw"]  # fmt: skip
     rows = []
@@ -241,8 +247,7 @@ def latency(raw: RawDuckDB, engine: TraceEngine, http: TraceHttp, org: str, repe
         rows.append([label, ms(s["raw open"]), ms(s["raw new"]), ms(s["engine"]),
                      ms(s["http"]), f"{median(s['engine']) / base:.2f}",
                      f"{median(s['http']) / base:.2f}"])  # fmt: skip
-    print_table("Latency, medians (min-max) in ms; ratios to raw DuckDB, open connection",
-                header, rows)  # fmt: skip
+    print_table(title, header, rows)
 
 
 def scan_rate(raw: RawDuckDB, engine: TraceEngine, http, org: str, history, repeats: int):
@@ -391,6 +396,15 @@ def main() -> None:
             threads=settings.TRACE_QUERY_THREADS, memory=settings.TRACE_QUERY_MEMORY_LIMIT,
         )  # fmt: skip
         org_by[list(layout)[-1]] = org.slug
+        if name == "merged":  # the same files for an org without hot rows
+            cold_org = org_create(slug="bench-cold")
+            OrgMembership.objects.create(org=cold_org, user=user, role=Role.ADMIN)
+            register(org=cold_org, dag_name="backfill", config=config, committed=committed,
+                     follow=False)  # fmt: skip
+            cold_raw = RawDuckDB(
+                files=files, line=None, hot_dsn="", threads=settings.TRACE_QUERY_THREADS,
+                memory=settings.TRACE_QUERY_MEMORY_LIMIT,
+            )  # fmt: skip
     built = time.perf_counter() - began
     merged_name = next(iter(layout))
     merged_org = org_by[merged_name]
@@ -402,6 +416,9 @@ def main() -> None:
     scratch = home / "query-scratch"
     scratch.mkdir(exist_ok=True)
     engine = TraceEngine(catalog, scratch)
+    cold_engine = TraceEngine(
+        query_catalog(org=cold_org, role=Role.ADMIN, hot_dsn=query_reader_dsn()), scratch
+    )
     raw = layout[merged_name]
     http = TraceHttp(home, token)
     try:
@@ -413,7 +430,22 @@ def main() -> None:
               f"memory {settings.TRACE_QUERY_MEMORY_LIMIT}; repeats {args.repeats}; "
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} "
               "cores")  # fmt: skip
-        latency(raw, engine, http, merged_org, args.repeats)
+        latency(
+            raw,
+            engine,
+            http,
+            merged_org,
+            args.repeats,
+            "Latency, medians (min-max) in ms; ratios to raw DuckDB, open connection",
+        )
+        latency(
+            cold_raw,
+            cold_engine,
+            http,
+            cold_org.slug,
+            args.repeats,
+            "Cold only (an org without hot rows): the same files, nothing attached",
+        )
         scan_rate(raw, engine, http, merged_org, history, args.repeats)
         layouts(layout, http, org_by, args.repeats)
         setup_steps(query_reader_dsn(), args.repeats)

@@ -170,13 +170,16 @@ jobs:
 """
 
 
-def register(*, org, dag_name: str, config: dict, committed: list[Committed]) -> None:
-    """The org backfilled these partitions (a committed PartitionVersion each) and follows
-    the chain (its hot rows count)."""
+def register(
+    *, org, dag_name: str, config: dict, committed: list[Committed], follow: bool = True
+) -> None:
+    """The org backfilled these partitions (a committed PartitionVersion each) and, with
+    `follow`, follows the chain (its hot rows count)."""
     from trace_web.datasets.models import Dataset, PartitionVersion
     from trace_web.orchestration.services.dags import dag_sync
 
-    dag_sync(org=org, yaml_text=FOLLOW_DAG, activate=True)
+    if follow:
+        dag_sync(org=org, yaml_text=FOLLOW_DAG, activate=True)
     dag_sync(org=org, yaml_text=backfill_dag(dag_name, config), activate=True)
     versions = {
         dataset: Dataset.objects.get(org=org, dag_name=dag_name, job_name=dataset).versions.get()
