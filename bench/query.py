@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -457,6 +458,7 @@ def main() -> None:
         print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         stop([http.process])
+        shutil.rmtree(objects, ignore_errors=True)  # the history; logs stay in the home
 
 
 if __name__ == "__main__":
