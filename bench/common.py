@@ -16,18 +16,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+# Names a bench's databases and broker db take; the environment can move them, so two people
+# benchmarking on one machine do not recreate each other's databases.
+STATE_DB = os.environ.get("TRACE_BENCH_STATE_DB", "trace_bench_state")
+DATA_DB = os.environ.get("TRACE_BENCH_DATA_DB", "trace_bench_data")
+BROKER_DB = int(os.environ.get("TRACE_BENCH_BROKER_DB", "14"))
+
+
 def platform(home: Path | None = None) -> Path:
     """Point this process (and the Celery processes it starts) at a bench state DB, broker db
-    14 and data DB, migrate both and set Django up. Returns the bench's home directory."""
+    and data DB (STATE_DB, BROKER_DB, DATA_DB), migrate both and set Django up. Returns the
+    bench's home directory."""
     from trace_web.lite import services
 
     home = home or Path(tempfile.mkdtemp(prefix="trace-bench-"))
     pg = services.ensure_postgres(home, allow_loopback_probe=True)
     redis_server = services.ensure_redis(home, allow_loopback_probe=True)
-    _recreate(pg, "trace_bench_state")  # every run starts from an empty control plane
+    _recreate(pg, STATE_DB)  # every run starts from an empty control plane
     os.environ.update(
-        TRACE_STATE_DB_URL=services.database_url(pg, "trace_bench_state"),
-        TRACE_BROKER_URL=services.redis_db_url(redis_server, 14),
+        TRACE_STATE_DB_URL=services.database_url(pg, STATE_DB),
+        TRACE_BROKER_URL=services.redis_db_url(redis_server, BROKER_DB),
         TRACE_SECRET_KEY=os.environ.get("TRACE_SECRET_KEY", "bench-" + "x" * 40),
         TRACE_TASK_TOKEN_SECRET=os.environ.get("TRACE_TASK_TOKEN_SECRET", "bench-" + "y" * 40),
         TRACE_HOME=str(home),
@@ -90,7 +98,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
         proc.wait(timeout=30)
 
 
-def data_db(name: str = "trace_bench_data"):
+def data_db(name: str = DATA_DB):
     """A migrated, empty data DB for a benchmark; returns the SQLAlchemy engine."""
     import sqlalchemy as sa
 
