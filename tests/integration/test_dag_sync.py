@@ -3,12 +3,15 @@ content, invalid documents name the field, activation and rollback move one poin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from tests.dags import noop_dag
 from trace_web.datasets.models import Dataset, DatasetVersion
 from trace_web.orchestration.models import DagPointer, DagVersion, Job, JobInput
+from trace_web.orchestration.services.dags import dag_sync
 
 
 @pytest.fixture
@@ -202,3 +205,17 @@ def test_yaml_body_that_is_not_utf8_is_a_400(api):
     assert response.status_code == 400
     assert "not UTF-8" in response.json()["detail"]
     assert not DagVersion.objects.exists()
+
+
+DEMO_DAGS = sorted(
+    path
+    for path in (Path(__file__).parents[2] / "deploy" / "demo").glob("*.yaml")
+    if "kind: chain_sync" not in path.read_text()
+)
+
+
+@pytest.mark.parametrize("path", DEMO_DAGS, ids=lambda p: p.name)
+def test_every_demo_dag_deploys(org, path):
+    """`trace lite up` deploys these: each must pass every check a user's DAG does."""
+    result = dag_sync(org=org, yaml_text=path.read_text(), activate=True)
+    assert result.version.jobs.count() >= 1

@@ -6,6 +6,7 @@ directory (lite.env, lite.json, logs/).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -308,11 +310,54 @@ def _run_demo(env: dict[str, str]) -> None:
             return
     if env.get(DEVCHAIN_POOL_ENV):
         print(
-            "\ndemo: the chain is followed into hot_blocks/hot_transactions/hot_logs (data DB) and"
-            " backfilled to Parquet under TRACE_OBJECT_STORE_URL; watch it with\n"
-            f"  trace chain_sync status --job devchain-history --org {DEMO_ORG} --watch"
+            "\ndemo: the chain is followed into hot_blocks/hot_transactions/hot_logs (data DB),"
+            " compacted to Parquet as it finalizes and backfilled to Parquet under"
+            " TRACE_OBJECT_STORE_URL; watch it with\n"
+            f"  trace chain_sync status --job devchain-history --org {DEMO_ORG} --watch\n"
+            "demo: once the first range is compacted, a query over the whole chain follows."
         )
+        threading.Thread(target=_demo_query, args=(env,), name="demo-query", daemon=True).start()
     print()
+
+
+DEMO_SQL = (
+    "SELECT count(*) AS blocks, min(block_number) AS first, max(block_number) AS last, "
+    "sum(gas_used) AS gas FROM blocks"
+)
+
+
+def _demo_query(env: dict[str, str], *, wait_seconds: float = 180.0) -> None:
+    """Wait for the first compacted range (a live cold segment), then show one query that
+    reads the whole chain: cold below the line, hot above it."""
+    import sqlalchemy as sa
+
+    from trace_chain.cold_segments import LIVE, cold_segments
+    from trace_chain.db import create_data_engine
+
+    engine = create_data_engine(env["TRACE_DATA_DB_URL"])
+    deadline = time.monotonic() + wait_seconds
+    line = None
+    try:
+        while time.monotonic() < deadline and line is None:
+            time.sleep(2)
+            with contextlib.suppress(sa.exc.SQLAlchemyError), engine.connect() as conn:
+                line = conn.execute(
+                    sa.select(sa.func.max(cold_segments.c.range_end)).where(
+                        cold_segments.c.state == LIVE
+                    )
+                ).scalar()
+    finally:
+        engine.dispose()
+    if line is None:
+        print(f"demo: nothing compacted within {wait_seconds:.0f} s; see logs/worker-platform.log")
+        return
+    step = ["query", DEMO_SQL, "--org", DEMO_ORG]
+    result = subprocess.run(
+        [*MANAGE, *step], env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    print(f"\ndemo: blocks [0, {line}) are cold Parquet now, the rest hot; one query reads both:")
+    print(f"demo: trace {shlex.join(step)}")
+    print("  " + (result.stdout + result.stderr).strip().replace("\n", "\n  "))
 
 
 def _supervise(supervisor: Supervisor, home: Path, env: dict[str, str]) -> int:
