@@ -226,6 +226,7 @@ def assert_never_two_running(tasks):
             if current.to_status == "Running":
                 intervals.append((current.at, following.at if following else None))
     intervals.sort(key=lambda interval: interval[0])
+    assert len(intervals) >= 2, intervals  # both callers saw a restart: a pair to compare
     for (_, end), (next_start, _) in itertools.pairwise(intervals):
         assert end is not None and end <= next_start, intervals
 
