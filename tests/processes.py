@@ -25,6 +25,11 @@ def test_state_db_url() -> str:
     return f"postgres://{auth}@{quote(host, safe='')}{port}/{connection.settings_dict['NAME']}"
 
 
+def broker_key(name: str) -> str:
+    """The Redis key kombu uses for `name` (a queue, `unacked`): under this run's prefix."""
+    return settings.TRACE_BROKER_KEY_PREFIX + name
+
+
 class ServiceProcess:
     def __init__(
         self,

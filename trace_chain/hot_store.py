@@ -266,6 +266,12 @@ def hot_follower_org_register(engine: Engine, *, chain_id: int, org_id: int) -> 
         conn.execute(statement)
 
 
+def chain_writer_lock_key(chain_id: int) -> int:
+    """The bigint advisory-lock key of a chain's one-writer lock."""
+    digest = hashlib.sha256(f"trace.hot_writer:{chain_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 @contextmanager
 def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]):
     """Hold the one-writer-per-chain lock (a Postgres session advisory lock in the data DB) for
@@ -274,9 +280,7 @@ def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]
     lock dies with its connection, so a killed worker frees it at once. Calls `wait()` between
     tries while another writer holds it. Yields `still_held()`, to check before each write
     that the session (and so the lock) did not end under us."""
-    key = int.from_bytes(
-        hashlib.sha256(f"trace.hot_writer:{chain_id}".encode()).digest()[:8], "big", signed=True
-    )
+    key = chain_writer_lock_key(chain_id)
     conn = engine.connect()
 
     def still_held() -> bool:

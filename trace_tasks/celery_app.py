@@ -19,6 +19,17 @@ load_lite_env()
 
 from django.conf import settings  # noqa: E402
 
+
+def broker_transport_options() -> dict:
+    # Redis redelivers unacked messages after visibility_timeout; leases (not this) decide who
+    # runs a task, so it only needs to exceed the longest time a message legitimately stays
+    # unacked. The key prefix lets runs share a Redis db without seeing each other's keys.
+    options: dict = {"visibility_timeout": 3600}
+    if settings.TRACE_BROKER_KEY_PREFIX:
+        options["global_keyprefix"] = settings.TRACE_BROKER_KEY_PREFIX
+    return options
+
+
 app = Celery("trace", include=["trace_tasks.worker", "trace_tasks.dispatcher"])
 
 app.conf.update(
@@ -41,9 +52,7 @@ app.conf.update(
     # Prefetch one message per process: a long operator does not sit on wake-ups that an idle
     # worker could take, and a killed worker strands at most one unacked message per process.
     worker_prefetch_multiplier=1,
-    # Redis redelivers unacked messages after this; leases (not this) decide who runs a task,
-    # so it only needs to exceed the longest time a message legitimately stays unacked.
-    broker_transport_options={"visibility_timeout": 3600},
+    broker_transport_options=broker_transport_options(),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     task_serializer="json",

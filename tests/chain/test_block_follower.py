@@ -520,17 +520,22 @@ def test_a_new_followers_cursor_is_saved_before_it_announces(fresh_anvil, hot_en
 
 
 def test_the_writer_notices_when_its_lock_session_ends(hot_engine):
-    from trace_chain.hot_store import chain_writer_lock
+    from trace_chain.hot_store import chain_writer_lock, chain_writer_lock_key
 
+    # A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits).
+    key = chain_writer_lock_key(CHAIN) & 0xFFFFFFFFFFFFFFFF
+    holder = sa.text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = :high AND objid = :low AND objsubid = 1"
+    ).bindparams(high=key >> 32, low=key & 0xFFFFFFFF)
     with chain_writer_lock(hot_engine, chain_id=CHAIN, wait=lambda: None) as still_held:
         assert still_held()
+        # End exactly the session that holds this lock in this run's database: other runs and
+        # a Lite stack on the same server keep theirs.
         with hot_engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
-                )
-            )
+            (pid,) = conn.execute(holder).scalars().all()
+            assert conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar()
         assert not still_held()
 
 

@@ -47,9 +47,16 @@ def test_sub_second_block_time_mines_on_an_interval():
     with devchain.Anvil(block_time=0.2) as node, RpcPool("t", [node.url]) as pool:
         adapter = ChainAdapter(pool)
         first = adapter.head_number()
-        time.sleep(1.2)
-        mined = adapter.head_number() - first
-    assert 3 <= mined <= 9  # ~6 at 0.2 s
+        # Nobody mines here: the head moves on its own, block after block (how fast is the
+        # machine's business, so it belongs in bench/, not here).
+        seen = [first]
+        deadline = time.monotonic() + 60
+        while seen[-1] < first + 3:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+            if (head := adapter.head_number()) != seen[-1]:
+                seen.append(head)
+    assert seen[-1] >= first + 3 and seen == sorted(seen)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run solc-js")

@@ -114,6 +114,7 @@ def assert_nothing_stuck() -> None:
 
 def assert_drill_outcome() -> None:
     """The invariants every drill ends with."""
+    assert Task.objects.exists()  # else every check below would hold over nothing
     assert_one_execution_per_attempt(Task.objects.all())
     assert_never_two_running(Task.objects.filter(job__source_kind="always_on"))
     assert_no_stale_commit()

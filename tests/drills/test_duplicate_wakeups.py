@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from tests.drills.checks import assert_drill_outcome
+from tests.processes import broker_key
 from trace_tasks.publisher import send_wake
 from trace_web.orchestration.models import Task
 from trace_web.orchestration.services.dags import dag_sync
@@ -46,7 +47,7 @@ def test_duplicate_wakeups_give_one_execution_per_attempt(lite_stack, org):
     stack.wait_for(
         lambda: (
             stack.log("worker-platform").count("'not_claimed'") >= 5 * 40
-            and broker.llen("platform") == 0
+            and broker.llen(broker_key("platform")) == 0
         ),
         timeout=90,
         what="all 200 duplicate wake-ups consumed",

@@ -36,7 +36,11 @@ def test_stopping_lite_hands_the_follower_back_and_the_next_start_resumes(
     stack.supervisor.stop_all()  # what Ctrl-C or `trace lite down` does
     for component in stack.supervisor.components:
         if component.name != "anvil":  # workers and beat stopped on their own, none killed
-            assert component.proc.returncode == 0, component.name
+            assert component.proc.returncode == 0, (
+                component.name,
+                stack.notes[-5:],
+                stack.log(component.name)[-3000:],
+            )
     first.refresh_from_db()
     assert (first.status, first.attempt) == ("Canceled", 1)
     assert [t.to_status for t in first.transitions.order_by("id")] == [

@@ -7,9 +7,11 @@ import itertools
 import time
 
 import pytest
+import redis
 from django.core.management import call_command
 
 from tests.dags import noop_dag
+from tests.processes import broker_key
 from trace_tasks.publisher import send_wake
 from trace_web.orchestration.models import Outbox, OutboxStatus, Task, TaskStatus, TaskTransition
 from trace_web.orchestration.services.dags import dag_sync
@@ -51,15 +53,29 @@ def test_noop_dag_runs_upstream_then_downstream(services, org, tmp_path):
     assert upstream.worker_id.startswith("w1@")
 
 
-def test_duplicate_wakeups_execute_each_attempt_once(services, org):
+def test_duplicate_wakeups_execute_each_attempt_once(services, org, settings):
     dag_sync(org=org, yaml_text=noop_dag(extract_config="{sleep_seconds: 0.5}"), activate=True)
-    services.worker("w1", concurrency=3)
-    services.worker("w2", concurrency=3)
+    workers = [services.worker("w1", concurrency=3), services.worker("w2", concurrency=3)]
     task = job_run_manual(org=org, dag_name="chain", job_name="extract")
     for _ in range(20):
         send_wake(task_id=task.pk, queue="platform")
     wait_for(lambda: task_status(task.pk) == "Completed", what="task completed")
-    time.sleep(1.5)  # let every duplicate wake-up be consumed
+    # Wait for the outcome, not for a while: each of the 20 duplicates is handled (and finds
+    # nothing to claim), and the broker holds no wake-up, queued or delivered but unacked.
+    broker = redis.Redis.from_url(settings.TRACE_BROKER_URL)
+
+    def not_claimed():
+        return sum(w.log().count("'not_claimed'") for w in workers)
+
+    wait_for(
+        lambda: (
+            not_claimed() >= 20
+            and broker.llen(broker_key("platform")) == 0
+            and broker.hlen(broker_key("unacked")) == 0
+        ),
+        what="every duplicate wake-up consumed",
+    )
+    assert not_claimed() == 20
     runs = TaskTransition.objects.filter(task=task, to_status="Running")
     assert runs.count() == 1
     downstream = wait_for(lambda: Task.objects.filter(job__name="transform").first())
@@ -210,6 +226,7 @@ def assert_never_two_running(tasks):
             if current.to_status == "Running":
                 intervals.append((current.at, following.at if following else None))
     intervals.sort(key=lambda interval: interval[0])
+    assert len(intervals) >= 2, intervals  # both callers saw a restart: a pair to compare
     for (_, end), (next_start, _) in itertools.pairwise(intervals):
         assert end is not None and end <= next_start, intervals
 

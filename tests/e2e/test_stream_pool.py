@@ -10,6 +10,7 @@ import json
 import pytest
 import redis
 
+from tests.processes import broker_key
 from trace_tasks.publisher import send_wake
 from trace_web.orchestration.models import Task, TaskTransition
 from trace_web.orchestration.services.dags import dag_sync
@@ -54,7 +55,7 @@ def unacked_task_ids(broker_url: str) -> set[int]:
     Redis transport keeps them in the `unacked` hash until the ack)."""
     client = redis.Redis.from_url(broker_url)
     ids = set()
-    for raw in client.hvals("unacked"):
+    for raw in client.hvals(broker_key("unacked")):
         message = json.loads(raw)[0]
         args = json.loads(base64.b64decode(message["body"]))[0]
         ids.update(int(a) for a in args)
@@ -104,7 +105,10 @@ def test_a_running_sources_wake_up_is_acknowledged_and_duplicates_start_nothing(
         what="20 duplicate wake-ups handled",
     )
     client = redis.Redis.from_url(lite_stack.broker.url())
-    assert client.llen("stream") == 0
+    # The keys read here are the broker's own (its bindings live under the same prefix), so an
+    # empty queue and no unacked wake-up are facts, not a look at the wrong keys.
+    assert client.keys(broker_key("_kombu.binding*"))
+    assert client.llen(broker_key("stream")) == 0
     assert not (unacked_task_ids(lite_stack.broker.url()) & ids)
     # ... so each source still has one execution of attempt 1.
     for source in sources():

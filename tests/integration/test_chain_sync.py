@@ -273,15 +273,16 @@ def test_status_measures_the_completion_rate_and_gives_an_eta(org):
         created_at=now - timezone.timedelta(seconds=100),
         finished_at=now - timezone.timedelta(seconds=50),
     )
-    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    # Measured at `now`, not whenever the call happens to run: the rate is exact.
+    (row,) = chain_sync_status(sync=ChainSync.objects.get(), now=now)
     assert (row["plan_target"], row["done_blocks"], row["remaining_blocks"]) == (25, 20, 5)
-    assert 0.19 < row["blocks_per_second"] <= 0.2  # 20 blocks / 100 s (a moment more)
-    assert 25 <= row["eta_seconds"] < 26.5  # 5 blocks at that rate
+    assert row["blocks_per_second"] == 0.2  # 20 blocks / 100 s
+    assert row["eta_seconds"] == 25  # 5 blocks at that rate
     # Nothing completed in the last ten minutes: no rate, so no ETA rather than a made-up one.
     ScheduledRange.objects.filter(status=RangeStatus.DONE).update(
         finished_at=now - timezone.timedelta(hours=1)
     )
-    (row,) = chain_sync_status(sync=ChainSync.objects.get())
+    (row,) = chain_sync_status(sync=ChainSync.objects.get(), now=now)
     assert (row["blocks_per_second"], row["eta_seconds"]) == (0.0, None)
 
 

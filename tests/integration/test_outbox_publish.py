@@ -12,6 +12,7 @@ import redis
 
 from tests.dags import noop_dag
 from tests.faults import PrivateRedis, free_port
+from tests.processes import broker_key
 from trace_tasks import publisher
 from trace_web.orchestration.models import Outbox, OutboxKind, OutboxStatus
 from trace_web.orchestration.services.dags import dag_sync
@@ -77,6 +78,6 @@ def test_the_drain_loop_waits_out_the_breaker_then_publishes_everything(
         Outbox.objects.update(available_at=Outbox.objects.order_by("id").first().created_at)
         assert outbox_drain() == 4
         assert all(row.status == OutboxStatus.DONE for row in wake_rows(tasks))
-        assert redis.Redis.from_url(broker.url()).llen("platform") == 4
+        assert redis.Redis.from_url(broker.url()).llen(broker_key("platform")) == 4
     finally:
         broker.stop()

@@ -5,7 +5,6 @@ finish; the monitor then starts a successor after the normal pause."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -86,12 +85,30 @@ def test_release_is_fenced_and_counts_no_failure(org, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stopping_worker_hands_back_its_source_and_lets_batch_work_finish(org):
+def test_a_stopping_worker_hands_back_its_source_and_lets_batch_work_finish(org, monkeypatch):
     dag_sync(org=org, yaml_text=DAG, activate=True)
     sources_monitor()
     source = Task.objects.get(job__name="follow")
     batch = job_run_manual(org=org, dag_name="streams", job_name="batch")
     outcomes: dict[str, str] = {}
+    # Both operators are known to be running when the worker stops, whatever the machine's
+    # load: each says when it starts, and the batch one holds until the stop has been asked.
+    started = {"follow": threading.Event(), "batch": threading.Event()}
+    stop_asked = threading.Event()
+    real_operator_get = runner.operator_get
+
+    def gated_operator_get(name):
+        operator = real_operator_get(name)
+
+        def run(ctx):
+            started[ctx.job_name].set()
+            if ctx.job_name == "batch" and not stop_asked.wait(timeout=60):
+                raise RuntimeError("the worker was never asked to stop")
+            return operator(ctx)
+
+        return run
+
+    monkeypatch.setattr(runner, "operator_get", gated_operator_get)
 
     def run(name: str, task_id: int) -> None:
         outcomes[name] = runner.task_run(task_id=task_id, worker_id=f"w:{name}").status
@@ -102,13 +119,13 @@ def test_a_stopping_worker_hands_back_its_source_and_lets_batch_work_finish(org)
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 30
-    while Task.objects.filter(pk__in=[source.pk, batch.pk], status="Running").count() < 2:
-        assert time.monotonic() < deadline, "both tasks should be running"
-        time.sleep(0.05)
+    for name, event in started.items():
+        assert event.wait(timeout=60), f"{name} never started"
+    assert Task.objects.filter(pk__in=[source.pk, batch.pk], status="Running").count() == 2
     assert runner.worker_stopping() == 1  # the source only
+    stop_asked.set()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=60)
     assert outcomes == {"source": "released", "batch": "completed"}
     source.refresh_from_db()
     assert (source.status, source.attempt) == ("Canceled", 1)

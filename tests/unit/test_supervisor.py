@@ -195,6 +195,7 @@ def test_lite_serves_the_stream_queue_with_a_thread_pool_and_batch_queues_with_p
     stream = workers.pop("worker-stream")
     assert stream[stream.index("--pool") + 1] == "threads"
     assert int(stream[stream.index("--concurrency") + 1]) == stack.STREAM_SLOTS
+    assert workers  # the other pools are there to check
     for argv in workers.values():
         assert "--pool" not in argv  # Celery's default prefork pool
         assert argv[argv.index("-Q") + 1] != "stream"

@@ -69,8 +69,9 @@ def completion_rate(
     return blocks / seconds if seconds > 0 else 0.0
 
 
-def chain_sync_status(*, sync: ChainSync) -> list[dict]:
-    now = timezone.now()
+def chain_sync_status(*, sync: ChainSync, now: datetime | None = None) -> list[dict]:
+    """One row per stream; `now` (default: the clock) is the instant the rate is measured at."""
+    now = now or timezone.now()
     target = chain_sync_plan_target(sync=sync)
     rows = []
     for stream in sync.streams.order_by("dataset"):

@@ -6,6 +6,9 @@ from trace_web.settings.base import TRACE_HOME
 from trace_web.settings.env import env_float, env_str
 
 TRACE_BROKER_URL = env_str("TRACE_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Redis only: every key the broker uses (queues, unacked, bindings, pub/sub channels) starts with
+# this (kombu's global_keyprefix), so deployments or test runs can share one Redis db.
+TRACE_BROKER_KEY_PREFIX = env_str("TRACE_BROKER_KEY_PREFIX", "")
 # Publishing a wake-up gives up after this (connect and socket timeout, one try): callers do
 # not wait on a broker that is down, the outbox keeps what was not published.
 TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS", 2.0)
