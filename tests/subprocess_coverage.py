@@ -21,8 +21,11 @@ SAVE_SIGNAL = signal.SIGUSR2  # the one tests/coverage_site/sitecustomize.py han
 
 
 def measuring() -> bool:
-    """True when this test process runs under coverage with the subprocess patch."""
-    return bool(os.environ.get("COVERAGE_PROCESS_CONFIG"))
+    """True when this test process runs under coverage (`coverage run` with the subprocess
+    patch, or started by coverage's .pth because COVERAGE_PROCESS_START is set)."""
+    return bool(
+        os.environ.get("COVERAGE_PROCESS_CONFIG") or os.environ.get("COVERAGE_PROCESS_START")
+    )
 
 
 def prepare_children_environment() -> None:
