@@ -46,7 +46,11 @@ TARGETS: dict[str, Target] = {
     ),
     "outbox": Target(
         "trace_web/orchestration/services/outbox.py",
-        ("tests/integration/test_outbox_publish.py", "tests/integration/test_guarantees.py"),
+        (
+            "tests/integration/test_outbox_publish.py",
+            "tests/integration/test_outbox_rows.py",
+            "tests/integration/test_guarantees.py",
+        ),
     ),
     "routing": Target(
         "trace_web/orchestration/services/routing.py",
