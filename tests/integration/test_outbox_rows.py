@@ -139,3 +139,14 @@ def test_a_drainer_skips_rows_another_drainer_holds(sent):
     finally:
         release.set()
         holder.join(timeout=30)
+
+
+def test_while_the_breaker_is_open_wakeups_take_no_place_in_the_batch(db, sent, monkeypatch):
+    """Wake-ups are left out of the claim, not claimed and skipped: a backlog of them cannot
+    fill the batch and hold back route events, which need only the database."""
+    monkeypatch.setattr("trace_tasks.publisher.broker_available", lambda: False)
+    wake(1)
+    sent.skipped.add(1)
+    event = outbox_add(kind=OutboxKind.ROUTE_EVENT, payload={"n": 1})
+    assert outbox_drain(limit=1) == 1
+    assert sent == [("route", event.pk, {"n": 1})]
