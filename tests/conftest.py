@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from tests import subprocess_coverage
 from tests.factories import MembershipFactory, OrgFactory, UserFactory
 from trace_web.orgs.models import Role
 
 # Chain fixtures (anvil, fresh_anvil, chain_with_traffic, anvil_pool) and the Lite worker
 # layout for drills (lite_stack) for every test module.
 pytest_plugins = ["tests.chain_fixtures", "tests.stack_fixtures"]
+
+
+def pytest_configure(config) -> None:
+    # Under `coverage run`, the processes tests start can save their data before being killed.
+    subprocess_coverage.prepare_children_environment()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from tests import subprocess_coverage
+
 
 def test_state_db_url() -> str:
     db = settings.DATABASES["default"]
@@ -75,7 +77,10 @@ class ServiceProcess:
 
     def stop(self) -> None:
         """Test teardown: no need for a warm shutdown (which would wait for an always_on task
-        to end), and killing is what the system must survive anyway."""
+        to end), and killing is what the system must survive anyway. Under coverage the group
+        saves its data first."""
+        if self.proc.poll() is None:
+            subprocess_coverage.save_group(self.proc.pid)
         self.kill()
         self._log.close()
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests import subprocess_coverage
 from tests.faults import FaultProxy, PrivateRedis
 from tests.processes import test_state_db_url
 from trace_web.lite.stack import REPO_ROOT, celery_components
@@ -131,6 +132,9 @@ class LiteStack:
 
     def stop(self) -> None:
         if self.supervisor is not None:
+            for component in self.supervisor.components:
+                if component.proc is not None and component.proc.poll() is None:
+                    subprocess_coverage.save_group(component.proc.pid)
             self.supervisor.kill_all()
         if self.db_proxy is not None:
             self.db_proxy.close()

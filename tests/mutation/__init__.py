@@ -1,0 +1,1 @@
+"""Mutation testing: the runner (run.py) and its targets."""
