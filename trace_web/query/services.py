@@ -104,7 +104,12 @@ def query_run(
             scratch = Path(temp) / "duckdb"
             scratch.mkdir()
             result = query_execute(
-                gated.sql, catalog=catalog, limits=limits, temp_dir=scratch, export=export
+                gated.sql,
+                catalog=catalog,
+                limits=limits,
+                temp_dir=scratch,
+                export=export,
+                s3=_s3_access(catalog),
             )
             record = None
             if result.exported_rows is not None and to_file is None:
@@ -218,6 +223,19 @@ def query_results_prune(*, batch_size: int = 500) -> int:
         store.delete_prefix(record.key)
     QueryResult.objects.filter(pk__in=[r.pk for r in expired]).delete()
     return len(expired)
+
+
+def _s3_access(catalog: Any):
+    """S3 credentials for the sandbox when any cold file it may read is on S3: the catalog's
+    (backfills) or, with an s3:// object store, the compacted segments the engine adds."""
+    on_s3 = settings.TRACE_OBJECT_STORE_URL.startswith("s3://") or any(
+        f.path.startswith("s3://") for f in catalog.cold
+    )
+    if not on_s3:
+        return None
+    from trace_chain.query.s3_access import s3_access_from_env
+
+    return s3_access_from_env()
 
 
 def _scratch() -> Path:
