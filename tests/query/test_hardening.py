@@ -7,7 +7,10 @@ the docs stay true. Also S3 through httpfs (moto), the time limit and the error 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from trace_chain.query.hardening import (
     open_sandbox,
     redact,
     time_limit,
+    verified_extension_path,
 )
 
 
@@ -139,6 +143,106 @@ def test_install_and_load_fail(world, tmp_path):
         assert fails(sandbox, f"LOAD '{path}'").code == "not_permitted"
         assert fails(sandbox, "LOAD postgres_scanner").code == "not_permitted"
         assert fails(sandbox, "SELECT * FROM postgres_scan('x', 'y', 'z')").code == "invalid_query"
+
+
+def test_no_file_loads_once_locked_though_unsigned_extensions_are_allowed(world, tmp_path):
+    """The sandbox loads the verified Postgres scanner with unsigned extensions allowed (the
+    file was checked against its wheel instead); once external access is off no LOAD of any
+    file works, directly on the connection with no gate, even of files in allowed_paths."""
+    import duckdb
+
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    renamed = copies / "evil.duckdb_extension"
+    shutil.copyfile(extension_path("postgres_scanner"), renamed)
+    httpfs = copies / "httpfs.duckdb_extension"  # not loaded by this sandbox
+    shutil.copyfile(extension_path("httpfs"), httpfs)
+    arbitrary = copies / "arbitrary.duckdb_extension"
+    arbitrary.write_bytes(b"\x7fELF not an extension")
+    loadable = [str(renamed), str(httpfs), str(arbitrary)]
+    with make_sandbox(
+        world,
+        tmp_path / "t",
+        views=world.views,
+        allowed_files=[*world.allowed_files, *loadable],
+    ) as sandbox:
+        conn = sandbox.connection
+        assert conn.execute("SELECT current_setting('allow_unsigned_extensions')").fetchall() == [
+            (True,)
+        ]
+        for path in [*loadable, str(extension_path("httpfs"))]:
+            with pytest.raises(duckdb.PermissionException):
+                conn.execute(f"LOAD '{path}'")
+        with pytest.raises(duckdb.InvalidInputException):
+            conn.execute("SET allow_unsigned_extensions = false")
+        # httpfs never came in: its functions and settings do not exist
+        with pytest.raises(duckdb.CatalogException):
+            conn.execute("SELECT current_setting('s3_region')")
+        assert run(sandbox, "SELECT count(*) FROM blocks") == [(100,)]
+
+
+def test_a_sandbox_loading_no_extension_allows_no_unsigned_one(world, tmp_path):
+    with make_sandbox(world, tmp_path / "t", postgres=None, views={}) as sandbox:
+        assert run(sandbox, "SELECT current_setting('allow_unsigned_extensions')") == [(False,)]
+
+
+@pytest.fixture
+def fake_extension(tmp_path, monkeypatch):
+    """A real installed package holding an extension file and its RECORD, on sys.path."""
+    from trace_chain.query import hardening
+
+    root = tmp_path / "site"
+    package = root / "trace_fake_extension"
+    ext = package / "extensions" / f"v{hardening.DUCKDB_VERSION}" / "fake.duckdb_extension"
+    ext.parent.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    ext.write_bytes(b"fake extension bytes" * 1000)
+    info = root / "trace_fake_extension-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: trace_fake_extension\n")
+    relative = ext.relative_to(root).as_posix()
+
+    def record(line: str | None = None) -> None:
+        if line is None:
+            digest = hashlib.sha256(ext.read_bytes()).digest()
+            b64 = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            line = f"{relative},sha256={b64},{ext.stat().st_size}"
+        (info / "RECORD").write_text(f"trace_fake_extension/__init__.py,,\n{line}\n")
+
+    record()
+    monkeypatch.setitem(hardening._EXTENSION_PACKAGES, "fake", "trace_fake_extension")
+    monkeypatch.syspath_prepend(str(root))
+    return ext, relative, record
+
+
+def test_an_extension_is_loaded_only_if_it_matches_its_wheel_record(fake_extension):
+    ext, _relative, record = fake_extension
+    assert verified_extension_path("fake") == ext
+    ext.write_bytes(ext.read_bytes()[:-1] + b"X")  # same size, other bytes: hashed again
+    with pytest.raises(SandboxSetupFailed, match="does not match"):
+        verified_extension_path("fake")
+    record()  # the record now matches the new bytes
+    assert verified_extension_path("fake") == ext
+    with ext.open("ab") as file:
+        file.write(b"more")
+    with pytest.raises(SandboxSetupFailed, match="does not match"):
+        verified_extension_path("fake")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "trace_fake_extension/other.duckdb_extension,sha256=AAAA,3",  # no entry for the file
+        "{relative},,",  # no hash
+        "{relative},md5=AAAA,20000",  # not sha256
+        "{relative},sha256=AAAA,20000",  # wrong digest, right size
+    ],
+)
+def test_a_missing_or_wrong_record_fails_closed(fake_extension, line):
+    _ext, relative, record = fake_extension
+    record(line.format(relative=relative))
+    with pytest.raises(SandboxSetupFailed):
+        verified_extension_path("fake")
 
 
 def test_glob_fails(sandbox, world):
