@@ -20,7 +20,6 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from trace_operators.context import LeaseLost, PermanentError, TaskContext, TaskScope
 from trace_operators.registry import operator_get
 from trace_web.errors import StaleAttempt, TraceError
-from trace_web.orchestration.models import TaskInput
 from trace_web.orchestration.services.tasks import (
     ClaimedTask,
     task_claim,
@@ -87,53 +86,99 @@ class RunOutcome:
     status: str  # "not_claimed" | "completed" | "failed" | "lease_lost"
 
 
-class _Heartbeat(threading.Thread):
-    """Extends the lease every heartbeat interval; on a lost lease it sets the stop event so
-    the operator stops at its next check and nothing is reported."""
+class _Watch:
+    """One running attempt's lease, as the heartbeat thread keeps it."""
 
     def __init__(self, claimed: ClaimedTask, stop_event: threading.Event) -> None:
-        super().__init__(name=f"heartbeat-{claimed.lease.task_id}", daemon=True)
         self.claimed = claimed
         self.stop_event = stop_event
-        self.done = threading.Event()
         self.lost = False  # the lease is gone (refused, or ran out without a heartbeat)
         # When our lease ends by our own clock; past it the reaper may hand the task to another
         # worker, so we must stop even if we could not hear that from the database.
         self.deadline = time.monotonic() + claimed.lease_seconds
+        # The first heartbeat is due one interval after the claim: an attempt that ends sooner
+        # sends none.
+        self.due = time.monotonic() + claimed.heartbeat_seconds
 
-    def run(self) -> None:
+    def beat(self) -> bool:
+        """Extend the lease once; False when the attempt must stop (its stop event is set)."""
         task_id = self.claimed.lease.task_id
+        sent_at = time.monotonic()
         try:
-            while not self.done.wait(self.claimed.heartbeat_seconds):
-                sent_at = time.monotonic()
-                try:
-                    task_heartbeat(lease=self.claimed.lease)
-                    self.deadline = sent_at + self.claimed.lease_seconds
-                except StaleAttempt:
-                    log.warning("task %s lost its lease; stopping", task_id)
-                    self.lost = True
-                    self.stop_event.set()
-                    return
-                except Exception:  # a DB blip: keep trying until the lease itself runs out
-                    log.exception("heartbeat failed for task %s", task_id)
-                    close_old_connections()
-                    if time.monotonic() >= self.deadline:
-                        log.error("task %s: lease ran out without a heartbeat; stopping", task_id)
-                        self.lost = True
-                        self.stop_event.set()
-                        return
-        finally:
-            connection.close()  # this thread's own DB connection
+            task_heartbeat(lease=self.claimed.lease)
+            self.deadline = sent_at + self.claimed.lease_seconds
+        except StaleAttempt:
+            log.warning("task %s lost its lease; stopping", task_id)
+            return self._stop()
+        except Exception:  # a DB blip: keep trying until the lease itself runs out
+            log.exception("heartbeat failed for task %s", task_id)
+            close_old_connections()
+            if time.monotonic() >= self.deadline:
+                log.error("task %s: lease ran out without a heartbeat; stopping", task_id)
+                return self._stop()
+        self.due = time.monotonic() + self.claimed.heartbeat_seconds
+        return True
+
+    def _stop(self) -> bool:
+        self.lost = True
+        self.stop_event.set()
+        return False
+
+
+class _Heartbeats:
+    """One thread per process extends the leases of every attempt the process runs, each every
+    heartbeat interval, so running a task costs no thread of its own and its heartbeats reuse
+    one database connection. On a lost lease it sets the attempt's stop event: the operator
+    stops at its next check and nothing is reported."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._changed = threading.Condition()
+        self._watches: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, claimed: ClaimedTask, stop_event: threading.Event) -> _Watch:
+        if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+            self._reset()
+        watch = _Watch(claimed, stop_event)
+        with self._changed:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return watch
+
+    def unwatch(self, watch: _Watch) -> None:
+        with self._changed:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [w for w in self._watches if w.due <= now]
+                if not due:
+                    next_due = min((w.due for w in self._watches), default=None)
+                    if next_due is None:
+                        connection.close()  # idle: hold no database session meanwhile
+                    self._changed.wait(None if next_due is None else next_due - now)
+                    continue
+            close_old_connections()  # this thread's own connection, kept across beats
+            for watch in due:
+                if not watch.beat():
+                    self.unwatch(watch)
+
+
+_heartbeats = _Heartbeats()
 
 
 def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
     task = claimed.task
     job = task.job
-    inputs = list(
-        TaskInput.objects.filter(task=task).values(
-            "dataset_id", "dataset_version_id", "partition_key", "cursor_from", "cursor_to"
-        )
-    )
     return TaskContext(
         task_id=task.pk,
         attempt=task.attempt,
@@ -149,7 +194,7 @@ def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
             payload=task.payload,
             invalidation_id=task.invalidation_id,
         ),
-        inputs=inputs,
+        inputs=claimed.inputs,
         outputs_count=job.outputs,
         capability_token=claimed.capability_token,
         emit_events=lambda events: task_events(lease=claimed.lease, events=events),
@@ -179,11 +224,10 @@ def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
         log.info("task %s not claimable (already taken, finished or capped); skipping", task_id)
         return RunOutcome(task_id, claimed=False, status="not_claimed")
     stop_event = threading.Event()
-    heartbeat = _Heartbeat(claimed, stop_event)
+    heartbeat = _heartbeats.watch(claimed, stop_event)
     long_running = claimed.task.job.source_kind == "always_on"
     if long_running:
         _long_running.add(task_id, stop_event)
-    heartbeat.start()
     try:
         ctx = _context(claimed, stop_event)
         operator_get(claimed.task.job.operator)(ctx)
@@ -210,8 +254,7 @@ def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
     finally:
         if long_running:
             _long_running.discard(task_id)
-        heartbeat.done.set()
-        heartbeat.join(timeout=5)
+        _heartbeats.unwatch(heartbeat)
     return _report(
         claimed,
         heartbeat,
@@ -220,7 +263,7 @@ def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
     )
 
 
-def _report(claimed: ClaimedTask, heartbeat: _Heartbeat, call, status: str) -> RunOutcome:
+def _report(claimed: ClaimedTask, heartbeat: _Watch, call, status: str) -> RunOutcome:
     task_id = claimed.lease.task_id
     try:
         _call_while_leased(heartbeat, call)
@@ -242,7 +285,7 @@ def _report(claimed: ClaimedTask, heartbeat: _Heartbeat, call, status: str) -> R
     return RunOutcome(task_id, claimed=True, status=status)
 
 
-def _call_while_leased(heartbeat: _Heartbeat, call) -> None:
+def _call_while_leased(heartbeat: _Watch, call) -> None:
     """Make a report, retrying while the database is unreachable and the lease can still be
     ours. Retrying is safe: a report that did commit before the connection broke makes the
     retry stale (StaleAttempt), never a second commit. Past the lease the reaper decides."""

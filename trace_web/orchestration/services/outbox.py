@@ -4,17 +4,19 @@ state change that causes them, then published by `outbox_drain` with retries and
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from trace_web.orchestration.models import Outbox, OutboxKind, OutboxStatus
 from trace_web.orchestration.services.backoff import backoff_seconds
+from trace_web.prepared import fetchone_prepared
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +24,77 @@ log = logging.getLogger(__name__)
 def outbox_add(*, kind: OutboxKind, payload: dict[str, Any]) -> Outbox:
     """Record a side effect; must run inside the transaction of the change that causes it."""
     row = Outbox.objects.create(kind=kind, payload=payload, available_at=timezone.now())
-    if settings.TRACE_OUTBOX_FLUSH_ON_COMMIT:
-        # Publish right after commit to save a dispatcher tick; if this fails or the process
-        # dies first, the row is still Pending and the drain loop publishes it. Publishing is
-        # bounded (trace_tasks.publisher), so a broker outage costs the caller at most one
-        # short timeout, after which the breaker skips wake-ups for a while.
-        transaction.on_commit(lambda: _flush_quietly([row.pk]))
+    outbox_publish_after_commit(row.pk, kind, payload)
     return row
 
 
-def _flush_quietly(ids: list[int]) -> None:
+def outbox_publish_after_commit(row_id: int, kind: str, payload: dict[str, Any]) -> None:
+    """Publish the row right after its transaction commits (the fast path, saving a dispatcher
+    tick). If this fails or the process dies first, the row is still Pending and the drain loop
+    publishes it. Publishing is bounded (trace_tasks.publisher), so a broker outage costs the
+    caller at most one short timeout, after which the breaker skips wake-ups for a while."""
+    if settings.TRACE_OUTBOX_FLUSH_ON_COMMIT:
+        transaction.on_commit(lambda: _publish_quietly(row_id, kind, payload))
+
+
+def _publish_quietly(row_id: int, kind: str, payload: dict[str, Any]) -> None:
     try:
-        outbox_drain(ids=ids)
+        _publish_committed(row_id, kind, payload)
     except Exception:  # the drain loop retries; a failed fast path must not fail the caller
         log.exception("outbox fast-path publish failed; the drain loop will retry")
+
+
+def _publish_committed(row_id: int, kind: str, payload: dict[str, Any]) -> None:
+    """A wake-up is sent from memory, then marked Done in one statement (a row a drainer holds
+    is skipped: the drainer publishes it itself, and a second wake-up is harmless). One that
+    fails counts a try and backs off like any row. A route event takes the drain's locked
+    path, since routing writes to the database."""
+    from trace_tasks import publisher
+
+    if kind != OutboxKind.WAKE_TASK:
+        outbox_drain(ids=[row_id])
+        return
+    if not publisher.broker_available():
+        return  # not tried: the breaker's pause is on
+    try:
+        publisher.send_wake(task_id=payload["task_id"], queue=payload["queue"])
+    except publisher.BrokerUnavailable:
+        return
+    except Exception as exc:
+        _push_back_by_id(row_id, exc)
+        return
+    _mark_done([row_id])
+
+
+def _mark_done(ids: list[int]) -> None:
+    fetchone_prepared(
+        _mark_done_sql(), [OutboxStatus.DONE, timezone.now(), ids, OutboxStatus.PENDING]
+    )
+
+
+@functools.cache
+def _mark_done_sql() -> str:
+    # Its commit need not wait for the WAL flush (synchronous_commit off for this transaction
+    # alone): if a crash loses the mark, the drain loop publishes the row again, and a second
+    # wake-up is harmless. The task and its wake-up row were written durably before.
+    table = connection.ops.quote_name(Outbox._meta.db_table)
+    return (
+        f"UPDATE {table} SET status = %s, done_at = %s, tries = tries + 1 "  # noqa: S608
+        f"WHERE id IN (SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s "
+        "FOR UPDATE SKIP LOCKED) AND set_config('synchronous_commit', 'off', true) <> ''"
+    )
+
+
+def _push_back_by_id(row_id: int, exc: Exception) -> None:
+    with transaction.atomic():
+        row = (
+            Outbox.objects.select_for_update(skip_locked=True)
+            .filter(pk=row_id, status=OutboxStatus.PENDING)
+            .first()
+        )
+        if row is not None:
+            _push_back(row, exc)
+            row.save(update_fields=["status", "tries", "available_at", "last_error"])
 
 
 def _handlers() -> dict[str, Callable[[Outbox], None]]:

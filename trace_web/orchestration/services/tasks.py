@@ -7,6 +7,7 @@ Wake-ups are outbox rows written in the same transaction as the state change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -30,8 +31,9 @@ from trace_web.orchestration.models import (
     TaskStatus,
     TaskTransition,
 )
+from trace_web.orchestration.services import task_statements as statements
 from trace_web.orchestration.services.backoff import backoff_seconds
-from trace_web.orchestration.services.outbox import outbox_add
+from trace_web.orchestration.services.outbox import outbox_add, outbox_publish_after_commit
 from trace_web.orchestration.services.tokens import Lease, capability_token_issue
 from trace_web.orchestration.task_reports import (
     ERROR_MAX_CHARS,
@@ -66,6 +68,8 @@ class ClaimedTask:
     capability_token: str
     lease_seconds: float
     heartbeat_seconds: float
+    # The pinned inputs (PinnedInput's fields), in the order they were pinned.
+    inputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -117,45 +121,40 @@ def task_create(
     """Create a Queued task and its wake-up; with a dedupe_key, at most one task ever exists
     for that key (returns the existing one and False)."""
     scope = scope or TaskScope()
-    if dedupe_key:
-        existing = Task.objects.filter(dedupe_key=dedupe_key).first()
-        if existing:
-            return existing, False
-    try:
-        with transaction.atomic():
-            task = Task.objects.create(
-                org_id=job.org_id,
-                job=job,
-                status=TaskStatus.QUEUED,
-                attempt=1,
-                max_attempts=job.max_attempts,
-                trigger=trigger,
-                dedupe_key=dedupe_key,
-                partition_key=scope.partition_key,
-                range_start=scope.range_start,
-                range_end=scope.range_end,
-                cursor=scope.cursor,
-                invalidation_id=invalidation_id,
-                payload=payload or {},
-                last_woken_at=timezone.now(),
-            )
-            TaskInput.objects.bulk_create(
-                TaskInput(
-                    task=task,
-                    dataset_id=i.dataset_id,
-                    dataset_version_id=i.dataset_version_id,
-                    partition_key=i.partition_key,
-                    cursor_from=i.cursor_from,
-                    cursor_to=i.cursor_to,
-                )
-                for i in inputs or []
-            )
-            _record(task, "", TaskStatus.QUEUED, f"created by {trigger}")
-            _wake(task, job, mark=False)  # last_woken_at was set on insert
-    except IntegrityError:
-        if not dedupe_key:
-            raise
+    now = timezone.now()
+    task = Task(
+        org_id=job.org_id,
+        job=job,
+        status=TaskStatus.QUEUED,
+        attempt=1,
+        max_attempts=job.max_attempts,
+        trigger=trigger,
+        dedupe_key=dedupe_key,
+        partition_key=scope.partition_key,
+        range_start=scope.range_start,
+        range_end=scope.range_end,
+        cursor=scope.cursor,
+        invalidation_id=invalidation_id,
+        payload=payload or {},
+        created_at=now,
+        last_woken_at=now,
+    )
+    queue = queue_for(runtime=job.runtime, source_kind=job.source_kind).value
+    # One statement: the task, its pinned inputs, its first transition and its wake-up.
+    written = statements.task_insert(
+        task,
+        inputs=[dataclasses.asdict(i) for i in inputs or []],
+        reason=f"created by {trigger}",
+        queue=queue,
+    )
+    if written is None:  # the dedupe key is taken: nothing was written
         return Task.objects.get(dedupe_key=dedupe_key), False
+    task.pk, outbox_id = written
+    task._state.adding = False
+    task._state.db = connection.alias
+    outbox_publish_after_commit(
+        outbox_id, OutboxKind.WAKE_TASK, {"task_id": task.pk, "queue": queue}
+    )
     return task, True
 
 
@@ -163,6 +162,24 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
     """Atomically move a Queued task to Running under a fresh lease; None if it is not
     claimable (already claimed, not Queued, or its job is at max_concurrency)."""
     now = timezone.now()
+    lease_token = uuid.uuid4()
+    fast = statements.task_claim_uncapped(
+        task_id=task_id,
+        worker_id=worker_id[:200],
+        lease_token=lease_token,
+        now=now,
+        lease_default=settings.TRACE_LEASE_SECONDS,
+    )
+    if fast is not None:
+        task, inputs = fast
+        return _claimed(task, inputs)
+    # Not claimable, or a job with max_concurrency: its claims lock the job.
+    return _claim_capped(task_id=task_id, worker_id=worker_id, lease_token=lease_token, now=now)
+
+
+def _claim_capped(
+    *, task_id: int, worker_id: str, lease_token: uuid.UUID, now: datetime
+) -> ClaimedTask | None:
     with transaction.atomic():
         task = Task.objects.select_related("job__dag_version").filter(pk=task_id).first()
         if task is None or task.status != TaskStatus.QUEUED:
@@ -174,7 +191,6 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
             running = Task.objects.filter(job=job, status=TaskStatus.RUNNING).count()
             if running >= job.max_concurrency:
                 return None
-        lease_token = uuid.uuid4()
         lease_s = lease_seconds_for(job)
         deadline = now + timedelta(seconds=job.timeout_seconds) if job.timeout_seconds else None
         claimed = Task.objects.filter(pk=task_id, status=TaskStatus.QUEUED).update(
@@ -197,30 +213,44 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
         task.started_at = now
         task.next_retry_at = None
         _record(task, TaskStatus.QUEUED, TaskStatus.RUNNING, "claimed")
+    inputs = list(
+        TaskInput.objects.filter(task=task)
+        .order_by("id")
+        .values(*(f.name for f in dataclasses.fields(PinnedInput)))
+    )
+    return _claimed(task, inputs)
+
+
+def _claimed(task: Task, inputs: list[dict[str, Any]]) -> ClaimedTask:
     from trace_web.orchestration.services.commits import publication_prefixes
 
-    lease = Lease(task_id=task.pk, attempt=task.attempt, lease_token=str(lease_token))
+    job = task.job
+    lease = Lease(task_id=task.pk, attempt=task.attempt, lease_token=str(task.lease_token))
     token = capability_token_issue(
         lease=lease,
         org_id=task.org_id,
         timeout_seconds=job.timeout_seconds,
-        grants=_grants(task),
+        grants=_grants(inputs),
         prefixes=publication_prefixes(task),
     )
     return ClaimedTask(
         task=task,
         lease=lease,
         capability_token=token,
-        lease_seconds=lease_s,
+        lease_seconds=lease_seconds_for(job),
         heartbeat_seconds=heartbeat_seconds_for(job),
+        inputs=inputs,
     )
 
 
-def _grants(task: Task) -> list[dict[str, Any]]:
+def _grants(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the attempt may read (POST /v1/task/query): the dataset versions pinned as its
     inputs when it was made."""
-    pinned = TaskInput.objects.filter(task=task).values("dataset_id", "dataset_version_id")
-    return [dict(p) for p in pinned.order_by("dataset_id")]
+    pinned = [
+        {"dataset_id": i["dataset_id"], "dataset_version_id": i["dataset_version_id"]}
+        for i in inputs
+    ]
+    return sorted(pinned, key=lambda p: p["dataset_id"])
 
 
 def _current(lease: Lease) -> Q:
@@ -257,13 +287,18 @@ def task_lease_check(*, lease: Lease) -> None:
 
 def task_heartbeat(*, lease: Lease) -> datetime:
     """Extend the lease; raises StaleAttempt when the attempt lost its lease (stop working)."""
-    job = Job.objects.filter(tasks__pk=lease.task_id).first()
-    if job is None:
+    expires = statements.task_heartbeat_extend(
+        task_id=lease.task_id,
+        attempt=lease.attempt,
+        lease_token=lease.lease_token,
+        now=timezone.now(),
+        lease_default=settings.TRACE_LEASE_SECONDS,
+    )
+    if expires is not None:
+        return expires
+    if not Task.objects.filter(pk=lease.task_id).exists():
         raise NotFound(f"no task {lease.task_id}")
-    expires = timezone.now() + timedelta(seconds=lease_seconds_for(job))
-    if not Task.objects.filter(_current(lease)).update(lease_expires_at=expires):
-        raise StaleAttempt(f"task {lease.task_id} attempt {lease.attempt}: lease lost")
-    return expires
+    raise StaleAttempt(f"task {lease.task_id} attempt {lease.attempt}: lease lost")
 
 
 def _report(parse: Callable[[Any], Any], data: dict[str, Any]) -> Any:
@@ -275,10 +310,25 @@ def _report(parse: Callable[[Any], Any], data: dict[str, Any]) -> Any:
         raise ValidationFailed.of(exc.errors) from None
 
 
-@transaction.atomic
 def task_complete(*, lease: Lease, outputs: list[Any] | None = None) -> Task:
     """Commit the attempt's outputs and finish it. Without explicit outputs, each of the job's
     outputs is committed once with the task's own scope."""
+    items = _report(complete_body_parse, {"outputs": outputs}).outputs
+    if not items:  # nothing reported, or none: one statement when nothing else is due
+        done = statements.task_complete_plain(
+            task_id=lease.task_id,
+            attempt=lease.attempt,
+            lease_token=lease.lease_token,
+            now=timezone.now(),
+            explicit_empty=items is not None,
+        )
+        if done is not None:
+            return done
+    return _complete_locked(lease, items)
+
+
+@transaction.atomic
+def _complete_locked(lease: Lease, items: list[Any] | None) -> Task:
     from trace_web.orchestration.services.commits import (
         default_outputs,
         invalidation_mark_processed,
@@ -286,7 +336,6 @@ def task_complete(*, lease: Lease, outputs: list[Any] | None = None) -> Task:
         per_update_cursor_advance,
     )
 
-    items = _report(complete_body_parse, {"outputs": outputs}).outputs
     task = _lock_current(lease)
     reported = default_outputs(task) if items is None else [o.model_dump() for o in items]
     committed = [
