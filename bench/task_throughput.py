@@ -1,8 +1,11 @@
 """Benchmark: end-to-end task throughput through Trace's full lease protocol
 (create + outbox -> enqueue -> claim -> heartbeat thread -> complete) against plain Celery no-op
-tasks on the same broker, same worker settings, same run. Prints medians and the ratio.
+tasks on the same broker, same worker settings, same run. Prints medians and the ratio, then
+dispatch latency one task at a time (p50/p95): running a job -> its operator starting, beside
+plain Celery's apply_async -> task start.
 
     python bench/task_throughput.py [--tasks 500] [--rounds 3] [--concurrency 2]
+                                    [--latency-samples 100]
 
 Uses the Postgres/Redis the environment points at, else loopback, else embedded ones.
 """
@@ -48,11 +51,54 @@ def run_trace(n: int, job) -> float:
     return n / (time.perf_counter() - start)
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def celery_latencies(n: int) -> list[float]:
+    """apply_async -> the no-op task's first line, one at a time, in ms."""
+    import redis
+    from django.conf import settings
+
+    from bench.celery_noop import STARTS_KEY, noop_stamp
+
+    client = redis.Redis.from_url(settings.TRACE_BROKER_URL)
+    client.delete(STARTS_KEY)
+    latencies = []
+    for i in range(n):
+        sent = time.time()
+        noop_stamp.apply_async(queue="platform")
+        wait_until(lambda i=i: client.llen(STARTS_KEY) > i, interval=0.001)
+        latencies.append((float(client.lindex(STARTS_KEY, i)) - sent) * 1000)
+    return latencies
+
+
+def trace_latencies(n: int, org) -> list[float]:
+    """Running a job (job_run_manual, what POST .../runs calls) -> its claim, right before the
+    operator starts (started_at), one at a time, in ms: the wake-up leaves right after the
+    commit, so no dispatcher tick is on this path."""
+    from django.utils import timezone
+
+    from trace_web.orchestration.models import Task
+    from trace_web.orchestration.services.sources import job_run_manual
+
+    latencies = []
+    for _ in range(n):
+        sent = timezone.now()
+        task = job_run_manual(org=org, dag_name="bench", job_name="work")
+        started = Task.objects.filter(pk=task.pk, started_at__isnull=False)
+        wait_until(started.exists, interval=0.001)
+        latencies.append((started.get().started_at - sent).total_seconds() * 1000)
+    return latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--latency-samples", type=int, default=100)
     args = parser.parse_args()
 
     home = platform()
@@ -80,6 +126,8 @@ def main() -> None:
         for _ in range(args.rounds):
             celery_rates.append(run_celery_baseline(args.tasks))
             trace_rates.append(run_trace(args.tasks, job))
+        celery_lat = celery_latencies(args.latency_samples)
+        trace_lat = trace_latencies(args.latency_samples, org)
     finally:
         stop([worker])
     celery_median = statistics.median(celery_rates)
@@ -92,6 +140,13 @@ def main() -> None:
     ):
         print(f"{label:<44}{median:>16.1f}  {[round(r) for r in rates]}")
     print(f"ratio Trace / Celery: {trace_median / celery_median:.3f}")
+    print(f"\ndispatch latency, one at a time ({args.latency_samples} samples), ms")
+    print(f"{'path':<44}{'p50':>8}{'p95':>8}")
+    for label, values in (
+        ("plain Celery: apply_async -> task start", celery_lat),
+        ("Trace: run a job -> operator start", trace_lat),
+    ):
+        print(f"{label:<44}{percentile(values, 0.5):>8.1f}{percentile(values, 0.95):>8.1f}")
 
 
 if __name__ == "__main__":
