@@ -4,6 +4,7 @@ of services.tasks, so a stale attempt can never reach this code."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -63,12 +64,10 @@ def publication_prefixes(task: Task) -> list[str]:
     committed locations, so a runtime may point them only at its own job's part of our store:
     what the operator declares (cryo_ingest: its content-addressed version prefix), else
     `orgs/{org_id}/{dag}/{job}/`. The capability token carries the same list."""
-    from trace_chain.object_store import object_store_from_url
     from trace_operators.registry import operator_output_prefixes, operator_runtime_allowed
 
     job = task.job
-    root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
-    root = root if root.endswith("/") else root + "/"
+    root = _store_root(settings.TRACE_OBJECT_STORE_URL)
     try:
         if not operator_runtime_allowed(job.operator, job.runtime):
             return []  # e.g. a trusted operator in `udf` from a version deployed long ago
@@ -81,6 +80,15 @@ def publication_prefixes(task: Task) -> list[str]:
     if relative is None:
         relative = [f"orgs/{task.org_id}/{job.dag_version.name}/{job.name}/"]
     return [root + prefix for prefix in relative]
+
+
+@functools.lru_cache(maxsize=8)
+def _store_root(url: str) -> str:
+    """The object store's root URI, ending in `/` (claims ask for it on every task)."""
+    from trace_chain.object_store import object_store_from_url
+
+    root = object_store_from_url(url).uri()
+    return root if root.endswith("/") else root + "/"
 
 
 def _inside(location: str, prefixes: list[str]) -> bool:
