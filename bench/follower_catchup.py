@@ -165,6 +165,8 @@ def main() -> None:
         ("block_follower (pipelined batched RPC + COPY)", "trace"),
     ):
         print(f"{label:<58}{blocks / s[key]:>10.1f}{rows / s[key]:>10.1f}")
+    for key, values in times.items():
+        print(f"  {key} rounds, blocks/s: " + ", ".join(f"{blocks / v:.0f}" for v in values))
     print(f"follower / Cryo (the faster): {cryo_s / s['trace']:.2f}")
     print(f"follower / plain web3 loop: {s['naive'] / s['trace']:.2f}x")
 

@@ -109,6 +109,7 @@ class Follower:
         self._catching_up = True  # until a poll finds nothing new
         self._last_status: tuple | None = None
         self._last_status_at = 0.0
+        self._known_head: int | None = None  # the head seen last while catching up
         # The next batch, fetched while this one is written (reads only; see _step).
         self.prefetch = RangePrefetch(
             lambda start, end: self.adapter.block_range_with_receipts(start, end),
@@ -319,12 +320,14 @@ class Follower:
             # The node moved under us (reorg mid-fetch) or an endpoint lags behind another:
             # nothing was written; try again after a poll interval.
             self.prefetch.discard()
+            self._known_head = None  # e.g. the chain became shorter: ask the node again
             log.info("chain %s: %s; retrying", self.config.chain_id, exc)
             return 0
         except BaseException:
             # Whatever failed (RPC, database, lease), the next step starts afresh from the
             # stored tip: nothing fetched before the failure is kept.
             self.prefetch.discard()
+            self._known_head = None
             raise
 
     def _step(self) -> int:
@@ -334,11 +337,19 @@ class Follower:
         # catching up, the bare number is enough (a busy chain's head block lists thousands
         # of transaction hashes).
         latest = None if self._catching_up else self.adapter.head()
-        head = self.adapter.head_number() if latest is None else latest["number"]
         start = self.next_block
+        if latest is not None:
+            head = latest["number"]
+        elif self._known_head is not None and self._known_head >= start + self.config.batch_size:
+            # A full batch beyond this one is known to exist: no need to ask (the node answers
+            # the question only after the batches in flight, which made it most of the wait).
+            head = self._known_head
+        else:
+            head = self.adapter.head_number()
         if head < start and latest is None:  # caught up: look at the head block itself
             latest = self.adapter.head()
             head = latest["number"]
+        self._known_head = head
         if head < start:
             self._catching_up = False
             # Nothing new; but a reorg can replace blocks at (or below) our tip without the
@@ -445,6 +456,7 @@ class Follower:
         from trace_chain import hot_store
 
         self.prefetch.discard()  # fetched before the rollback: never written after it
+        self._known_head = None
         old_next = self.next_block
         fork = self._fork_point(head)
         first_bad = fork + 1
