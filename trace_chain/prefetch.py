@@ -28,6 +28,10 @@ class RangePrefetch(Generic[Rows]):
         """The range being fetched ahead, if any."""
         return None if self._ahead is None else self._ahead[:2]
 
+    def ready(self) -> bool:
+        """Whether the fetch ahead (if any) has finished, answered or failed."""
+        return self._ahead is not None and self._ahead[2].done()
+
     def fetch_ahead(self, start: int, end_exclusive: int) -> None:
         """Start fetching [start, end_exclusive) in the background, in place of any earlier
         fetch ahead."""
