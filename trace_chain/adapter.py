@@ -8,7 +8,9 @@ in the manner of ethereum-etl. Plain Python, no Django.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -110,12 +112,12 @@ class RangeChanged(ChainDataError):
 def to_int(value: Any) -> int | None:
     """A JSON-RPC QUANTITY as an int (`None` stays `None`; ints pass through, which some nodes
     send for a few fields, e.g. anvil's receipt `blockTimestamp`)."""
+    if value.__class__ is str:  # the usual case first: this runs for every field of every row
+        if value[:2] in ("0x", "0X"):
+            return int(value, 16) if len(value) > 2 else 0
+        return int(value) if value else 0
     if value is None or isinstance(value, int):
         return value
-    if isinstance(value, str):
-        if value in ("0x", ""):
-            return 0
-        return int(value, 16) if value[:2].lower() == "0x" else int(value)
     raise ValueError(f"not a JSON-RPC quantity: {value!r}")
 
 
@@ -166,22 +168,10 @@ def decode_log(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- normalized rows --------------------------------------------------------------------------
-
-
-def block_row(block: Mapping[str, Any]) -> dict[str, Any]:
-    """One `hot_blocks` row from a decoded block (the one chain schema, trace_chain/
-    chain_schema.py)."""
-    return {
-        "number": block["number"],
-        "hash": block["hash"],
-        "parent_hash": block["parentHash"],
-        "timestamp": block["timestamp"],
-        "miner": block.get("miner"),
-        "gas_used": block.get("gasUsed"),
-        "base_fee_per_gas": block.get("baseFeePerGas"),
-        "size": block.get("size"),
-        "extra_data": _lower(block.get("extraData")),
-    }
+# The row builders normalize the fields they keep (QUANTITY -> int, hex text lowercased) and
+# nothing else, so they take an object as the node sent it or as `decode_*` returned it (both
+# steps are idempotent): a range's rows are built straight from the answers, without decoding
+# the dozens of fields no row keeps (signatures, blooms, roots).
 
 
 def _lower(value: Any) -> Any:
@@ -189,42 +179,60 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def transaction_row(tx: Mapping[str, Any], receipt: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One `hot_transactions` row from a decoded transaction and its decoded receipt."""
-    receipt = receipt or {}
+def block_row(block: Mapping[str, Any]) -> dict[str, Any]:
+    """One `hot_blocks` row from a block (the one chain schema, trace_chain/chain_schema.py)."""
+    get = block.get
     return {
-        "block_number": tx["blockNumber"],
-        "block_hash": tx["blockHash"],
-        "transaction_index": tx["transactionIndex"],
-        "hash": tx["hash"],
-        "from": tx.get("from"),
-        "to": tx.get("to"),
-        "value": tx.get("value"),
-        "gas": tx.get("gas"),
-        "gas_price": tx.get("gasPrice"),
-        "max_fee_per_gas": tx.get("maxFeePerGas"),
-        "max_priority_fee_per_gas": tx.get("maxPriorityFeePerGas"),
-        "input": _lower(tx.get("input", tx.get("data"))),
-        "nonce": tx.get("nonce"),
-        "type": tx.get("type"),
-        "success": None if receipt.get("status") is None else receipt["status"] == 1,
-        "gas_used": receipt.get("gasUsed"),
+        "number": to_int(block["number"]),
+        "hash": _lower(block["hash"]),
+        "parent_hash": _lower(block["parentHash"]),
+        "timestamp": to_int(block["timestamp"]),
+        "miner": _lower(get("miner")),
+        "gas_used": to_int(get("gasUsed")),
+        "base_fee_per_gas": to_int(get("baseFeePerGas")),
+        "size": to_int(get("size")),
+        "extra_data": _lower(get("extraData")),
+    }
+
+
+def transaction_row(tx: Mapping[str, Any], receipt: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One `hot_transactions` row from a transaction and its receipt."""
+    get = tx.get
+    receipt = receipt or {}
+    status = to_int(receipt.get("status"))
+    return {
+        "block_number": to_int(tx["blockNumber"]),
+        "block_hash": _lower(tx["blockHash"]),
+        "transaction_index": to_int(tx["transactionIndex"]),
+        "hash": _lower(tx["hash"]),
+        "from": _lower(get("from")),
+        "to": _lower(get("to")),
+        "value": to_int(get("value")),
+        "gas": to_int(get("gas")),
+        "gas_price": to_int(get("gasPrice")),
+        "max_fee_per_gas": to_int(get("maxFeePerGas")),
+        "max_priority_fee_per_gas": to_int(get("maxPriorityFeePerGas")),
+        "input": _lower(get("input", get("data"))),
+        "nonce": to_int(get("nonce")),
+        "type": to_int(get("type")),
+        "success": None if status is None else status == 1,
+        "gas_used": to_int(receipt.get("gasUsed")),
     }
 
 
 def log_row(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One `hot_logs` row from a decoded log (topics spread over topic0..topic3)."""
-    topics = list(entry.get("topics") or [])
+    """One `hot_logs` row from a log (topics spread over topic0..topic3)."""
+    topics = [_lower(t) for t in entry.get("topics") or ()]
     if len(topics) > 4:
         raise ChainDataError(f"log with {len(topics)} topics (EVM allows at most 4)")
     topics += [None] * (4 - len(topics))
     return {
-        "block_number": entry["blockNumber"],
-        "block_hash": entry["blockHash"],
-        "transaction_hash": entry["transactionHash"],
-        "transaction_index": entry["transactionIndex"],
-        "log_index": entry["logIndex"],
-        "address": entry["address"],
+        "block_number": to_int(entry["blockNumber"]),
+        "block_hash": _lower(entry["blockHash"]),
+        "transaction_hash": _lower(entry["transactionHash"]),
+        "transaction_index": to_int(entry["transactionIndex"]),
+        "log_index": to_int(entry["logIndex"]),
+        "address": _lower(entry["address"]),
         "topic0": topics[0],
         "topic1": topics[1],
         "topic2": topics[2],
@@ -250,7 +258,8 @@ class RangeRows:
 
 class AdaptiveBatchSize:
     """A batch size that halves on failure and doubles back after `grow_after` successes in a
-    row, between `minimum` and `maximum`."""
+    row, between `minimum` and `maximum`. Shared by the concurrent batches of one kind of call,
+    so it is locked."""
 
     def __init__(self, initial: int, *, minimum: int = 1, maximum: int, grow_after: int = 2):
         if not 1 <= minimum <= initial <= maximum:
@@ -260,22 +269,25 @@ class AdaptiveBatchSize:
         self.maximum = maximum
         self.grow_after = grow_after
         self._successes = 0
+        self._lock = threading.Lock()
 
     def shrink(self, failed: int | None = None) -> bool:
         """Halve (below `failed`, the size of the batch that failed, if smaller than the current
         size); False if already at the minimum (the caller should give up)."""
-        self._successes = 0
-        current = min(self.size, failed) if failed else self.size
-        if current <= self.minimum:
-            return False
-        self.size = max(self.minimum, current // 2)
-        return True
+        with self._lock:
+            self._successes = 0
+            current = min(self.size, failed) if failed else self.size
+            if current <= self.minimum:
+                return False
+            self.size = max(self.minimum, current // 2)
+            return True
 
     def succeeded(self) -> None:
-        self._successes += 1
-        if self._successes >= self.grow_after and self.size < self.maximum:
-            self.size = min(self.maximum, self.size * 2)
-            self._successes = 0
+        with self._lock:
+            self._successes += 1
+            if self._successes >= self.grow_after and self.size < self.maximum:
+                self.size = min(self.maximum, self.size * 2)
+                self._successes = 0
 
 
 def _size_related(exc: RpcUnavailable) -> bool:
@@ -284,13 +296,20 @@ def _size_related(exc: RpcUnavailable) -> bool:
 
 # --- the adapter ------------------------------------------------------------------------------
 
+Calls = Sequence[tuple[str, list[Any]]]
+
 
 class ChainAdapter:
     """Chain reads for ingestion over one `RpcPool`.
 
     `receipts_mode`: "auto" uses `eth_getBlockReceipts` and falls back for good to
     per-transaction `eth_getTransactionReceipt` the first time the node says it lacks the
-    method; "block" and "transaction" force one or the other."""
+    method; "block" and "transaction" force one or the other.
+
+    `concurrency`: how many JSON-RPC batch requests a read keeps in flight at once (a range is
+    split into that many batches per kind of call, each at most the adaptive size); answers
+    are put back in request order whatever order they arrive in. 1 sends them one after the
+    other from the calling thread. `close()` ends the threads."""
 
     def __init__(
         self,
@@ -299,9 +318,12 @@ class ChainAdapter:
         batch_size: int = 32,
         max_batch_size: int = 256,
         receipts_mode: ReceiptsMode = "auto",
+        concurrency: int = 1,
     ) -> None:
         if receipts_mode not in ("auto", "block", "transaction"):
             raise ValueError(f"unknown receipts_mode {receipts_mode!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.pool = pool
         self.receipts_mode = receipts_mode
         self._block_receipts_supported: bool | None = {
@@ -314,6 +336,16 @@ class ChainAdapter:
         # One size per kind of call: a receipts-of-a-block answer is far bigger than a header.
         self.batch_sizes: dict[str, AdaptiveBatchSize] = {}
         self._chain_id: int | None = None
+        self.concurrency = concurrency
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def close(self) -> None:
+        """End the request threads (the pool is the caller's to close)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
     # -- simple reads --
 
@@ -353,15 +385,10 @@ class ChainAdapter:
             "eth_getBlockByNumber",
             [("eth_getBlockByNumber", [hex(n), full_transactions]) for n in numbers],
         )
-        blocks = []
-        for number, answer in zip(numbers, answers, strict=True):
-            if answer is None:
-                raise BlockNotFound(number)
-            block = decode_block(answer)
-            if block["number"] != number:
-                raise ChainDataError(f"asked for block {number}, got {block['number']}")
-            blocks.append(block)
-        return blocks
+        return [
+            decode_block(_block_answer(n, answer))
+            for n, answer in zip(numbers, answers, strict=True)
+        ]
 
     # -- receipts --
 
@@ -379,31 +406,37 @@ class ChainAdapter:
         if not numbers:
             return {}
         if self._block_receipts_supported is not False:
-            try:
-                result = self._receipts_by_block(numbers)
-            except RpcError as exc:
-                if self.receipts_mode != "auto" or not exc.is_method_not_found:
-                    raise
-                log.info(
-                    "rpc pool %s lacks eth_getBlockReceipts (%s); using eth_getTransactionReceipt",
-                    self.pool.name,
-                    exc.rpc_message,
-                )
-                self._block_receipts_supported = False
-            else:
-                self._block_receipts_supported = True
-                return result
+            answers = self._fetch({"eth_getBlockReceipts": _block_receipt_calls(numbers)})
+            by_block = self._block_receipts_or_fallback(numbers, answers["eth_getBlockReceipts"])
+            if by_block is not None:
+                return {n: [decode_receipt(r) for r in by_block[n]] for n in numbers}
         return self._receipts_by_transaction(numbers, transaction_hashes)
 
-    def _receipts_by_block(self, numbers: list[int]) -> dict[int, list[dict[str, Any]]]:
-        answers = self._batched(
-            "eth_getBlockReceipts", [("eth_getBlockReceipts", [hex(n)]) for n in numbers]
-        )
+    def _block_receipts_or_fallback(
+        self, numbers: list[int], answers: list[Any] | BaseException
+    ) -> dict[int, list[Any]] | None:
+        """eth_getBlockReceipts answers per block, or None when "auto" learns here that the
+        node lacks the method (the caller falls back to per-transaction receipts)."""
+        if isinstance(answers, BaseException):
+            if (
+                self.receipts_mode != "auto"
+                or not isinstance(answers, RpcError)
+                or not answers.is_method_not_found
+            ):
+                raise answers
+            log.info(
+                "rpc pool %s lacks eth_getBlockReceipts (%s); using eth_getTransactionReceipt",
+                self.pool.name,
+                answers.rpc_message,
+            )
+            self._block_receipts_supported = False
+            return None
+        self._block_receipts_supported = True
         out = {}
         for number, answer in zip(numbers, answers, strict=True):
             if answer is None:
                 raise BlockNotFound(number, "receipts of block")
-            out[number] = [decode_receipt(r) for r in answer]
+            out[number] = answer
         return out
 
     def _receipts_by_transaction(
@@ -433,43 +466,101 @@ class ChainAdapter:
 
     def block_range_with_receipts(self, start: int, end_exclusive: int) -> RangeRows:
         """Blocks, transactions (with receipt fields) and logs of `start <= n < end_exclusive`
-        as hot-table rows. Raises `RangeChanged` if the chain moved under the two fetches."""
+        as hot-table rows. Raises `RangeChanged` if the chain moved under the fetches.
+
+        With eth_getBlockReceipts the blocks and their receipts are requested together (all
+        batches of both in flight at once); rows are built from the answers as sent."""
         rows = RangeRows(start, end_exclusive)
         if end_exclusive <= start:
             return rows
-        blocks = self.blocks(start, end_exclusive, full_transactions=True)
-        receipts = self.receipts(
-            [b["number"] for b in blocks],
-            transaction_hashes={
-                b["number"]: [t["hash"] for t in b["transactions"]] for b in blocks
-            },
-        )
-        for block in blocks:
-            block_receipts = receipts[block["number"]]
+        numbers = list(range(start, end_exclusive))
+        calls: dict[str, Calls] = {
+            "eth_getBlockByNumber": [("eth_getBlockByNumber", [hex(n), True]) for n in numbers]
+        }
+        if self._block_receipts_supported is not False:
+            calls["eth_getBlockReceipts"] = _block_receipt_calls(numbers)
+        answers = self._fetch(calls)
+        blocks = _raise_failure(answers["eth_getBlockByNumber"])
+        blocks = [_block_answer(n, answer) for n, answer in zip(numbers, blocks, strict=True)]
+        receipts = None
+        if "eth_getBlockReceipts" in answers:
+            receipts = self._block_receipts_or_fallback(numbers, answers["eth_getBlockReceipts"])
+        if receipts is None:
+            receipts = self._receipts_by_transaction(
+                numbers,
+                {
+                    n: [t["hash"] for t in b["transactions"]]
+                    for n, b in zip(numbers, blocks, strict=True)
+                },
+            )
+        for number, block in zip(numbers, blocks, strict=True):
+            block_receipts = receipts[number]
             txs = block["transactions"]
-            if [r["transactionHash"] for r in block_receipts] != [t["hash"] for t in txs]:
+            if [_lower(r["transactionHash"]) for r in block_receipts] != [
+                _lower(t["hash"]) for t in txs
+            ]:
                 raise RangeChanged(
-                    f"block {block['number']}: receipts do not match the block's transactions"
+                    f"block {number}: receipts do not match the block's transactions"
                 )
-            if any(r["blockHash"] != block["hash"] for r in block_receipts):
-                raise RangeChanged(f"block {block['number']}: receipts are of another block")
+            block_hash = _lower(block["hash"])
+            if any(_lower(r["blockHash"]) != block_hash for r in block_receipts):
+                raise RangeChanged(f"block {number}: receipts are of another block")
             rows.blocks.append(block_row(block))
             for tx, receipt in zip(txs, block_receipts, strict=True):
                 rows.transactions.append(transaction_row(tx, receipt))
-                rows.logs.extend(log_row(entry) for entry in receipt["logs"])
+                rows.logs.extend(log_row(entry) for entry in receipt.get("logs") or ())
         return rows
 
     # -- batching --
 
     def _sizer(self, kind: str) -> AdaptiveBatchSize:
-        if kind not in self.batch_sizes:
-            self.batch_sizes[kind] = AdaptiveBatchSize(
-                min(self._initial_batch_size, self._max_batch_size), maximum=self._max_batch_size
-            )
-        return self.batch_sizes[kind]
+        with self._executor_lock:
+            if kind not in self.batch_sizes:
+                self.batch_sizes[kind] = AdaptiveBatchSize(
+                    min(self._initial_batch_size, self._max_batch_size),
+                    maximum=self._max_batch_size,
+                )
+            return self.batch_sizes[kind]
 
-    def _batched(self, kind: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """Run `calls` as consecutive batches of the adaptive size for `kind`."""
+    def _batched(self, kind: str, calls: Calls) -> list[Any]:
+        """The results of `calls`, in order (batched, concurrent as configured)."""
+        return _raise_failure(self._fetch({kind: calls})[kind])
+
+    def _fetch(self, calls: Mapping[str, Calls]) -> dict[str, list[Any] | BaseException]:
+        """Run each kind's calls as batches (split `concurrency` ways, at most the kind's
+        adaptive size each), all kinds' batches in flight together; per kind, its results in
+        call order, or the first failure among its batches. Every batch has ended (answered or
+        failed) when this returns: nothing is left running on a failure."""
+        jobs: list[tuple[str, Calls]] = []
+        for kind, kind_calls in calls.items():
+            size = max(1, min(self._sizer(kind).size, -(-len(kind_calls) // self.concurrency)))
+            jobs += [(kind, kind_calls[i : i + size]) for i in range(0, len(kind_calls), size)]
+        merged: dict[str, list[Any] | BaseException] = {kind: [] for kind in calls}
+
+        def record(kind: str, outcome: list[Any] | BaseException) -> None:
+            done = merged[kind]
+            if isinstance(done, BaseException):
+                return  # the kind's first failure (in call order) is the one reported
+            if isinstance(outcome, BaseException):
+                merged[kind] = outcome
+            else:
+                done.extend(outcome)
+
+        if self.concurrency == 1 or len(jobs) <= 1:
+            for kind, chunk in jobs:  # a kind's batches stop at its first failure
+                if not isinstance(merged[kind], BaseException):
+                    record(kind, _outcome(self._adaptive, kind, chunk))
+        else:
+            executor = self._thread_pool()
+            futures = [executor.submit(self._adaptive, kind, chunk) for kind, chunk in jobs]
+            wait(futures)
+            for (kind, _), future in zip(jobs, futures, strict=True):
+                record(kind, future.exception() or future.result())
+        return merged
+
+    def _adaptive(self, kind: str, calls: Calls) -> list[Any]:
+        """Run `calls` as consecutive batches of the adaptive size for `kind`, halving it on
+        a refusal or a time-out that a smaller batch may avoid."""
         sizer = self._sizer(kind)
         results: list[Any] = []
         done = 0
@@ -494,3 +585,38 @@ class ChainAdapter:
             sizer.succeeded()
             done += len(chunk)
         return results
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.concurrency, thread_name_prefix=f"rpc-{self.pool.name}"
+                )
+            return self._executor
+
+
+def _outcome(fn, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
+
+
+def _raise_failure(outcome: list[Any] | BaseException) -> list[Any]:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _block_receipt_calls(numbers: Sequence[int]) -> Calls:
+    return [("eth_getBlockReceipts", [hex(n)]) for n in numbers]
+
+
+def _block_answer(number: int, answer: Any) -> Mapping[str, Any]:
+    """A block answer checked to be the block asked for."""
+    if answer is None:
+        raise BlockNotFound(number)
+    got = to_int(answer.get("number"))
+    if got != number:
+        raise ChainDataError(f"asked for block {number}, got {got}")
+    return answer

@@ -8,8 +8,13 @@ invalidation through the fenced task API. It emits an event per `emit_every_bloc
 An RPC node that errors or stalls is waited out inside the attempt (the lease is kept), so
 node outages delay the follower without using up its attempts.
 
+While catching up it fetches the next batch while it writes the current one, each batch's
+blocks and receipts as several JSON-RPC batch requests in flight (`fetch_concurrency`); writes
+stay one at a time and in order, each checked against the lease and the stored tip first.
+
 Config: chain_id, rpc_pool, start_block (0), batch_size (100), emit_every_blocks (1),
-window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs (false).
+window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs (false),
+fetch_concurrency (4).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from trace_chain.prefetch import RangePrefetch
 from trace_operators.context import ConfigError, PermanentError, TaskContext
 from trace_operators.validation import BlockNumber, ChainId, PoolName, StrictModel, validate
 
@@ -38,6 +44,7 @@ class FollowerConfig(StrictModel):
     window_blocks: Annotated[int, Field(ge=1, le=1_000_000)] = 64
     poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     reset_outputs: bool = False
+    fetch_concurrency: Annotated[int, Field(ge=1, le=32)] = 4
 
 
 # Trusted code: it writes the shared hot tables.
@@ -102,6 +109,19 @@ class Follower:
         self._catching_up = True  # until a poll finds nothing new
         self._last_status: tuple | None = None
         self._last_status_at = 0.0
+        self._known_head: int | None = None  # the head seen last while catching up
+        # The next batch, fetched while this one is written (reads only; see _step).
+        self.prefetch = RangePrefetch(
+            lambda start, end: self.adapter.block_range_with_receipts(start, end),
+            name=f"follow-{config.chain_id}",
+        )
+
+    def close(self) -> None:
+        """Stop fetching ahead and end the adapter's request threads."""
+        self.prefetch.close()
+        close = getattr(self.adapter, "close", None)
+        if close is not None:
+            close()
 
     # --- start-up -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -299,8 +319,16 @@ class Follower:
         except (RangeChanged, BlockNotFound) as exc:
             # The node moved under us (reorg mid-fetch) or an endpoint lags behind another:
             # nothing was written; try again after a poll interval.
+            self.prefetch.discard()
+            self._known_head = None  # e.g. the chain became shorter: ask the node again
             log.info("chain %s: %s; retrying", self.config.chain_id, exc)
             return 0
+        except BaseException:
+            # Whatever failed (RPC, database, lease), the next step starts afresh from the
+            # stored tip: nothing fetched before the failure is kept.
+            self.prefetch.discard()
+            self._known_head = None
+            raise
 
     def _step(self) -> int:
         from trace_chain import hot_store
@@ -309,11 +337,19 @@ class Follower:
         # catching up, the bare number is enough (a busy chain's head block lists thousands
         # of transaction hashes).
         latest = None if self._catching_up else self.adapter.head()
-        head = self.adapter.head_number() if latest is None else latest["number"]
         start = self.next_block
+        if latest is not None:
+            head = latest["number"]
+        elif self._known_head is not None and self._known_head >= start + self.config.batch_size:
+            # A full batch beyond this one is known to exist: no need to ask (the node answers
+            # the question only after the batches in flight, which made it most of the wait).
+            head = self._known_head
+        else:
+            head = self.adapter.head_number()
         if head < start and latest is None:  # caught up: look at the head block itself
             latest = self.adapter.head()
             head = latest["number"]
+        self._known_head = head
         if head < start:
             self._catching_up = False
             # Nothing new; but a reorg can replace blocks at (or below) our tip without the
@@ -325,7 +361,9 @@ class Follower:
                 self._status(head)
             return 0
         end = min(head + 1, start + self.config.batch_size)
-        rows = self.adapter.block_range_with_receipts(start, end)
+        # Fetched ahead during the previous write if that fetch began here, else now. Either
+        # way it is checked against the stored tip below before anything is written.
+        rows = self.prefetch.take(start, end)
         blocks = rows.blocks
         if self.tip_hash is not None and blocks[0]["parent_hash"] != self.tip_hash:
             self._handle_reorg(head)
@@ -335,7 +373,13 @@ class Follower:
         while keep < len(blocks) and blocks[keep]["parent_hash"] == blocks[keep - 1]["hash"]:
             keep += 1
         last = blocks[keep - 1]["number"]
+        if keep == len(blocks) and last < head:
+            # More blocks are known to exist: fetch the next batch while this one is written.
+            self.prefetch.fetch_ahead(last + 1, min(head + 1, last + 1 + self.config.batch_size))
         wanted = lambda row: row["block_number"] <= last  # noqa: E731
+        # No write once the lease is lost (the heartbeat sets the stop event): a fetch that was
+        # in flight when it was lost is dropped with the attempt.
+        self.ctx.check_lease()
         hot_store.hot_replace_range(
             self.engine,
             chain_id=self.config.chain_id,
@@ -411,6 +455,8 @@ class Follower:
     def _handle_reorg(self, head: int) -> None:
         from trace_chain import hot_store
 
+        self.prefetch.discard()  # fetched before the rollback: never written after it
+        self._known_head = None
         old_next = self.next_block
         fork = self._fork_point(head)
         first_bad = fork + 1
@@ -544,8 +590,14 @@ RIDE_OUT_MAX_SECONDS = 15.0
 RODE_OUT = object()
 
 
-def run(ctx: TaskContext) -> None:
+def follower_adapter(pool, config: FollowerConfig):
+    """The chain adapter a follower reads through (also what the benchmark measures)."""
     from trace_chain.adapter import ChainAdapter
+
+    return ChainAdapter(pool, concurrency=config.fetch_concurrency)
+
+
+def run(ctx: TaskContext) -> None:
     from trace_chain.db import data_engine
     from trace_chain.hot_store import chain_writer_lock
     from trace_chain.rpc import rpc_pool_from_env
@@ -553,7 +605,7 @@ def run(ctx: TaskContext) -> None:
     config = config_parse(ctx.config)
     pool = rpc_pool_from_env(config.rpc_pool)
     engine = data_engine()
-    follower = Follower(ctx, config, ChainAdapter(pool), engine)
+    follower = Follower(ctx, config, follower_adapter(pool, config), engine)
     ride_out = _RideOut(ctx, config.chain_id)
 
     def standby() -> None:
@@ -578,4 +630,5 @@ def run(ctx: TaskContext) -> None:
                 if ride_out.call(follower.step) == 0:
                     ctx.sleep(follower.poll)
     finally:
+        follower.close()
         pool.close()

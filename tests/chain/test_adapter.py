@@ -261,3 +261,53 @@ def test_blocks_past_the_head_are_not_found(anvil):
         adapter.blocks(head, head + 3)
     assert caught.value.number == head + 1
     assert adapter.block_range_with_receipts(5, 5).blocks == []
+
+
+def test_concurrent_batches_answered_out_of_order_give_the_rows_in_order(
+    chain_with_traffic, reference_rows
+):
+    """The first batch of blocks is answered last (held until every other batch was
+    answered): the rows still come back whole and in chain order."""
+    import threading
+
+    c = chain_with_traffic
+    others_answered = threading.Event()
+    answered: list[int] = []
+
+    def first(body):
+        return isinstance(body, list) and body[0]["params"][0] == hex(c.start)
+
+    def hold_the_first(body):
+        if first(body) and body[0]["method"] == "eth_getBlockByNumber":
+            assert others_answered.wait(10)
+        return None
+
+    def note(body, answer):
+        answered.append(int(body[0]["params"][0], 16) if isinstance(body, list) else -1)
+        if len(answered) >= 7:  # the other 3 block batches and 4 receipt batches
+            others_answered.set()
+        return answer
+
+    with RpcProxy(c.url, hook=hold_the_first, transform=note) as proxy:
+        adapter = adapter_for(proxy.url, concurrency=4)
+        rows = adapter.block_range_with_receipts(c.start, c.end_exclusive)
+        adapter.close()
+        batches = [b for b in proxy.forwarded if isinstance(b, list)]
+    assert len(batches) == 8  # 4 of blocks, 4 of receipts, all in flight together
+    assert answered[-1] == c.start  # the first range's blocks came back last
+    assert rows == reference_rows
+
+
+def test_a_failed_batch_among_concurrent_ones_fails_the_read(chain_with_traffic):
+    c = chain_with_traffic
+
+    def refuse_the_last(body):
+        if isinstance(body, list) and any(i["params"][0] == hex(c.end_exclusive - 1) for i in body):
+            return 500, b"upstream exploded"
+        return None
+
+    with RpcProxy(c.url, hook=refuse_the_last) as proxy:
+        adapter = adapter_for(proxy.url, concurrency=4)
+        with pytest.raises(RpcUnavailable):
+            adapter.block_range_with_receipts(c.start, c.end_exclusive)
+        adapter.close()

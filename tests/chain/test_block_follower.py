@@ -10,7 +10,7 @@ from trace_chain import devchain
 from trace_chain.adapter import ChainAdapter
 from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
 from trace_chain.rpc import RpcPool
-from trace_operators.block_follower import Follower, FollowerConfig
+from trace_operators.block_follower import Follower, FollowerConfig, follower_adapter
 from trace_operators.context import PermanentError, TaskContext
 from trace_operators.context import TaskScope as OperatorScope
 
@@ -42,7 +42,7 @@ def make_follower(url, engine, recorder, *, org_id=1, job="follow", resume=True,
     )
     settings = FollowerConfig(chain_id=CHAIN, rpc_pool="unused", **config)
     pool = RpcPool("test", [url], timeout=10.0, max_retries=1)
-    follower = Follower(ctx, settings, ChainAdapter(pool), engine)
+    follower = Follower(ctx, settings, follower_adapter(pool, settings), engine)
     if resume:
         follower.resume()
     return follower
