@@ -167,7 +167,7 @@ def main() -> None:
     home = platform()
     objects = home / "objects"
     os.environ["TRACE_OBJECT_STORE_URL"] = objects.as_uri()
-    rows, profiles = [], {}
+    rows, profiles, spread = [], {}, {}
     with devchain.Anvil(accounts=args.txs_per_block + 1) as node:
         devchain.generate_traffic(node.url, blocks=args.blocks, txs_per_block=args.txs_per_block)
         os.environ["TRACE_RPC_POOL_BENCH"] = node.url
@@ -199,6 +199,7 @@ def main() -> None:
                 stop(processes)
             median_run = trace.index(statistics.median_low(trace))
             rows.append((workers, statistics.median(direct), statistics.median(trace), median_run))
+            spread[workers] = (direct, trace)
         if args.profile:
             profile_tasks(node.url, args.chunk)
     print(f"range: {blocks} blocks x {len(DATASETS)} datasets, chunk {args.chunk}, "
@@ -209,6 +210,10 @@ def main() -> None:
         print(f"{workers:>7}{direct_s:>17.2f}{blocks / direct_s:>10.1f}{trace_s:>10.2f}"
               f"{blocks / trace_s:>10.1f}{direct_s / trace_s:>7.2f}")  # fmt: skip
     print("ratio = Trace throughput / Cryo directly (one dataset after another)")
+    for workers, (direct, trace) in spread.items():
+        print(f"  runs, {workers} worker(s): cryo directly "
+              + " ".join(f"{v:.2f}" for v in direct) + " s; Trace "
+              + " ".join(f"{v:.2f}" for v in trace) + " s")  # fmt: skip
     if args.profile:
         for workers, _, _, run in rows:
             name, wall = profiles[(workers, run)]
