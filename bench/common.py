@@ -95,7 +95,11 @@ def stop(processes: list[subprocess.Popen]) -> None:
     for proc in processes:
         proc.terminate()
     for proc in processes:
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # e.g. beat on a loaded machine: do not lose the figures
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def data_db(name: str = DATA_DB):

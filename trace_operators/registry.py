@@ -11,6 +11,8 @@ An operator module defines `run(ctx)`, and may define:
   `orgs/{org_id}/{dag}/{job}/`.
 - `RUNTIMES`: the runtimes it may run in (e.g. only `platform` for trusted code that writes
   shared data). Without it, any.
+- `warm_up()`: pay the operator's per-process fixed costs (heavy imports) once, when a worker
+  process starts, instead of in its first task.
 """
 
 from __future__ import annotations
@@ -88,3 +90,11 @@ def operator_output_prefixes(
     default."""
     prefixes = getattr(_module(name), "output_prefixes", None)
     return None if prefixes is None else prefixes(config, range_start, range_end)
+
+
+def operators_warm_up(names: list[str]) -> None:
+    """Run the `warm_up` of each named operator that has one (a worker process starting)."""
+    for name in names:
+        warm_up = getattr(_module(name), "warm_up", None)
+        if warm_up is not None:
+            warm_up()

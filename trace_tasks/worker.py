@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_process_init, worker_shutting_down
 
 from trace_tasks.decorators import trace_task
 from trace_tasks.publisher import RUN_STREAM_TASK, RUN_TASK
@@ -31,6 +31,16 @@ def _run(task_id: int, node: str | None) -> str:
     from trace_tasks.runner import default_worker_id, task_run
 
     return task_run(task_id=int(task_id), worker_id=default_worker_id(node)).status
+
+
+@worker_process_init.connect
+def _warm_up_operators(**_: Any) -> None:
+    """Each pool process pays its operators' fixed costs (imports) once, before any task."""
+    from django.conf import settings
+
+    from trace_operators.registry import operators_warm_up
+
+    operators_warm_up(settings.TRACE_WORKER_WARM_UP_OPERATORS)
 
 
 @worker_shutting_down.connect

@@ -193,3 +193,35 @@ def test_follow_head_keeps_up_as_anvil_mines(services, org, cold, monkeypatch):
         assert end > later_head
         assert ranges == [(a, a + 5) for a in range(0, end, 5)]  # one run, no range twice
         assert sorted(published_block_numbers(ranges)) == list(range(end))  # each block once
+
+
+def test_the_next_range_is_planned_on_completion_not_on_the_tick(
+    services, org, chain_with_traffic, cold, monkeypatch
+):
+    """With the planner's tick at 60 s, four ranges run one after another (max_inflight 1):
+    only planning at each range's completion can reach the end within the wait below, since
+    after the first range (planned when the sync is applied) no tick can have run."""
+    monkeypatch.setenv("TRACE_RPC_POOL_DEVCHAIN", chain_with_traffic.url)
+    monkeypatch.setenv("TRACE_DISPATCH_TICK_SECONDS", "60")
+    chunk = 4
+    assert chain_with_traffic.end_exclusive >= 4 * chunk
+    services.worker("w1", concurrency=1)
+    services.dispatcher()
+    services.beat()
+    chain_sync_apply(
+        org=org,
+        yaml_text=sync_yaml(to_block=4 * chunk, chunk=chunk, inflight=1, datasets=("blocks",)),
+    )
+    sync = ChainSync.objects.get()
+    wait_for(
+        lambda: all(row["complete"] for row in chain_sync_status(sync=sync)),
+        timeout=40,
+        what="four ranges done with no planner tick",
+    )
+    ranges = list(
+        ScheduledRange.objects.order_by("range_start").values_list(
+            "range_start", "range_end", "status"
+        )
+    )
+    assert ranges == [(a, a + chunk, RangeStatus.DONE) for a in range(0, 4 * chunk, chunk)]
+    assert PartitionVersion.objects.count() == 4

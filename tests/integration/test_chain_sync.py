@@ -324,3 +324,66 @@ def test_watch_writes_escape_codes_only_to_a_terminal(org):
     assert terminal.getvalue().startswith("\x1b[2J\x1b[H")
     with pytest.raises(CommandError, match="--interval"):
         call_command(*args, "--interval", "0")
+
+
+def _locks_waited_for() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_planning_on_completion_waits_for_a_pass_holding_the_stream(transactional_db, org):
+    """A range completes while a planner pass (a tick) holds its stream, having settled before
+    the completion was visible: the completion's route event waits for that pass instead of
+    skipping the stream, so the next range is planned once, with no further tick."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.e2e.test_celery_flow import wait_for
+    from trace_web.chain_sync.models import ChainSyncStream
+    from trace_web.orchestration.services.outbox import outbox_drain
+
+    chain_sync_apply(org=org, yaml_text=fixed(to_block=30, inflight=1, datasets=("blocks",)))
+    assert chain_sync_plan() == 1
+    first = ScheduledRange.objects.get()
+    locked, release = threading.Event(), threading.Event()
+
+    def tick_holding_the_stream():
+        try:
+            with transaction.atomic():
+                ChainSyncStream.objects.select_for_update().get()
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    tick = threading.Thread(target=tick_holding_the_stream)
+    tick.start()
+    assert locked.wait(10)
+    complete(first)  # commits the publication and its route event (published by the drain)
+
+    def drain():
+        try:
+            outbox_drain()
+        finally:
+            connection.close()
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    wait_for(
+        lambda: _locks_waited_for() >= 1 or not drainer.is_alive(),
+        timeout=10,
+        what="the route event waiting for the stream (or done)",
+    )
+    release.set()
+    tick.join(10)
+    drainer.join(30)
+    assert ranges("blocks") == [(0, 10, "done"), (10, 20, "scheduled")]
+    assert chain_sync_plan() == 0  # the tick that follows plans nothing twice
+    assert Task.objects.filter(trigger="chain_sync").count() == 2

@@ -76,4 +76,7 @@ class ScheduledRange(models.Model):
                 fields=["stream", "range_start", "range_end"], name="uniq_scheduled_range"
             )
         ]
-        indexes = [models.Index(fields=["stream", "status"], name="idx_range_stream_status")]
+        indexes = [
+            models.Index(fields=["stream", "status"], name="idx_range_stream_status"),
+            models.Index(fields=["task_id"], name="idx_range_task"),  # planning on completion
+        ]

@@ -1,6 +1,8 @@
 """chain_sync: apply a declaration (it becomes a generated DAG of cryo_ingest jobs plus
-durable streams) and plan its ranges from the dispatcher: settle finished ranges, observe the
-head, top up in-flight work to max_inflight with ranges unique per stream."""
+durable streams) and plan its ranges: settle finished ranges, observe the head, top up
+in-flight work to max_inflight with ranges unique per stream. A stream is planned again as soon
+as one of its ranges completes (the completion's route event, through the outbox); the
+dispatcher's tick plans every sync as the safety net and is the only one reading the head."""
 
 from __future__ import annotations
 
@@ -273,6 +275,42 @@ def chain_sync_retry_failed(*, sync: ChainSync) -> int:
             )
             retried += 1
     return retried
+
+
+def _head_is_stale(sync: ChainSync) -> bool:
+    changed = sync.head_changed_at
+    return changed is not None and timezone.now() - changed > timedelta(
+        seconds=sync.stale_head_seconds
+    )
+
+
+def chain_sync_range_completed(*, task_id: int) -> int:
+    """Plan the stream whose range task `task_id` ran, once that task's completion has
+    committed: the next range starts without waiting for a tick. follow_head plans up to the
+    head the tick last observed (no RPC call here), and nothing on a stale head.
+
+    The stream's lock is waited for, not skipped: a pass holding it may have settled before
+    this completion was visible, so skipping could leave the range unplanned until the next
+    tick. A failure is logged and left to the tick; it never undoes the caller's work."""
+    scheduled = (
+        ScheduledRange.objects.filter(task_id=task_id).select_related("stream__chain_sync").first()
+    )
+    if scheduled is None:
+        return 0
+    sync = scheduled.stream.chain_sync
+    if not sync.enabled or (sync.mode == "follow_head" and _head_is_stale(sync)):
+        return 0
+    try:
+        with transaction.atomic():
+            stream = ChainSyncStream.objects.select_for_update().get(pk=scheduled.stream_id)
+            _settle(stream)
+            target = chain_sync_plan_target(sync=sync)
+            if target is None:
+                return 0
+            return _top_up(sync, stream, target, sync.mode == "follow_head")
+    except Exception:
+        log.exception("chain_sync %s: planning after task %s failed; the tick plans", sync, task_id)
+        return 0
 
 
 def chain_sync_plan() -> int:

@@ -1,7 +1,13 @@
 """Orchestration defaults (leases, retries, outbox, dispatcher cadence, retention); see
 docs/configuration.md."""
 
-from trace_web.settings.env import ImproperlyConfiguredEnv, env_bool, env_float, env_int
+from trace_web.settings.env import (
+    ImproperlyConfiguredEnv,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+)
 
 TRACE_LEASE_SECONDS = env_float("TRACE_LEASE_SECONDS", 120.0)
 TRACE_HEARTBEAT_SECONDS = env_float("TRACE_HEARTBEAT_SECONDS", 30.0)
@@ -15,6 +21,9 @@ TRACE_OUTBOX_MAX_TRIES = env_int("TRACE_OUTBOX_MAX_TRIES", 20)
 # drain loop remains the guarantee, this only removes its tick from the latency.
 TRACE_OUTBOX_FLUSH_ON_COMMIT = env_bool("TRACE_OUTBOX_FLUSH_ON_COMMIT", True)
 TRACE_DISPATCH_TICK_SECONDS = env_float("TRACE_DISPATCH_TICK_SECONDS", 1.0)
+# Operators whose fixed costs (heavy imports) each worker process pays at start, not in its
+# first task; empty: none.
+TRACE_WORKER_WARM_UP_OPERATORS = env_list("TRACE_WORKER_WARM_UP_OPERATORS", ["cryo_ingest"])
 # A Queued task not claimed this long after its last wake-up is woken again (lost message).
 TRACE_REWAKE_AFTER_SECONDS = env_float("TRACE_REWAKE_AFTER_SECONDS", 60.0)
 # An always_on source whose task ended terminally is restarted after this pause.

@@ -28,10 +28,10 @@ def route_event(*, event_id: int, payload: dict[str, Any]) -> list[Task]:
     """Schedule dependents of one committed output. Idempotent per (event, job)."""
     dataset = Dataset.objects.get(pk=payload["dataset_id"])
     if payload.get("producer_trigger") == "chain_sync":
-        # A planned range was published: plan the next one now rather than at the next tick.
-        from trace_tasks.publisher import request_chain_sync_plan
+        # A planned range was published: plan its stream's next range now, not at a tick.
+        from trace_web.chain_sync.services import chain_sync_range_completed
 
-        transaction.on_commit(request_chain_sync_plan)
+        chain_sync_range_completed(task_id=payload["producer_task_id"])
     created: list[Task] = []
     for edge in consumer_edges(dataset=dataset):
         if not _where_matches(edge.where, payload):
