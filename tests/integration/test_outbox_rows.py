@@ -13,7 +13,11 @@ from django.utils import timezone
 
 from trace_tasks.publisher import BrokerUnavailable
 from trace_web.orchestration.models import Outbox, OutboxKind, OutboxStatus
-from trace_web.orchestration.services.outbox import outbox_add, outbox_drain
+from trace_web.orchestration.services.outbox import (
+    outbox_add,
+    outbox_drain,
+    outbox_publish_after_commit,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +154,82 @@ def test_while_the_breaker_is_open_wakeups_take_no_place_in_the_batch(db, sent, 
     event = outbox_add(kind=OutboxKind.ROUTE_EVENT, payload={"n": 1})
     assert outbox_drain(limit=1) == 1
     assert sent == [("route", event.pk, {"n": 1})]
+
+
+def test_the_fast_path_routes_its_own_event_at_once_and_leaves_other_rows(
+    db, settings, sent, django_capture_on_commit_callbacks
+):
+    older = outbox_add(kind=OutboxKind.ROUTE_EVENT, payload={"n": 1})  # due, for the drain loop
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
+    with django_capture_on_commit_callbacks(execute=True):
+        newer = outbox_add(kind=OutboxKind.ROUTE_EVENT, payload={"n": 2})
+    assert sent == [("route", newer.pk, {"n": 2})]  # routed, not sent as a wake-up
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert (older.status, newer.status) == (OutboxStatus.PENDING, OutboxStatus.DONE)
+
+
+def test_a_failing_fast_path_pushes_back_only_its_own_row(
+    db, settings, sent, django_capture_on_commit_callbacks
+):
+    older = wake(1)
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
+    sent.failing[2] = ConnectionError("broker down")
+    with django_capture_on_commit_callbacks(execute=True):
+        newer = wake(2)
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert (older.status, older.tries, older.last_error) == (OutboxStatus.PENDING, 0, "")
+    assert (newer.status, newer.tries) == (OutboxStatus.PENDING, 1)
+    assert "broker down" in newer.last_error and newer.available_at > timezone.now()
+
+
+def test_a_failed_fast_path_leaves_alone_a_row_a_drainer_published_meanwhile(
+    db, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    def published_elsewhere_then_failed(*, task_id, queue):
+        # A drainer published and marked the row while this publish was failing.
+        Outbox.objects.filter(payload__task_id=task_id).update(status=OutboxStatus.DONE, tries=1)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("trace_tasks.publisher.send_wake", published_elsewhere_then_failed)
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
+    with django_capture_on_commit_callbacks(execute=True):
+        row = wake(3)
+    row.refresh_from_db()
+    assert (row.status, row.tries, row.last_error) == (OutboxStatus.DONE, 1, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_fast_path_skips_a_row_a_drainer_holds(settings, monkeypatch):
+    def broker_down(*, task_id, queue):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("trace_tasks.publisher.send_wake", broker_down)
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+    row = wake(4)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a drainer holding the row (it will publish it itself)
+        try:
+            with transaction.atomic():
+                Outbox.objects.select_for_update().get(pk=row.pk)
+                locked.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
+        outbox_publish_after_commit(row.pk, OutboxKind.WAKE_TASK, row.payload)  # autocommit: now
+        # Had it waited for the drainer's lock, it would have counted a try once released.
+        release.set()
+        holder.join(timeout=30)
+        row.refresh_from_db()
+        assert (row.status, row.tries, row.last_error) == (OutboxStatus.PENDING, 0, "")
+    finally:
+        release.set()
+        holder.join(timeout=30)

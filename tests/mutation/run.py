@@ -50,6 +50,7 @@ TARGETS: dict[str, Target] = {
             "tests/integration/test_outbox_publish.py",
             "tests/integration/test_outbox_rows.py",
             "tests/integration/test_guarantees.py",
+            "tests/integration/test_task_statements.py",
         ),
     ),
     "routing": Target(
@@ -77,20 +78,29 @@ TARGETS: dict[str, Target] = {
         ("tests/integration/test_chain_sync.py",),
     ),
     "runner": Target("trace_tasks/runner.py", ("tests/integration/test_runner.py",)),
+    "task_statements": Target(
+        "trace_web/orchestration/services/task_statements.py",
+        (
+            "tests/integration/test_task_statements.py",
+            "tests/integration/test_guarantees.py",
+            "tests/integration/test_task_lifecycle.py",
+        ),
+    ),
 }
 CI_TARGETS = ("backoff",)
 
 # Surviving mutants that no test can kill, with the reason (mutmut's names: module.x_function
 # __mutmut_N). The CI subset fails on a survivor that is not listed here.
 OUTBOX = "trace_web.orchestration.services.outbox."
+STATEMENTS = "trace_web.orchestration.services.task_statements."
 LOG_ONLY = "log wording or arguments only; no behaviour reads the log"
 EQUIVALENT: dict[str, str] = {
     **{
         OUTBOX + name: LOG_ONLY
         for name in (
-            "x__flush_quietly__mutmut_2",
-            "x__flush_quietly__mutmut_3",
-            "x__flush_quietly__mutmut_4",
+            "x__publish_quietly__mutmut_7",
+            "x__publish_quietly__mutmut_8",
+            "x__publish_quietly__mutmut_9",
             "x__push_back__mutmut_10",
             "x__push_back__mutmut_11",
             "x__push_back__mutmut_12",
@@ -101,6 +111,66 @@ EQUIVALENT: dict[str, str] = {
             "x__push_back__mutmut_39",
         )
     },
+    **{
+        OUTBOX + name: "the row's kind passed on as None: a row of no known kind takes the"
+        " drain's locked path, which publishes a wake-up exactly as the fast path does"
+        for name in (
+            "x_outbox_add__mutmut_9",
+            "x_outbox_publish_after_commit__mutmut_4",
+            "x__publish_quietly__mutmut_2",
+        )
+    },
+    OUTBOX + "x__push_back_by_id__mutmut_13": "save() of every field instead of the four"
+    " changed ones: the row is held FOR UPDATE, so the other fields are written back unchanged",
+    **{
+        STATEMENTS + name: "builds an identifier only for the functools.cache'd statement"
+        " builders, filled before mutmut forks each mutant's run, so never reached there; a"
+        " broken identifier breaks every statement, and hand-applied mutants of the statements"
+        " themselves are killed (docs/testing.md)"
+        for name in (
+            "x__q__mutmut_1",
+            "x__table__mutmut_1",
+            "x__columns__mutmut_1",
+            "x__columns__mutmut_2",
+            "x__columns__mutmut_3",
+            "x__transition_insert__mutmut_1",
+            "x__transition_insert__mutmut_2",
+            "x__transition_insert__mutmut_3",
+        )
+    },
+    **{
+        STATEMENTS + name: "the single statement skipped: services.tasks falls back to the"
+        " locking ORM path, which writes the same rows (only slower)"
+        for name in ("x_task_claim_uncapped__mutmut_4", "x_task_complete_plain__mutmut_3")
+    },
+    **{
+        STATEMENTS + name: "zip(strict=...) over the model's own fields and the statement's"
+        " columns for them: the lengths are equal by construction"
+        for name in ("x__from_row__mutmut_18", "x__from_row__mutmut_21", "x__from_row__mutmut_22")
+    },
+    **{
+        STATEMENTS + name: "Model.from_db's alias, field names (all concrete fields are given,"
+        " so it takes its positional path) or JSONField.from_db_value's connection (unused):"
+        " the one database and the same instance either way"
+        for name in (
+            "x__from_row__mutmut_6",
+            "x__from_row__mutmut_23",
+            "x__from_row__mutmut_24",
+            "x_task_claim_uncapped__mutmut_27",
+        )
+    },
+    **{
+        STATEMENTS + name: "the DAG version's name deferred instead of loaded: reading it"
+        " loads it, the same value (one query more)"
+        for name in ("x_task_claim_uncapped__mutmut_35", "x_task_claim_uncapped__mutmut_36")
+    },
+    **{
+        STATEMENTS + name: "pre_save(add=False/None): created_at is set explicitly on the"
+        " instance, so auto_now_add has nothing to add"
+        for name in ("x_task_insert__mutmut_8", "x_task_insert__mutmut_11")
+    },
+    STATEMENTS + "x_task_insert__mutmut_16": "the reason cut at 2001 instead of 2000 chars: it"
+    " is `created by <trigger>`, and a trigger is at most 16 chars",
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
