@@ -6,6 +6,7 @@ rows another one holds, and route events still flow after the breaker trips on a
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
@@ -55,6 +56,31 @@ def sent(monkeypatch):
 
 def wake(task_id: int) -> Outbox:
     return outbox_add(kind=OutboxKind.WAKE_TASK, payload={"task_id": task_id, "queue": "platform"})
+
+
+@contextmanager
+def held_by_another_drainer(row: Outbox, *, hold_seconds: float = 60):
+    """Another session holds `row` FOR UPDATE (a drainer publishing it) until the block ends or
+    `hold_seconds` pass."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Outbox.objects.select_for_update().get(pk=row.pk)
+                locked.set()
+                release.wait(timeout=hold_seconds)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=30)
 
 
 def make_due(row: Outbox) -> None:
@@ -117,21 +143,7 @@ def test_route_events_still_flow_after_the_breaker_skips_a_wakeup(db, sent):
 @pytest.mark.django_db(transaction=True)
 def test_a_drainer_skips_rows_another_drainer_holds(sent):
     held, free = wake(1), wake(2)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                Outbox.objects.select_for_update().get(pk=held.pk)
-                locked.set()
-                release.wait(timeout=60)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
+    with held_by_another_drainer(held):
         with transaction.atomic():
             with connection.cursor() as cursor:
                 # A drainer that waited for the lock instead of skipping the row fails here.
@@ -140,9 +152,6 @@ def test_a_drainer_skips_rows_another_drainer_holds(sent):
         assert sent == [("wake", 2)]
         assert Outbox.objects.get(pk=held.pk).status == OutboxStatus.PENDING
         assert Outbox.objects.get(pk=free.pk).status == OutboxStatus.DONE
-    finally:
-        release.set()
-        holder.join(timeout=30)
 
 
 def test_while_the_breaker_is_open_wakeups_take_no_place_in_the_batch(db, sent, monkeypatch):
@@ -208,28 +217,9 @@ def test_a_failed_fast_path_skips_a_row_a_drainer_holds(settings, monkeypatch):
     monkeypatch.setattr("trace_tasks.publisher.send_wake", broker_down)
     settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
     row = wake(4)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:  # a drainer holding the row (it will publish it itself)
-        try:
-            with transaction.atomic():
-                Outbox.objects.select_for_update().get(pk=row.pk)
-                locked.set()
-                release.wait(timeout=20)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
+    # Held for 20 s: a fast path that waited for the lock would count a try once it is free.
+    with held_by_another_drainer(row, hold_seconds=20):
         settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
         outbox_publish_after_commit(row.pk, OutboxKind.WAKE_TASK, row.payload)  # autocommit: now
-        # Had it waited for the drainer's lock, it would have counted a try once released.
-        release.set()
-        holder.join(timeout=30)
-        row.refresh_from_db()
-        assert (row.status, row.tries, row.last_error) == (OutboxStatus.PENDING, 0, "")
-    finally:
-        release.set()
-        holder.join(timeout=30)
+    row.refresh_from_db()
+    assert (row.status, row.tries, row.last_error) == (OutboxStatus.PENDING, 0, "")
