@@ -101,11 +101,10 @@ def _record(task: Task, from_status: str, to_status: str, reason: str = "") -> N
     )
 
 
-def _wake(task: Task, job: Job, *, mark: bool = True) -> None:
+def _wake(task: Task, job: Job) -> None:
     queue = queue_for(runtime=job.runtime, source_kind=job.source_kind)
     outbox_add(kind=OutboxKind.WAKE_TASK, payload={"task_id": task.pk, "queue": queue.value})
-    if mark:
-        Task.objects.filter(pk=task.pk).update(last_woken_at=timezone.now())
+    Task.objects.filter(pk=task.pk).update(last_woken_at=timezone.now())
 
 
 def task_create(
@@ -173,11 +172,11 @@ def task_claim(*, task_id: int, worker_id: str) -> ClaimedTask | None:
     if fast is not None:
         task, inputs = fast
         return _claimed(task, inputs)
-    # Not claimable, or a job with max_concurrency: its claims lock the job.
-    return _claim_capped(task_id=task_id, worker_id=worker_id, lease_token=lease_token, now=now)
+    # Not claimable, or a job with max_concurrency: the locking path (it locks the job).
+    return _claim_locked(task_id=task_id, worker_id=worker_id, lease_token=lease_token, now=now)
 
 
-def _claim_capped(
+def _claim_locked(
     *, task_id: int, worker_id: str, lease_token: uuid.UUID, now: datetime
 ) -> ClaimedTask | None:
     with transaction.atomic():
