@@ -145,6 +145,23 @@ class TraceEngine:
             )
         return result.table
 
+    def run_without_spares(self, sql: str):
+        """The same with no primed spare database (trace_chain/query/spares.py): each query
+        opens its database, loads, attaches and reads the catalog on the spot."""
+        from trace_chain.query import spares
+
+        kept, spares.POOL = spares.POOL, spares.SparePool()
+        previous = os.environ.get("TRACE_QUERY_SPARE_SECONDS")
+        os.environ["TRACE_QUERY_SPARE_SECONDS"] = "0"
+        try:
+            return self.run(sql)
+        finally:
+            spares.POOL = kept
+            if previous is None:
+                del os.environ["TRACE_QUERY_SPARE_SECONDS"]
+            else:
+                os.environ["TRACE_QUERY_SPARE_SECONDS"] = previous
+
 
 class TraceHttp:
     """POST /v1/query to a gunicorn serving trace_web.wsgi (as deploy/Procfile runs it)."""
@@ -231,21 +248,23 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def latency(raw: RawDuckDB, engine: TraceEngine, http: TraceHttp, org: str, repeats: int,
             title: str):  # fmt: skip
-    header = ["query", "raw open ms", "raw new conn ms", "engine ms", "HTTP ms",
-              "engine/raw", "HTTP/raw"]  # fmt: skip
+    header = ["query", "raw open ms", "raw new conn ms", "engine, no spare ms", "engine ms",
+              "HTTP ms", "engine/raw", "HTTP/raw"]  # fmt: skip
     rows = []
     for label, sql in QUERIES.items():
         s = timed(
             {
                 "raw open": lambda sql=sql: raw.run_open(sql),
                 "raw new": lambda sql=sql: raw.run_new(sql),
+                "engine, no spare": lambda sql=sql: engine.run_without_spares(sql),
                 "engine": lambda sql=sql: engine.run(sql),
                 "http": lambda sql=sql: http.run(sql, org),
             },
             repeats,
         )
         base = median(s["raw open"])
-        rows.append([label, ms(s["raw open"]), ms(s["raw new"]), ms(s["engine"]),
+        rows.append([label, ms(s["raw open"]), ms(s["raw new"]), ms(s["engine, no spare"]),
+                     ms(s["engine"]),
                      ms(s["http"]), f"{median(s['engine']) / base:.2f}",
                      f"{median(s['http']) / base:.2f}"])  # fmt: skip
     print_table(title, header, rows)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trace_chain.query import spares
 from trace_chain.query.errors import QueryFailed, QueryTimedOut, SandboxSetupFailed
 
 if TYPE_CHECKING:
@@ -200,31 +201,95 @@ def open_sandbox(
     # until external access goes off (after that no LOAD of any file is possible).
     paths = [verified_extension_path(name) for name, needed in wanted.items() if needed]
 
-    conn = duckdb.connect(
-        ":memory:",
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-            "allow_unsigned_extensions": bool(paths),
-            "python_enable_replacements": False,  # no Python variables as tables
-        },
+    # A primed spare (trace_chain/query/spares.py) when one is ready: the same new database
+    # with the same steps done, up to the attach. Not with S3: its secret is per query.
+    key = (tuple(str(p) for p in paths), postgres) if s3 is None else None
+
+    def primed() -> duckdb.DuckDBPyConnection:
+        return _primed(paths, postgres, redactions=[str(temp), *allowed_files])
+
+    spare = spares.POOL.take(key) if key is not None else None
+    if key is not None:
+        spares.POOL.refill(key, primed)
+    return _harden(
+        spare if spare is not None else primed(),
+        views=views,
+        allowed_files=allowed_files,
+        temp=temp,
+        limits=limits,
+        paths=paths,
+        postgres=postgres,
+        s3=s3,
     )
+
+
+_CONNECT_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,  # no Python variables as tables
+}
+
+
+def _primed(
+    paths: Sequence[Path], postgres: PostgresSource | None, *, redactions: Sequence[str]
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory database with `paths` loaded and `postgres` attached read-only, its
+    catalog read once (the first read through the scanner loads it). Nothing else: no views,
+    no secret, no transaction. Raises `SandboxSetupFailed`, redacted."""
+    import duckdb
+
+    # Unsigned (pre-verified) loading only in a database that loads such files, and only
+    # until external access goes off: after that no LOAD of any file is possible.
+    config = {**_CONNECT_CONFIG, "allow_unsigned_extensions": bool(paths)}
+    conn = duckdb.connect(":memory:", config=config)
+    try:
+        for path in paths:
+            conn.execute(f"LOAD {_literal(str(path))}")
+        if postgres:
+            conn.execute(
+                f"ATTACH {_literal(postgres.dsn)} AS {_ident(postgres.alias)} "
+                "(TYPE postgres, READ_ONLY)"
+            )
+            conn.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?", [postgres.alias]
+            ).fetchall()
+    except duckdb.Error as error:
+        conn.close()
+        secrets = [str(p) for p in paths] + list(redactions)
+        if postgres:
+            secrets.append(postgres.dsn)
+        raise SandboxSetupFailed(
+            f"sandbox set-up failed: {redact(str(error), secrets=secrets)}"
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _harden(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    views: Mapping[str, str] | ViewBuilder,
+    allowed_files: Sequence[str],
+    temp: Path,
+    limits: SandboxLimits,
+    paths: Sequence[Path],
+    postgres: PostgresSource | None,
+    s3: S3Access | None,
+) -> Sandbox:
+    """The rest of `open_sandbox` on a primed database: closes it on any failure."""
+    import duckdb
+
     secrets = [str(p) for p in paths] + [str(temp)] + list(allowed_files)
     if postgres:
         secrets.append(postgres.dsn)
     if s3:
         secrets += [s3.secret, s3.key_id] + ([s3.session_token] if s3.session_token else [])
     try:
-        for path in paths:
-            conn.execute(f"LOAD {_literal(str(path))}")
         if s3:
             conn.execute(_s3_secret(s3))
-        if postgres:
-            conn.execute(
-                f"ATTACH {_literal(postgres.dsn)} AS {_ident(postgres.alias)} "
-                "(TYPE postgres, READ_ONLY)"
-            )
         if callable(views):
             conn.execute("BEGIN")  # one snapshot of the attached database from here on
             views, allowed_files = views(conn)
