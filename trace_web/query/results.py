@@ -21,9 +21,27 @@ def columns_of(table: Any) -> list[dict[str, str]]:
 
 
 def json_rows(table: Any) -> list[list[Any]]:
+    """The rows as JSON shows them (`trace_chain.query.engine.json_value`), built a column at a
+    time: the chain's own types (integers, text, booleans, whole-number decimals) convert in
+    Arrow without a Python call per value; anything else goes through `json_value`."""
+    columns = [_json_column(column) for column in table.columns]
+    return [list(row) for row in zip(*columns, strict=True)] if columns else []
+
+
+def _json_column(column: Any) -> list[Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from trace_chain.query.engine import json_value
 
-    return [[json_value(v) for v in row.values()] for row in table.to_pylist()]
+    kind = column.type
+    if pa.types.is_decimal(kind) and kind.scale == 0:  # str(Decimal) of a whole number
+        return pc.cast(column, pa.string()).to_pylist()
+    values = column.to_pylist()
+    plain = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_string, pa.types.is_floating)
+    if any(test(kind) for test in plain) or pa.types.is_large_string(kind):
+        return values
+    return [json_value(value) for value in values]
 
 
 def csv_bytes(table: Any) -> bytes:
