@@ -19,6 +19,16 @@ class ConfigError(Problems, PermanentError):
     sync reports them as `jobs[i].config.<field>` before anything runs."""
 
 
+class TaskApiRefused(Exception):
+    """The task API refused a call of the attempt (a query the gate or the grants refuse):
+    `code` and `message` are the API's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class LeaseLost(Exception):
     """The attempt lost its lease (canceled, reaped, superseded): stop without reporting."""
 
@@ -54,6 +64,10 @@ class TaskContext:
     # query_to_file(sql=, path=, format=, max_rows=, timeout=) -> rows written. The platform
     # runtime supplies it (through the same gate, sandbox and audit as /v1/task/query).
     query_to_file: Callable[..., int] | None = None
+    # The task API a user handler's runtime needs (the udf operator): the pinned bundle, the
+    # task's queries and buffer-publish, all with this attempt's capability token. The worker
+    # supplies it (trace_tasks.task_api.InProcessTaskApi).
+    task_api: Any = None
 
     def emit(self, **event: Any) -> Any:
         """Commit one output event immediately (fenced by this attempt's lease)."""

@@ -34,6 +34,7 @@ OPERATORS: dict[str, str] = {
     "block_follower": "trace_operators.block_follower",
     "duckdb_query": "trace_operators.duckdb_query",
     "parquet_compact": "trace_operators.parquet_compact",
+    "udf": "trace_operators.udf",
 }
 
 

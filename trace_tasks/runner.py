@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from trace_operators.context import LeaseLost, PermanentError, TaskContext, TaskScope
 from trace_operators.registry import operator_get
+from trace_tasks.task_api import InProcessTaskApi
 from trace_web.errors import StaleAttempt, TraceError
 from trace_web.orchestration.services.tasks import (
     ClaimedTask,
@@ -200,6 +201,7 @@ def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
         emit_events=lambda events: task_events(lease=claimed.lease, events=events),
         stop_event=stop_event,
         query_to_file=lambda **query: _query_to_file(claimed.capability_token, **query),
+        task_api=InProcessTaskApi(claimed) if job.runtime == "udf" else None,
     )
 
 

@@ -38,3 +38,9 @@ class DatasetNameConverter(NameConverter):
     `{dag}.{job}[{output}]`."""
 
     regex = r"[a-z][a-z0-9_.-]{0,199}(?:\[[0-9]{1,4}\])?"
+
+
+class BundleRefConverter(NameConverter):
+    """A UDF bundle's sha256 or its `name@version` (trace_web.udf.selectors)."""
+
+    regex = r"[0-9a-f]{64}|[a-z][a-z0-9_-]{0,99}@[0-9A-Za-z][0-9A-Za-z._+-]{0,63}"

@@ -6,15 +6,27 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from trace_web import surfaces
 from trace_web.chain_sync.api import ChainStatusApi, ChainSyncListApi, ChainSyncStatusApi
-from trace_web.converters import DatasetNameConverter, IdConverter, NameConverter
+from trace_web.converters import (
+    BundleRefConverter,
+    DatasetNameConverter,
+    IdConverter,
+    NameConverter,
+)
 from trace_web.datasets.api import DatasetDetailApi, DatasetListApi
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
 from trace_web.query.api import QueryApi, QueryResultApi, TaskQueryApi, TaskQueryResultApi
+from trace_web.udf.api import (
+    BundleDetailApi,
+    BundleListApi,
+    SigningPolicyApi,
+    TaskBufferPublishApi,
+)
 
 register_converter(IdConverter, "id")
 register_converter(NameConverter, "name")
 register_converter(DatasetNameConverter, "dataset")
+register_converter(BundleRefConverter, "bundle")
 
 # Django-level errors under /v1/ answer in the API's JSON error shape (trace_web/errors.py).
 handler400 = "trace_web.errors.bad_request"
@@ -52,4 +64,8 @@ urlpatterns = [
     path("v1/task/complete", api.TaskCompleteApi.as_view()),
     path("v1/task/fail", api.TaskFailApi.as_view()),
     path("v1/task/events", api.TaskEventsApi.as_view()),
+    path("v1/task/buffer-publish", TaskBufferPublishApi.as_view()),
+    path("v1/udf/bundles", BundleListApi.as_view()),
+    path("v1/udf/bundles/<bundle:ref>", BundleDetailApi.as_view()),
+    path("v1/udf/signing-policy", SigningPolicyApi.as_view()),
 ]

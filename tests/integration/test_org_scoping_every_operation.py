@@ -58,6 +58,7 @@ NOT_ORG_SCOPED = {
     "POST /v1/task/events": "scoped to one attempt by its capability token",
     "POST /v1/task/query": "reads exactly the inputs its capability token pins (tests/query)",
     "GET /v1/task/query/results/{result_id}": "only its own task's exports (tests/query)",
+    "POST /v1/task/buffer-publish": "writes under its own attempt's prefix only (tests/udf)",
 }
 
 
@@ -226,6 +227,57 @@ def chain_sync_get(o: Orgs) -> None:
     assert o.acme.get("/v1/chain-syncs/history").status_code == 404
 
 
+def _globex_bundle(o: Orgs):
+    from tests.udf_bundles import bundle
+    from trace_web.udf.services import bundle_upload
+
+    data = bundle()
+    return data, bundle_upload(org=o.globex_org, data=data).bundle
+
+
+def udf_bundles_list(o: Orgs) -> None:
+    _globex_bundle(o)
+    assert o.acme.get("/v1/udf/bundles").json() == []
+
+
+def udf_bundle_get(o: Orgs) -> None:
+    _, theirs = _globex_bundle(o)
+    assert o.acme.get(f"/v1/udf/bundles/{theirs.sha256}").status_code == 404
+    assert o.acme.get("/v1/udf/bundles/demo@1.0.0").status_code == 404
+    assert o.globex_admin.get("/v1/udf/bundles/demo@1.0.0").status_code == 200
+
+
+def udf_bundle_post(o: Orgs) -> None:
+    from trace_web.udf.models import Bundle
+
+    data, theirs = _globex_bundle(o)
+    # The same bytes and name@version are acme's own bundle: neither "already stored" nor 409.
+    response = o.acme.generic("POST", "/v1/udf/bundles", data, content_type="application/zip")
+    assert response.status_code == 201, response.json()
+    mine = Bundle.objects.exclude(pk=theirs.pk).get()
+    assert mine.org_id != o.globex_org.pk and mine.key != theirs.key
+
+
+def udf_signing_policy_get(o: Orgs) -> None:
+    from trace_web.udf.services import signing_policy_set
+
+    key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    signing_policy_set(org=o.globex_org, keys={"theirs": key}, require_signed=True)
+    assert o.acme.get("/v1/udf/signing-policy").json() == {"keys": [], "require_signed": False}
+
+
+def udf_signing_policy_put(o: Orgs) -> None:
+    from trace_web.udf.models import SigningKey
+    from trace_web.udf.services import signing_policy_set
+
+    key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    signing_policy_set(org=o.globex_org, keys={"theirs": key}, require_signed=True)
+    body = {"keys": {}, "require_signed": False}
+    assert o.acme.put("/v1/udf/signing-policy", body, format="json").status_code == 200
+    assert list(SigningKey.objects.values_list("name", flat=True)) == ["theirs"]
+    assert o.globex_admin.get("/v1/udf/signing-policy").json()["require_signed"] is True
+
+
 CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/dags": dags_list,
     "GET /v1/dags/{name}": dag_get,
@@ -245,6 +297,11 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/chain-syncs/{name}": chain_sync_get,
     "POST /v1/query": query_post,
     "GET /v1/query/results/{result_id}": query_result_get,
+    "GET /v1/udf/bundles": udf_bundles_list,
+    "POST /v1/udf/bundles": udf_bundle_post,
+    "GET /v1/udf/bundles/{ref}": udf_bundle_get,
+    "GET /v1/udf/signing-policy": udf_signing_policy_get,
+    "PUT /v1/udf/signing-policy": udf_signing_policy_put,
 }
 
 
@@ -292,6 +349,7 @@ def test_a_user_of_two_orgs_must_name_one(orgs, org, operation):
         .replace("{task_id}", str(orgs.globex_task.pk))
         .replace("{chain_id}", "31337")
         .replace("{result_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{ref}", "demo@1.0.0")
     )
     before = Task.objects.count()
     response = getattr(client, method.lower())(concrete, {}, format="json")

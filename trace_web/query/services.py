@@ -242,3 +242,28 @@ def _scratch() -> Path:
     path = Path(settings.TRACE_HOME) / "query-scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def task_query_rows(*, capability_token: str, sql: str) -> dict[str, Any]:
+    """A user handler's query (the udf operator's channel): what the task's capability token
+    grants, gated, limited and audited as `POST /v1/task/query`, answered inline as
+    `{"columns": [name, ...], "rows": [[...], ...], "truncated": bool}`."""
+    from trace_chain.db import query_reader_dsn
+    from trace_web.orchestration.services.tokens import capability_token_verify
+    from trace_web.query import results
+    from trace_web.query.selectors import task_catalog
+
+    capability = capability_token_verify(capability_token)
+    outcome = query_run(
+        sql=sql,
+        catalog=task_catalog(capability=capability, hot_dsn=query_reader_dsn()),
+        org_id=capability.org_id,
+        task_id=capability.lease.task_id,
+        timeout_seconds=settings.TRACE_TASK_QUERY_SECONDS,
+        max_rows=settings.TRACE_QUERY_MAX_ROWS,
+    )
+    return {
+        "columns": [column["name"] for column in results.columns_of(outcome.table)],
+        "rows": results.json_rows(outcome.table),
+        "truncated": outcome.truncated,
+    }

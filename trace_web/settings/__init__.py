@@ -10,3 +10,4 @@ from trace_web.settings.orchestration import *  # noqa: F403
 from trace_web.settings.query import *  # noqa: F403
 from trace_web.settings.security import *  # noqa: F403
 from trace_web.settings.storage import *  # noqa: F403
+from trace_web.settings.udf import *  # noqa: F403

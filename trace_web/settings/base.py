@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "trace_web.orchestration",
     "trace_web.chain_sync",
     "trace_web.query",
+    "trace_web.udf",
 ]
 
 MIDDLEWARE = [

@@ -42,6 +42,7 @@ def dag_sync(
             f"name: the document names DAG {spec.name!r} but was posted to {expected_name!r}",
             details=[f"name: expected {expected_name!r}"],
         )
+    pins = _udf_pins(org=org, spec=spec)
     digest = content_hash(spec)
     # Serialize deploys of one DAG name so versions are numbered without gaps or clashes.
     org_locked = Org.objects.select_for_update().get(pk=org.pk)
@@ -49,7 +50,7 @@ def dag_sync(
     created = version is None
     if created:
         version = _version_create(
-            org=org_locked, spec=spec, yaml_text=yaml_text, digest=digest, user=user
+            org=org_locked, spec=spec, yaml_text=yaml_text, digest=digest, user=user, pins=pins
         )
     activated = False
     if activate:
@@ -60,7 +61,40 @@ def dag_sync(
     return SyncResult(version=version, created=created, activated=activated)
 
 
-def _version_create(*, org: Org, spec: DagSpec, yaml_text: str, digest: str, user) -> DagVersion:
+def _udf_pins(*, org: Org, spec: DagSpec) -> dict[str, str]:
+    """Each udf job's bundle, named by `name@version` or sha256, resolved to the sha256 its
+    job version pins; an unknown bundle, or one without the entrypoint, is a sync error."""
+    from trace_web.udf.bundle_check import ENTRY_SUFFIXES
+    from trace_web.udf.selectors import bundle_find
+
+    pins: dict[str, str] = {}
+    errors: list[str] = []
+    for index, job in enumerate(spec.jobs):
+        if job.udf is None:
+            continue
+        bundle = bundle_find(org_id=org.pk, ref=job.udf.bundle)
+        if bundle is None:
+            errors.append(
+                f"jobs[{index}].udf.bundle: no bundle {job.udf.bundle!r} in this org "
+                "(name it by name@version or sha256; upload it with POST /v1/udf/bundles)"
+            )
+            continue
+        paths = {f.get("path") for f in bundle.manifest.get("files", [])}
+        names = [f"{job.udf.entrypoint}{suffix}" for suffix in ENTRY_SUFFIXES[bundle.runtime]]
+        if not any(name in paths for name in names):
+            errors.append(
+                f"jobs[{index}].udf.entrypoint: bundle {bundle} has no {' or '.join(names)}"
+            )
+            continue
+        pins[job.name] = bundle.sha256
+    if errors:
+        raise ValidationFailed.of(errors)
+    return pins
+
+
+def _version_create(
+    *, org: Org, spec: DagSpec, yaml_text: str, digest: str, user, pins: dict[str, str]
+) -> DagVersion:
     latest = DagVersion.objects.filter(org=org, name=spec.name).aggregate(v=Max("version"))["v"]
     version = DagVersion.objects.create(
         org=org,
@@ -91,7 +125,7 @@ def _version_create(*, org: Org, spec: DagSpec, yaml_text: str, digest: str, use
             timeout_seconds=job_spec.timeout_seconds,
             heartbeat_timeout_seconds=job_spec.heartbeat_timeout_seconds,
             max_attempts=job_spec.max_attempts or settings.TRACE_MAX_ATTEMPTS,
-            spec=job_spec.model_dump(mode="json", by_alias=True),
+            spec=_job_spec(job_spec, pins.get(job_spec.name)),
         )
     for job_spec in spec.jobs:
         for position, edge in enumerate(job_spec.inputs):
@@ -108,6 +142,13 @@ def _version_create(*, org: Org, spec: DagSpec, yaml_text: str, digest: str, use
             )
     datasets_register(org=org, dag_name=spec.name, spec=spec)
     return version
+
+
+def _job_spec(job_spec, bundle_sha256: str | None) -> dict:
+    spec = job_spec.model_dump(mode="json", by_alias=True)
+    if bundle_sha256 is not None:
+        spec["udf"]["sha256"] = bundle_sha256  # what every run fetches and checks
+    return spec
 
 
 def _schedule_text(source) -> str:

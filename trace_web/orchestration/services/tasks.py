@@ -277,6 +277,12 @@ def _lock_current(lease: Lease) -> Task:
     return task
 
 
+def task_lock_current(*, lease: Lease) -> Task:
+    """The task row of a current lease, locked until the caller's transaction ends (a fenced
+    write of another service, such as buffer-publish); StaleAttempt otherwise."""
+    return _lock_current(lease)
+
+
 def task_lease_check(*, lease: Lease) -> None:
     """StaleAttempt unless the lease is the task's current one (a task's reads, such as its
     queries, end with its attempt)."""
