@@ -34,6 +34,7 @@ from trace_chain.cold_segments import (
     segment_insert,
     segments_live,
 )
+from trace_chain.db import advisory_lock_key, session_advisory_lock
 from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
 from trace_chain.object_store import ObjectStore
 
@@ -623,22 +624,6 @@ def cold_tail(engine: Engine, *, chain_id: int) -> list[Segment]:
 def compaction_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]) -> Iterator[None]:
     """One compaction of a chain at a time (a session advisory lock in the data DB, freed when
     its connection ends); `wait()` runs between tries."""
-    key = int.from_bytes(
-        hashlib.sha256(f"trace.compaction:{chain_id}".encode()).digest()[:8], "big", signed=True
-    )
-    conn = engine.connect()
-    try:
-        while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
-            conn.rollback()
-            wait()
-        conn.commit()
-        try:
-            yield
-        finally:
-            try:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                conn.commit()
-            except Exception:
-                conn.invalidate()
-    finally:
-        conn.close()
+    key = advisory_lock_key(f"trace.compaction:{chain_id}")
+    with session_advisory_lock(engine, key=key, wait=wait):
+        yield

@@ -6,12 +6,16 @@ so operators and `trace data-migrate` work without configuring Django.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sqlalchemy import URL, Engine, create_engine
+import sqlalchemy as sa
+from sqlalchemy import URL, Connection, Engine, create_engine
 
 DEFAULT_DATA_DB_URL = "postgres://postgres@127.0.0.1:5432/trace_data"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -104,3 +108,35 @@ def query_reader_dsn(url: str | None = None) -> str:
         "user": parts.username if override else QUERY_ROLE,
     }
     return " ".join(f"{k}={v}" for k, v in fields.items() if v)
+
+
+def advisory_lock_key(name: str) -> int:
+    """The bigint key of the advisory lock `name` (e.g. `trace.compaction:31337`)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def session_advisory_lock(
+    engine: Engine, *, key: int, wait: Callable[[], None]
+) -> Iterator[Connection]:
+    """Hold a Postgres session advisory lock for the duration of the block, on a connection of
+    its own (yielded, idle between statements): it dies with its session, so a killed worker
+    frees it at once. `wait()` runs between tries while another session holds it."""
+    conn = engine.connect()
+    try:
+        while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
+            conn.rollback()  # do not sit in a transaction while waiting
+            wait()
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            # The pool would keep the session (and its lock) alive: unlock explicitly, and if
+            # that fails, discard the connection so Postgres ends the session.
+            try:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()
+            except Exception:
+                conn.invalidate()
+    finally:
+        conn.close()

@@ -3,7 +3,6 @@ range: a range is replaced whole or not at all, so readers never see half a bloc
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from trace_chain.db import advisory_lock_key, session_advisory_lock
 from trace_chain.hot_schema import (
     BLOCK_COLUMNS,
     LOG_COLUMNS,
@@ -273,8 +273,7 @@ def hot_follower_org_register(engine: Engine, *, chain_id: int, org_id: int) -> 
 
 def chain_writer_lock_key(chain_id: int) -> int:
     """The bigint advisory-lock key of a chain's one-writer lock."""
-    digest = hashlib.sha256(f"trace.hot_writer:{chain_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_lock_key(f"trace.hot_writer:{chain_id}")
 
 
 @contextmanager
@@ -285,33 +284,16 @@ def chain_writer_lock(engine: Engine, *, chain_id: int, wait: Callable[[], None]
     lock dies with its connection, so a killed worker frees it at once. Calls `wait()` between
     tries while another writer holds it. Yields `still_held()`, to check before each write
     that the session (and so the lock) did not end under us."""
-    key = chain_writer_lock_key(chain_id)
-    conn = engine.connect()
+    with session_advisory_lock(engine, key=chain_writer_lock_key(chain_id), wait=wait) as conn:
 
-    def still_held() -> bool:
-        """A session-level lock lives exactly as long as its session: if the session still
-        answers, we hold it."""
-        try:
-            conn.execute(sa.select(1))
-            conn.commit()
-            return True
-        except sa.exc.DBAPIError:
-            return False
-
-    try:
-        while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
-            conn.rollback()  # do not sit in a transaction while waiting
-            wait()
-        conn.commit()
-        try:
-            yield still_held
-        finally:
-            # The pool would keep the session (and its lock) alive: unlock explicitly, and if
-            # that fails, discard the connection so Postgres ends the session.
+        def still_held() -> bool:
+            """A session-level lock lives exactly as long as its session: if the session still
+            answers, we hold it."""
             try:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.execute(sa.select(1))
                 conn.commit()
-            except Exception:
-                conn.invalidate()
-    finally:
-        conn.close()
+                return True
+            except sa.exc.DBAPIError:
+                return False
+
+        yield still_held
