@@ -44,9 +44,11 @@ def test_a_second_holder_waits_until_the_first_leaves(hot_engine):
 
 def test_leaving_by_an_exception_frees_the_lock(hot_engine):
     key = advisory_lock_key("trace.test:raises")
-    with pytest.raises(RuntimeError):
-        with session_advisory_lock(hot_engine, key=key, wait=lambda: None):
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError),
+        session_advisory_lock(hot_engine, key=key, wait=lambda: None),
+    ):
+        raise RuntimeError("boom")
 
     def never():
         raise AssertionError("the lock was still held")
