@@ -272,16 +272,35 @@ class _Supervisor:
         return None
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process still running as the slot's uid (one that left the group)."""
+def uid_processes(uid: int) -> list[int]:
+    """The live (not zombie) processes running as `uid`."""
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.stat(f"/proc/{entry}").st_uid == uid:
-                os.kill(int(entry), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
             continue
+        if stat.rpartition(")")[2].split()[0] not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process still running as the slot's uid (one that left the process
+    group) and wait until they are gone, so the slot's next run starts with none (and its
+    RLIMIT_NPROC count at zero). Bounded: a process stuck in the kernel is left to die."""
+    for _ in range(200):
+        pids = uid_processes(uid)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
 
 
 def run_handler(

@@ -87,9 +87,9 @@ class Context:
         if self._abi is None:
             import importlib.util
 
-            spec = importlib.util.spec_from_file_location("trace_abi", self._abi_path)
-            if spec is None or not os.path.exists(self._abi_path):
+            if self._abi_path is None:
                 raise ImportError("ctx.abi is not available in this sandbox")
+            spec = importlib.util.spec_from_file_location("trace_abi", self._abi_path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             self._abi = module
@@ -125,15 +125,17 @@ def _confine(run):
     read_only = [os.open(path, flags) for path in run["read_only"]]
     read_write = [os.open(run["tmp"], flags)]
     imports = [os.open(path, flags) for path in run["import_paths"]]
-    pkg = os.open(run["confine_dir"], flags)
+    # ctx.abi: the one file of the sandbox package the handler may read
+    abi_file = os.path.join(run["confine_dir"], "abi.py")
+    abi = [os.open(abi_file, flags)] if os.path.exists(abi_file) else []
     confine.rlimits_set(run["limits"])
     confine.identity_drop(run["uid"], run["gid"])
     confine.no_new_privs()
-    abi = confine.landlock_restrict(read_only + imports + [pkg], read_write)
+    confine.landlock_restrict(read_only + imports + abi, read_write)
     confine.seccomp_install()
     os.chdir(f"/proc/self/fd/{read_write[0]}")
     sys.path[:] = [f"/proc/self/fd/{fd}" for fd in imports]
-    return abi, f"/proc/self/fd/{pkg}/abi.py"
+    return f"/proc/self/fd/{abi[0]}" if abi else None
 
 
 def _short_traceback(exc, bundle_prefix):
@@ -172,7 +174,7 @@ def _check_rows(rows, output_bytes):
 def main():
     run = _recv()
     try:
-        _abi, abi_path = _confine(run)
+        abi_path = _confine(run)
     except Exception as exc:  # Unavailable or an OSError while opening the paths
         _send({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
         return 3
