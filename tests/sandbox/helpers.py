@@ -3,11 +3,15 @@ lays it out (read-only, under a root-only temporary directory) and a TaskChannel
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from trace_tasks import sandbox
+
+# One slot (uid) per xdist worker, so parallel workers do not wait on each other's slot lock.
+SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 
 
 class RecordingChannel:
@@ -63,7 +67,7 @@ def run(
         params=params or {},
         range=block_range,
         limits=sandbox.SandboxLimits(**limits),
-        slot=0,
+        slot=SLOT,
     )
     return sandbox.run_handler(
         handler,

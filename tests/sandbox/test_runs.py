@@ -187,3 +187,32 @@ def test_the_node_runtime_is_refused_as_unavailable(tmp_path):
     )
     with pytest.raises(sandbox.SandboxUnavailable, match="node runtime is not available"):
         sandbox.run_handler(handler, RecordingChannel())
+
+
+def test_two_runs_of_one_slot_take_turns_instead_of_killing_each_other(tmp_path):
+    """The end of a run kills everything under its slot's uid: without the slot lock the
+    first run to end would kill the other's process."""
+    results: list = []
+    errors: list = []
+
+    def one(i: int) -> None:
+        try:
+            results.append(
+                run(
+                    tmp_path / str(i),
+                    "import time\ndef handle(ctx):\n    time.sleep(0.5)\n"
+                    f"    return [{{'i': {i}}}]\n",
+                )
+            )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.rows[0]["i"] for r in results) == [0, 1]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import os
@@ -329,6 +330,33 @@ def run_handler(
     if not bundle_dir.is_dir():
         raise HandlerFailed("exception", f"bundle directory {bundle_dir} does not exist")
     uid = uid_base() + int(run.slot)
+    with _slot_lock(uid):
+        return _run_locked(run, channel, uid, bundle_dir, stop_event, heartbeat_seconds)
+
+
+@contextlib.contextmanager
+def _slot_lock(uid: int):
+    """One run at a time per uid, across processes: the end of a run kills everything under
+    its uid, and RLIMIT_NPROC counts per uid, so two runs sharing a slot would kill or starve
+    each other. A second run of the slot waits (its wall clock starts once it has the lock)."""
+    locks = Path(tempfile.gettempdir()) / "trace-sandbox-locks"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    with open(locks / f"uid-{uid}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_locked(
+    run: HandlerRun,
+    channel: TaskChannel,
+    uid: int,
+    bundle_dir: Path,
+    stop_event: threading.Event | None,
+    heartbeat_seconds: float,
+) -> HandlerResult:
     limits = run.limits
     imports, read_only = _python_paths()
     started = time.monotonic()
@@ -433,7 +461,10 @@ def _ended(supervisor: _Supervisor, proc: subprocess.Popen) -> list[dict[str, An
         usage = None
     code = proc.returncode
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
-    if code in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= limits.cpu_seconds - 0.05:
+    # SIGXCPU comes only from RLIMIT_CPU's soft limit; SIGKILL from its hard limit (a second
+    # later) when the handler ignores SIGXCPU. rusage is finer than the kernel's tick-based
+    # limit check, so it may read a little under the limit.
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= limits.cpu_seconds * 0.9):
         raise HandlerFailed("cpu_limit", f"the handler used its {limits.cpu_seconds}s of CPU")
     if code == -signal.SIGKILL:
         raise HandlerFailed("memory_limit", "the handler was killed (out of memory)")
