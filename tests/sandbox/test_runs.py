@@ -191,7 +191,7 @@ def test_the_node_runtime_is_refused_as_unavailable(tmp_path):
 
 def test_two_runs_of_one_slot_take_turns_instead_of_killing_each_other(tmp_path):
     """The end of a run kills everything under its slot's uid: without the slot lock the
-    first run to end would kill the other's process."""
+    first run to end (0.2 s) would kill the other's process (1.2 s)."""
     results: list = []
     errors: list = []
 
@@ -200,8 +200,8 @@ def test_two_runs_of_one_slot_take_turns_instead_of_killing_each_other(tmp_path)
             results.append(
                 run(
                     tmp_path / str(i),
-                    "import time\ndef handle(ctx):\n    time.sleep(0.5)\n"
-                    f"    return [{{'i': {i}}}]\n",
+                    "import time\ndef handle(ctx):\n"
+                    f"    time.sleep({0.2 + i})\n    return [{{'i': {i}}}]\n",
                 )
             )
         except Exception as exc:  # reported below
@@ -216,3 +216,27 @@ def test_two_runs_of_one_slot_take_turns_instead_of_killing_each_other(tmp_path)
         thread.join()
     assert errors == []
     assert sorted(r.rows[0]["i"] for r in results) == [0, 1]
+
+
+class _HugeAnswers(RecordingChannel):
+    def query(self, sql: str) -> dict:
+        super().query(sql)
+        return {"columns": ["x"], "rows": [["y" * 1000]] * 4000, "truncated": False}
+
+
+def test_a_handler_that_stops_reading_cannot_hold_the_supervisor_past_its_wall_clock(tmp_path):
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(
+            tmp_path,
+            """
+            import json, socket, struct, sys, time
+            def handle(ctx):
+                sock = socket.socket(fileno=int(sys.argv[1]))  # its own end, by hand
+                data = json.dumps({"type": "query", "sql": "select x"}).encode()
+                sock.sendall(struct.pack(">cI", b"m", len(data)) + data)
+                time.sleep(30)  # and never reads the 4 MB answer
+            """,
+            channel=_HugeAnswers(),
+            wall_seconds=1,
+        )
+    assert failed.value.code == "timeout"

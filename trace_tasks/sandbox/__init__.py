@@ -193,6 +193,7 @@ class _Supervisor:
     ) -> None:
         self.run = run
         self.tmp = tmp
+        self.deadline = time.monotonic() + run.limits.wall_seconds
         self.channel = channel
         self.sock = sock
         self.buffer = b""
@@ -200,8 +201,22 @@ class _Supervisor:
         self.dropped = 0
 
     def send(self, message: dict[str, Any]) -> None:
+        """One frame to the child, within the wall clock: a child that stops reading (a large
+        query answer it never takes) cannot hold the supervisor past its deadline."""
         data = json.dumps(message, separators=(",", ":"), default=str).encode()
-        self.sock.sendall(_HEADER.pack(b"m", len(data)) + data)
+        self.sock.settimeout(max(self.deadline - time.monotonic(), 0.01))
+        try:
+            self.sock.sendall(_HEADER.pack(b"m", len(data)) + data)
+        except TimeoutError:
+            raise HandlerFailed(
+                "timeout", f"the handler ran past {self.run.limits.wall_seconds}s"
+            ) from None
+        except OSError as exc:
+            raise HandlerFailed(
+                "protocol", f"the handler's process stopped reading: {exc}"
+            ) from None
+        finally:
+            self.sock.setblocking(True)
 
     def frames(self) -> list[tuple[bytes, Any]]:
         """The complete frames received so far; size caps checked as soon as a header is in."""
@@ -426,7 +441,7 @@ def _supervise(
     heartbeat_seconds: float,
 ) -> list[dict[str, Any]]:
     limits = supervisor.run.limits
-    deadline = started + limits.wall_seconds
+    deadline = supervisor.deadline = started + limits.wall_seconds
     next_heartbeat = started + heartbeat_seconds
     sock = supervisor.sock
     while True:
