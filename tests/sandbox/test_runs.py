@@ -287,3 +287,18 @@ def test_frames_outside_the_protocol_fail_the_run(tmp_path, frame, code):
             wall_seconds=20,
         )
     assert failed.value.code == code, str(failed.value)
+
+
+def test_a_handler_that_closes_its_socket_and_keeps_running_still_times_out(tmp_path):
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(
+            tmp_path,
+            """
+            import os, sys, time
+            def handle(ctx):
+                os.close(int(sys.argv[1]))
+                time.sleep(30)
+            """,
+            wall_seconds=1,
+        )
+    assert failed.value.code == "timeout"

@@ -461,7 +461,7 @@ def _supervise(
             continue
         data = sock.recv(1 << 20)
         if not data:
-            return _ended(supervisor, proc)
+            return _ended(supervisor, proc, stop_event)
         supervisor.buffer += data
         for kind, message in supervisor.frames():
             rows = supervisor.handle(kind, message)
@@ -469,14 +469,26 @@ def _supervise(
                 return rows
 
 
-def _ended(supervisor: _Supervisor, proc: subprocess.Popen) -> list[dict[str, Any]]:
-    """The child closed its socket without a result: why."""
+def _ended(
+    supervisor: _Supervisor, proc: subprocess.Popen, stop_event: threading.Event | None
+) -> list[dict[str, Any]]:
+    """The child closed its socket without a result: why. Its exit is awaited within the
+    wall clock (a handler may close the socket and keep running)."""
     limits = supervisor.run.limits
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    except ChildProcessError:
-        usage = None
+    usage = None
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if stop_event is not None and stop_event.is_set():
+            raise HandlerFailed("killed", "the run was stopped (lease lost or task cancelled)")
+        if time.monotonic() >= supervisor.deadline:
+            raise HandlerFailed("timeout", f"the handler ran past {limits.wall_seconds}s")
+        time.sleep(0.01)
     code = proc.returncode
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
     # SIGXCPU comes only from RLIMIT_CPU's soft limit; SIGKILL from its hard limit (a second
