@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from tests.query.test_query_api import world  # noqa: F401 - the fixture
 from tests.udf_bundles import HANDLER, public_key_b64
 from trace_web.udf.authoring import bundle_pack, bundle_read
 from trace_web.udf.bundle_check import BundleInvalid
@@ -138,3 +139,76 @@ def test_the_test_command_refuses_bad_arguments_clearly(org, handler_dir, argv, 
 def test_the_test_command_refuses_an_unknown_org(handler_dir):
     with pytest.raises(CommandError, match="no org 'nobody'"):
         call_command("udf", "test", str(handler_dir), "--org", "nobody")
+
+
+LOCAL_HANDLER = """
+PING = "Ping(address indexed sender, uint256 indexed seq, bytes32 tag, uint256 value)"
+
+
+def handle(ctx):
+    start, end = ctx.range
+    blocks = ctx.query(
+        f"SELECT block_number, block_hash FROM blocks WHERE block_number >= {start}"
+        f" AND block_number < {end} ORDER BY 1"
+    )
+    logs = ctx.query(
+        "SELECT block_number, topic0, topic1, topic2, topic3, data FROM logs"
+        f" WHERE topic0 = '{ctx.abi.event_topic(PING)}' AND block_number >= {start}"
+        f" AND block_number < {end} ORDER BY block_number, log_index"
+    )
+    columns = logs["columns"]
+    pings = [ctx.abi.decode_log(dict(zip(columns, row)), PING) for row in logs["rows"]]
+    ctx.log(f"{len(blocks['rows'])} blocks, {len(pings)} pings")
+    try:
+        ctx.query("SELECT * FROM pg_catalog.pg_tables")
+    except ctx.QueryRefused as exc:
+        ctx.log(f"refused {exc.code}")
+    rows = [{"block": n, "hash": h} for n, h in blocks["rows"]]
+    return rows + [{"ping": p["seq"], "sender": p["sender"]} for p in pings]
+"""
+
+
+def test_the_test_command_runs_the_handler_sandboxed_over_the_orgs_cold_and_hot_rows(
+    world,  # noqa: F811 - the fixture imported above
+    org,
+    tmp_path,
+    capsys,
+):
+    from trace_chain.rpc import RpcPool
+    from trace_tasks.sandbox import abi
+
+    directory = tmp_path / "local"
+    directory.mkdir()
+    (directory / "main.py").write_text(LOCAL_HANDLER)
+    (directory / "manifest.json").write_text(json.dumps(MANIFEST))
+    start, end = world["line"] - 3, world["tip"] + 1  # across the line: cold, then hot
+    call_command("udf", "test", str(directory), "--org", org.slug, "--range", f"{start}:{end}")
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    ping = "Ping(address indexed sender, uint256 indexed seq, bytes32 tag, uint256 value)"
+    with RpcPool("udf-test", [world["url"]], timeout=10, max_retries=0) as rpc:
+        node = [
+            {"block": n, "hash": rpc.call("eth_getBlockByNumber", [hex(n), False])["hash"]}
+            for n in range(start, end)
+        ]
+        logs = rpc.call(
+            "eth_getLogs",
+            [{"fromBlock": hex(start), "toBlock": hex(end - 1), "topics": [abi.event_topic(ping)]}],
+        )
+    pings = [abi.decode_log(log, ping) for log in logs]
+    assert pings, "the traffic has ping calls in the range"
+    assert rows == node + [{"ping": p["seq"], "sender": p["sender"]} for p in pings]
+    assert f"log: {len(node)} blocks, {len(pings)} pings" in err
+    assert "log: refused query_refused" in err
+    assert f"{len(rows)} row(s)" in err
+
+
+def test_the_test_command_exits_with_the_sandboxs_message(world, org, tmp_path):  # noqa: F811
+    directory = tmp_path / "slow"
+    directory.mkdir()
+    (directory / "main.py").write_text("import time\n\ndef handle(ctx):\n    time.sleep(60)\n")
+    (directory / "manifest.json").write_text(json.dumps(MANIFEST))
+    with pytest.raises(CommandError, match=r"handler failed \(timeout\)"):
+        call_command("udf", "test", str(directory), "--org", org.slug, "--limit", "wall_seconds=1")
+    with pytest.raises(CommandError, match=r"--limit: .*no_such_limit"):
+        call_command("udf", "test", str(directory), "--org", org.slug, "--limit", "no_such_limit=1")
