@@ -93,8 +93,13 @@ class Context:
 
             if self._abi_path is None:
                 raise ImportError("ctx.abi is not available in this sandbox")
-            spec = importlib.util.spec_from_file_location("trace_abi", self._abi_path)
+            import importlib.machinery
+
+            # a /proc/self/fd path has no .py suffix: name the loader
+            loader = importlib.machinery.SourceFileLoader("trace_abi", self._abi_path)
+            spec = importlib.util.spec_from_loader("trace_abi", loader)
             module = importlib.util.module_from_spec(spec)
+            sys.modules["trace_abi"] = module  # dataclasses look their module up there
             spec.loader.exec_module(module)
             self._abi = module
         return self._abi

@@ -250,7 +250,6 @@ def task_query_rows(*, capability_token: str, sql: str) -> dict[str, Any]:
     `{"columns": [name, ...], "rows": [[...], ...], "truncated": bool}`."""
     from trace_chain.db import query_reader_dsn
     from trace_web.orchestration.services.tokens import capability_token_verify
-    from trace_web.query import results
     from trace_web.query.selectors import task_catalog
 
     capability = capability_token_verify(capability_token)
@@ -262,6 +261,30 @@ def task_query_rows(*, capability_token: str, sql: str) -> dict[str, Any]:
         timeout_seconds=settings.TRACE_TASK_QUERY_SECONDS,
         max_rows=settings.TRACE_QUERY_MAX_ROWS,
     )
+    return _inline(outcome)
+
+
+def org_query_rows(*, org, sql: str) -> dict[str, Any]:
+    """A query over every dataset of `org`, as its admin would run it (`trace udf test`: a
+    handler tried locally before it is deployed, so before any task grants it inputs), gated,
+    limited and audited like `POST /v1/query`, answered as `task_query_rows` answers."""
+    from trace_chain.db import query_reader_dsn
+    from trace_web.orgs.models import Role
+    from trace_web.query.selectors import query_catalog
+
+    outcome = query_run(
+        sql=sql,
+        catalog=query_catalog(org=org, role=Role.ADMIN, hot_dsn=query_reader_dsn()),
+        org_id=org.pk,
+        timeout_seconds=settings.TRACE_TASK_QUERY_SECONDS,
+        max_rows=settings.TRACE_QUERY_MAX_ROWS,
+    )
+    return _inline(outcome)
+
+
+def _inline(outcome) -> dict[str, Any]:
+    from trace_web.query import results
+
     return {
         "columns": [column["name"] for column in results.columns_of(outcome.table)],
         "rows": results.json_rows(outcome.table),
