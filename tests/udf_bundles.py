@@ -64,9 +64,13 @@ def zip_bytes(
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
         document = manifest if manifest is not None else manifest_for(files)
-        archive.writestr("manifest.json", json.dumps(document))
-        for path, content in files.items():
-            archive.writestr(path, content)
+        # A fixed time: the same files give the same zip (so the same bundle id) even when
+        # two calls straddle a second.
+        members = [("manifest.json", json.dumps(document).encode()), *files.items()]
+        for path, content in members:
+            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = compression
+            archive.writestr(info, content)
         for member, content in extra_members:
             archive.writestr(member, content)
     return buffer.getvalue()

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+from django.conf import settings
 from pydantic import Field
 
 from trace_operators.context import (
@@ -99,11 +100,28 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         except sandbox.SandboxUnavailable as exc:
             raise PermanentError(f"sandbox unavailable: {exc}") from None
         except sandbox.HandlerFailed as exc:
+            if exc.code == "killed":
+                ctx.check_lease()  # killed because the attempt is gone: LeaseLost, not a failure
             raise PermanentError(f"handler failed ({exc.code}): {exc}") from None
         finally:
             bundle_dir.chmod(0o755)  # so the temporary directory can be removed
+    from trace_web.udf.buffer import batch_split
+
     ctx.check_lease()
-    pointer = ctx.task_api.publish(result.rows, output=0)
+    # The sandbox caps the whole output (`output_bytes`); buffer-publish caps one batch, so
+    # the rows go in as many batches as they need.
+    pointers = [
+        ctx.task_api.publish(batch, output=0)
+        for batch in batch_split(
+            result.rows,
+            max_bytes=settings.TRACE_UDF_OUTPUT_MAX_BYTES,
+            max_rows=settings.TRACE_UDF_OUTPUT_MAX_ROWS,
+        )
+    ]
+    location = pointers[0]["location"]
+    if len(pointers) > 1:
+        location = location.rsplit("/", 1)[0] + "/"  # the attempt's directory of batches
+    row_count = sum(p["row_count"] for p in pointers)
     ctx.outputs = [
         {
             "output": 0,
@@ -112,16 +130,16 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             "range_start": scope.range_start,
             "range_end": scope.range_end,
             "publication": {
-                "location": pointer["location"],
-                "row_count": pointer["row_count"],
-                "bytes": pointer["bytes"],
+                "location": location,
+                "row_count": row_count,
+                "bytes": sum(p["bytes"] for p in pointers),
                 "config_hash": bundle["sha256"],
                 "manifest": {
                     "format": "jsonl",
                     "bundle": bundle["sha256"],
-                    "batches": [pointer],
+                    "batches": pointers,
                 },
             },
         }
     ]
-    return {"rows": pointer["row_count"], "logs": len(result.logs)}
+    return {"rows": row_count, "batches": len(pointers), "logs": len(result.logs)}

@@ -53,3 +53,50 @@ def test_a_failing_handler_fails_the_task_for_good_with_its_code(org):
     task.refresh_from_db()
     assert task.status == "Failed" and task.next_retry_at is None
     assert "handler failed (exception): ValueError: no such pool" in task.error
+
+
+def test_rows_past_one_batchs_cap_are_published_in_as_many_batches_in_order(org, settings):
+    from trace_web.datasets.models import PartitionVersion
+
+    settings.TRACE_UDF_OUTPUT_MAX_BYTES = 100  # each row `{"n":N,"pad":"xxxxxxxxxx"}` ~ 26 bytes
+    settings.TRACE_UDF_OUTPUT_MAX_ROWS = 3
+    source = b"def handle(ctx):\n    return [{'n': i, 'pad': 'x' * 10} for i in range(10)]\n"
+    bundle_upload(org=org, data=bundle({"main.py": source}))
+    dag_sync(org=org, yaml_text=udf_dag("demo@1.0.0"), activate=True)
+    task = job_run_manual(org=org, dag_name="users", job_name="handle")
+    assert task_run(task_id=task.pk, worker_id="udf").status == "completed"
+    task.refresh_from_db()
+    assert task.status == "Completed", task.error
+    batches = list(OutputBatch.objects.filter(task_id=task.pk).order_by("sequence"))
+    assert [b.row_count for b in batches] == [3, 3, 3, 1]
+    store = object_store_from_url(settings.TRACE_OBJECT_STORE_URL)
+    rows = [
+        json.loads(line)
+        for b in batches
+        for line in store.get_bytes(b.location.removeprefix(store.uri(""))).decode().splitlines()
+    ]
+    assert [r["n"] for r in rows] == list(range(10))
+    version = PartitionVersion.objects.get(dataset_version__dataset__org=org)
+    assert version.manifest["batches"] == [
+        {
+            "batch": b.sequence,
+            "output": 0,
+            "location": b.location,
+            "row_count": b.row_count,
+            "bytes": b.bytes,
+            "sha256": b.sha256,
+        }
+        for b in batches
+    ]
+    assert version.location == batches[0].location.rsplit("/", 1)[0] + "/"
+
+
+def test_one_row_over_the_batch_cap_fails_the_task_saying_so(org, settings):
+    settings.TRACE_UDF_OUTPUT_MAX_BYTES = 100
+    source = b"def handle(ctx):\n    return [{'n': 1}, {'pad': 'x' * 200}]\n"
+    bundle_upload(org=org, data=bundle({"main.py": source}))
+    dag_sync(org=org, yaml_text=udf_dag("demo@1.0.0"), activate=True)
+    task = job_run_manual(org=org, dag_name="users", job_name="handle")
+    assert task_run(task_id=task.pk, worker_id="udf").status == "failed"
+    task.refresh_from_db()
+    assert "buffer-publish refused" in task.error and "over the limit of 100 bytes" in task.error

@@ -8,6 +8,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from tests.dags import noop_dag
@@ -111,3 +113,26 @@ def test_a_stale_attempts_publish_is_refused(claimed, settings):
     response = publish(claimed, {"rows": [{"x": 1}]})
     assert response.status_code == 409 and response.json()["error"] == "stale_attempt"
     assert stored(settings)[1] == [] and not OutputBatch.objects.exists()
+
+
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.text("abc", max_size=5), st.text("xyz é✓", max_size=30) | st.integers(), max_size=4
+        ),
+        max_size=40,
+    ),
+    max_bytes=st.integers(min_value=1, max_value=300),
+    max_rows=st.integers(min_value=1, max_value=7),
+)
+def test_batch_split_keeps_every_row_in_order_within_the_caps(rows, max_bytes, max_rows):
+    from trace_web.udf.buffer import batch_encode, batch_split
+
+    batches = batch_split(rows, max_bytes=max_bytes, max_rows=max_rows)
+    assert [row for batch in batches for row in batch] == rows
+    assert batches == [[]] if rows == [] else all(batches)
+    for batch in batches:
+        assert len(batch) <= max_rows
+        size = len(batch_encode(batch, max_bytes=10**9, max_rows=10**9))
+        # over the byte cap only when one row alone is
+        assert size <= max_bytes or len(batch) == 1

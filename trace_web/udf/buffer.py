@@ -26,6 +26,31 @@ from trace_web.udf.models import OutputBatch
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+def _line(row: dict[str, Any]) -> bytes:
+    line = json.dumps(row, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return line.encode("utf-8") + b"\n"
+
+
+def batch_split(rows: list[Any], *, max_bytes: int, max_rows: int) -> list[list[Any]]:
+    """`rows` in order, as consecutive batches each within the caps as `batch_encode` counts
+    them (always at least one batch). A row that is not JSON, or alone over `max_bytes`, is
+    left for `batch_encode` to refuse with its reason."""
+    batches: list[list[Any]] = [[]]
+    size = 0
+    for row in rows:
+        try:
+            length = len(_line(row))
+        except (ValueError, TypeError):
+            length = 0
+        current = batches[-1]
+        if current and (size + length > max_bytes or len(current) >= max_rows):
+            batches.append([])
+            current, size = batches[-1], 0
+        current.append(row)
+        size += length
+    return batches
+
+
 def batch_encode(rows: Any, *, max_bytes: int, max_rows: int) -> bytes:
     """`rows` as JSONL bytes, or ValidationFailed naming what is wrong: not a list of JSON
     objects, a value Postgres or JSON cannot hold (NUL, NaN, unpaired surrogates), over the
@@ -43,8 +68,7 @@ def batch_encode(rows: Any, *, max_bytes: int, max_rows: int) -> bytes:
             path, message = problem
             raise ValidationFailed.one(f"rows[{index}]{'.' + path if path else ''}", message)
         try:
-            line = json.dumps(row, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-            encoded = line.encode("utf-8") + b"\n"
+            encoded = _line(row)
         except (ValueError, TypeError) as exc:  # NaN, a non-JSON type, a surrogate
             raise ValidationFailed.one(f"rows[{index}]", f"not valid JSON ({exc})") from None
         size += len(encoded)
