@@ -169,17 +169,53 @@ def sandbox_probe() -> dict[str, Any]:
     }
 
 
+# The installed distributions a handler may import, with what they require: ctx.abi's. The
+# rest of the worker's site-packages (Django, the database drivers, Celery) stays out of reach.
+KIT_DISTRIBUTIONS = ("eth-abi", "pycryptodome")
+
+
+@functools.cache
+def kit_modules() -> tuple[tuple[str, str], ...]:
+    """(top-level module name, path) of every importable top-level module of
+    KIT_DISTRIBUTIONS and of the distributions they require (extras left out), and
+    (`name.dist-info`, path) of their metadata."""
+    import importlib.metadata as metadata
+    import re
+
+    seen: set[str] = set()
+    pending = list(KIT_DISTRIBUTIONS)
+    modules: dict[str, str] = {}
+    while pending:
+        name = re.sub(r"[-_.]+", "-", pending.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                pending.append(re.match(r"[A-Za-z0-9._-]+", requirement).group())
+        for top in {f.parts[0] for f in dist.files or [] if len(f.parts) >= 1}:
+            path = str(dist.locate_file(top))
+            if top.endswith(".dist-info") and os.path.isdir(path):
+                modules[top] = path  # its metadata: some read their own version at import
+            elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "__init__.py")):
+                modules[top] = path
+            elif top.endswith(".py") and os.path.isfile(path):
+                modules[top[:-3]] = path
+    return tuple(sorted(modules.items()))
+
+
 def _python_paths() -> tuple[list[str], list[str]]:
     """(import paths beyond the bundle, extra read-only paths) of the child's interpreter:
-    the standard library and its extension modules, and site-packages (eth-abi and its
-    dependencies for ctx.abi), read only; the interpreter's own lib dir for libpython."""
+    the standard library and its extension modules, read only; the interpreter's own lib dir
+    for libpython. (ctx.abi's packages come one by one: `kit_modules`.)"""
     paths = sysconfig.get_paths()
     stdlib = paths["stdlib"]
     dynload = os.path.join(stdlib, "lib-dynload")
     imports = [stdlib] + ([dynload] if os.path.isdir(dynload) else [])
-    for key in ("purelib", "platlib"):
-        if paths[key] not in imports and os.path.isdir(paths[key]):
-            imports.append(paths[key])
     read_only = [p for p in _LIBRARY_DIRS if os.path.exists(p)]
     libdir = sysconfig.get_config_var("LIBDIR")
     if libdir and os.path.isdir(libdir) and not any(libdir.startswith(p + "/") for p in read_only):
@@ -199,6 +235,7 @@ class _Supervisor:
         self.buffer = b""
         self.logs: list[str] = []
         self.dropped = 0
+        self.ready = False  # the child said it is confined: user code may run from here on
 
     def send(self, message: dict[str, Any]) -> None:
         """One frame to the child, within the wall clock: a child that stops reading (a large
@@ -274,9 +311,11 @@ class _Supervisor:
             self.channel.heartbeat()
         elif kind_ == "log":
             self.log(message.get("message"))
-        elif kind_ == "ready":
-            pass
-        elif kind_ == "unavailable":
+        elif kind_ == "ready" and not self.ready:
+            self.ready = True
+        elif kind_ == "unavailable" and not self.ready:
+            # Only while the child confines itself, before any user code is imported: after
+            # `ready` the handler could forge it, to pass its own failure off as ops'.
             raise SandboxUnavailable(str(message.get("message")))
         elif kind_ == "error" and message.get("code") in _CHILD_CODES:
             text = str(message.get("message", ""))[:LOG_LINE_CHARS]
@@ -410,6 +449,7 @@ def _run_locked(
                 "tmp": tmp,
                 "confine_dir": str(_HERE),
                 "import_paths": [str(bundle_dir), *imports],
+                "kit": [list(module) for module in kit_modules()],
                 "read_only": read_only,
                 "entrypoint": run.entrypoint,
                 "params": run.params,

@@ -126,6 +126,57 @@ class _LogStream:
             self._buffer = ""
 
 
+class _KitFinder:
+    """Imports ctx.abi's packages, each by its own descriptor: only those of site-packages are
+    reachable (not Django, not the database drivers)."""
+
+    def __init__(self, modules):
+        self._modules = modules  # top-level name -> /proc/self/fd/N (a package dir or a .py)
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+        import importlib.util
+
+        where = self._modules.get(name)
+        if where is None:
+            return None
+        if os.path.isdir(where):
+            init = f"{where}/__init__.py"
+            loader = importlib.machinery.SourceFileLoader(name, init)
+            return importlib.util.spec_from_file_location(
+                name, init, loader=loader, submodule_search_locations=[where]
+            )
+        loader = importlib.machinery.SourceFileLoader(name, where)
+        return importlib.util.spec_from_loader(name, loader)
+
+    def find_distributions(self, context=None):
+        """importlib.metadata's hook: the kit's own dist-info, so `version("eth-typing")`
+        answers (other distributions are not found: they are not there)."""
+        import importlib.metadata
+        import pathlib
+
+        wanted = getattr(context, "name", None)
+        for key, where in self._modules.items():
+            if not key.endswith(".dist-info"):
+                continue
+            dist = importlib.metadata.PathDistribution(pathlib.Path(where))
+            if wanted is None or _normalized(dist.metadata["Name"]) == _normalized(wanted):
+                yield dist
+
+
+def _normalized(name):
+    import re
+
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _rebased(path, rebase):
+    for real, fd_path in rebase.items():
+        if path == real or path.startswith(real + "/"):
+            return fd_path + path[len(real) :]
+    return path
+
+
 def _confine(run):
     """Open what the handler may read, then apply every layer; raises Unavailable."""
     sys.path.insert(0, run["confine_dir"])
@@ -136,16 +187,27 @@ def _confine(run):
     read_only = [os.open(path, flags) for path in run["read_only"]]
     read_write = [os.open(run["tmp"], flags)]
     imports = [os.open(path, flags) for path in run["import_paths"]]
+    kit = {name: os.open(path, flags) for name, path in run["kit"]}
     # ctx.abi: the one file of the sandbox package the handler may read
     abi_file = os.path.join(run["confine_dir"], "abi.py")
     abi = [os.open(abi_file, flags)] if os.path.exists(abi_file) else []
     confine.rlimits_set(run["limits"])
     confine.identity_drop(run["uid"], run["gid"])
     confine.no_new_privs()
-    confine.landlock_restrict(read_only + imports + abi, read_write)
+    confine.landlock_restrict(read_only + imports + list(kit.values()) + abi, read_write)
     confine.seccomp_install()
     os.chdir(f"/proc/self/fd/{read_write[0]}")
     sys.path[:] = [f"/proc/self/fd/{fd}" for fd in imports]
+    # Packages imported before the switch (ctypes, by _confine) keep their real __path__,
+    # which the slot uid cannot reach: point them at the descriptors too.
+    fd_paths = zip(run["import_paths"], imports, strict=True)
+    rebase = {path: f"/proc/self/fd/{fd}" for path, fd in fd_paths}
+    for module in list(sys.modules.values()):
+        paths = getattr(module, "__path__", None)
+        if isinstance(paths, list):
+            module.__path__ = [_rebased(p, rebase) for p in paths]
+    sys.path_importer_cache.clear()
+    sys.meta_path.append(_KitFinder({name: f"/proc/self/fd/{fd}" for name, fd in kit.items()}))
     return f"/proc/self/fd/{abi[0]}" if abi else None
 
 
