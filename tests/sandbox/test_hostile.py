@@ -1,0 +1,148 @@
+"""The hostile handler corpus (tests/sandbox/hostile_cases.py) run in the sandbox: every
+handler is stopped with a clear HandlerFailed (its code and a message saying why) and reaches
+nothing it aims at — no secret, file, socket, database, process or chain state of the worker
+— while the same handler run unsandboxed does reach its target, so each case is a real attack
+and the sandbox is what stops it. Then handlers with the real channel: queries for what their
+task was not granted (another org's dataset, the data and state databases' own tables, files)
+are refused with the task query API's code and read none of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.hostile_cases import CASES, Case
+from tests.sandbox.hostile_targets import SECRET_VAR, Targets, targets_open
+from trace_tasks import sandbox
+
+# Limits low enough that the corpus runs in seconds; cases lower them further.
+BASE_LIMITS = {"wall_seconds": 20, "cpu_seconds": 10, "output_bytes": 1 << 20}
+
+
+class RecordingChannel:
+    """A TaskChannel that answers every query with no rows and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        self.heartbeats = 0
+
+    def query(self, sql: str) -> dict:
+        self.queries.append(sql)
+        return {"columns": [], "rows": [], "truncated": False}
+
+    def heartbeat(self) -> None:
+        self.heartbeats += 1
+
+
+@pytest.fixture
+def targets(anvil, monkeypatch):
+    opened = targets_open(anvil.url)
+    monkeypatch.setenv(SECRET_VAR, opened.secret)  # in the worker's own environment
+    yield opened
+    opened.close()
+
+
+def run_sandboxed(case: Case, targets: Targets) -> tuple[Exception | None, str]:
+    """The handler run as the udf operator runs one (a read-only bundle directory in a fresh
+    temporary directory); the outcome and all the text it produced (rows, logs, error)."""
+    with tempfile.TemporaryDirectory(prefix="trace-udf-") as tmp:
+        bundle_dir = Path(tmp) / "bundle"
+        bundle_dir.mkdir()
+        (bundle_dir / "main.py").write_text(case.source)
+        (bundle_dir / "main.py").chmod(0o444)
+        bundle_dir.chmod(0o555)
+        run = sandbox.HandlerRun(
+            runtime="python",
+            bundle_dir=bundle_dir,
+            entrypoint="main",
+            params=targets.params,
+            range=(0, 10),
+            limits=sandbox.SandboxLimits(**{**BASE_LIMITS, **case.limits}),
+            slot=0,
+        )
+        try:
+            result = sandbox.run_handler(run, RecordingChannel())
+        except sandbox.HandlerFailed as exc:
+            return exc, f"{exc.code} {exc} {getattr(exc, 'logs', '')}"
+        finally:
+            bundle_dir.chmod(0o755)
+        return None, json.dumps([result.rows, result.logs], default=str)
+
+
+CONTROL_SHIM = r"""
+import json, sys, types
+source = sys.stdin.read()
+module = types.ModuleType("main")
+exec(compile(source, "main.py", "exec"), module.__dict__)
+ctx = types.SimpleNamespace(
+    params=json.loads(sys.argv[1]), range=(0, 10),
+    query=lambda sql: {"columns": [], "rows": [], "truncated": False},
+    log=lambda message: print(message, file=sys.stderr),
+)
+print(json.dumps(module.handle(ctx), default=str))
+"""
+
+
+def run_unsandboxed(case: Case, targets: Targets) -> str:
+    """The same handler in a plain child of the worker (its environment, its uid)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CONTROL_SHIM, json.dumps(targets.params)],
+        input=case.source,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_a_hostile_handler_is_stopped_and_reaches_nothing(case, targets):
+    failed, text = run_sandboxed(case, targets)
+    reached = targets.reached(text)
+    assert reached == [], f"{case.id} ({case.aim}) reached {reached}: {text[:2000]}"
+    assert failed is not None, f"{case.id} ({case.aim}) was not stopped: {text[:2000]}"
+    assert failed.code in case.codes, f"{case.id}: {failed.code}: {failed}"
+    assert str(failed), f"{case.id}: HandlerFailed({failed.code}) says nothing"
+    import re
+
+    assert re.search(case.match, str(failed)), f"{case.id}: {failed.code}: {failed}"
+    if case.control:
+        # Without the sandbox, the same handler reaches what it aims at.
+        control = run_unsandboxed(case, targets)
+        assert case.control in targets.reached(control), f"{case.id} unsandboxed: {control}"
+
+
+def test_the_corpus_has_an_attack_on_every_target_the_issue_names():
+    assert len(CASES) >= 30
+    ids = {case.id for case in CASES}
+    for needed in [
+        "env-os-environ",
+        "env-proc-parent",
+        "env-proc-1",
+        "env-proc-every",
+        "tcp4-postgres",
+        "tcp6-postgres",
+        "tcp4-redis",
+        "tcp6-redis",
+        "unix-pathname",
+        "subprocess-psql",
+        "read-project",
+        "read-dotenv",
+        "read-home",
+        "fork-bomb",
+        "memory-bomb",
+        "cpu-loop",
+        "sleep-forever",
+        "ctypes-setuid",
+        "ctypes-unshare-user",
+        "kill-victim",
+        "huge-output",
+        "not-a-list",
+        "channel-other-methods",
+    ]:
+        assert needed in ids, needed
