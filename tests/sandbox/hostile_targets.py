@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -143,6 +144,7 @@ class Targets:
             self.victim.kill()
             self.victim.wait()
         self.home_file.unlink(missing_ok=True)
+        shutil.rmtree(self.outside, ignore_errors=True)
 
 
 def sandbox_processes() -> list[int]:

@@ -9,13 +9,16 @@ are refused with the task query API's code and read none of it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from tests.query import test_query_api
 from tests.sandbox.hostile_cases import CASES, Case
 from tests.sandbox.hostile_targets import SECRET_VAR, Targets, targets_open
 from trace_tasks import sandbox
@@ -108,8 +111,6 @@ def test_a_hostile_handler_is_stopped_and_reaches_nothing(case, targets):
     assert failed is not None, f"{case.id} ({case.aim}) was not stopped: {text[:2000]}"
     assert failed.code in case.codes, f"{case.id}: {failed.code}: {failed}"
     assert str(failed), f"{case.id}: HandlerFailed({failed.code}) says nothing"
-    import re
-
     assert re.search(case.match, str(failed)), f"{case.id}: {failed.code}: {failed}"
     if case.control:
         # Without the sandbox, the same handler reaches what it aims at.
@@ -146,3 +147,90 @@ def test_the_corpus_has_an_attack_on_every_target_the_issue_names():
         "channel-other-methods",
     ]:
         assert needed in ids, needed
+
+
+# --- through the real channel: what the task was not granted -----------------------------------
+
+world = test_query_api.world  # acme's follower hot rows and backfill of one anvil chain
+
+QUERY_HANDLER = """
+def handle(ctx):
+    return [{"row": row} for row in ctx.query(ctx.params["sql"])["rows"]]
+"""
+
+
+def channel_dag(*, inputs: bool) -> str:
+    grant = "    inputs: [{from: {dataset: chain.hot}}]\n" if inputs else ""
+    return f"""
+name: prying
+jobs:
+  - name: pry
+    activation: manual
+    runtime: udf
+    operator: udf
+    update_strategy: replace
+    udf: {{bundle: "pry@1.0.0", entrypoint: main}}
+    config: {{params: {{sql: "$SQL"}}}}
+{grant}"""
+
+
+@pytest.fixture
+def _own_object_store(settings, tmp_path, monkeypatch):
+    settings.TRACE_OBJECT_STORE_URL = (tmp_path / "objects").as_uri()
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+    monkeypatch.setattr("trace_tasks.publisher.send_wake", lambda **kwargs: None)
+
+
+def _cold_file(org) -> str:
+    from trace_web.datasets.models import PartitionVersion
+
+    partition = PartitionVersion.objects.filter(dataset_version__dataset__org=org).first()
+    return partition.location.removeprefix("file://")
+
+
+@pytest.mark.parametrize(
+    ("who", "sql"),
+    [
+        ("other_org", "SELECT block_hash FROM blocks"),  # acme's dataset name, not granted
+        ("other_org", "SELECT block_hash FROM hot_blocks"),  # the data DB's own table
+        ("other_org", "SELECT block_hash FROM hot.public.hot_blocks"),
+        ("other_org", "SELECT * FROM postgres_query('hot', 'SELECT block_hash FROM hot_blocks')"),
+        ("other_org", "SELECT * FROM read_parquet('{cold}/*.parquet')"),  # acme's cold files
+        ("other_org", "SELECT * FROM query('SELECT block_hash FROM hot_blocks')"),
+        ("org", "SELECT block_hash FROM hot_blocks"),  # granted chain.hot, not its table
+        ("org", "SELECT * FROM orchestration_task"),  # the state database's tasks
+        ("org", "SELECT * FROM orgs_org"),
+        ("org", "SELECT current_setting('pg_connection_string')"),
+        ("org", "SELECT * FROM duckdb_settings()"),
+        ("org", "SELECT block_hash FROM blocks; SELECT 1"),
+    ],
+)
+def test_a_handler_reads_nothing_it_was_not_granted_through_its_channel(
+    request, world, org, hot_engine, _own_object_store, who, sql
+):
+    from tests.udf_bundles import bundle
+    from trace_tasks.runner import task_run
+    from trace_web.orchestration.models import Task
+    from trace_web.orchestration.services.dags import dag_sync
+    from trace_web.orchestration.services.sources import job_run_manual
+    from trace_web.udf.models import OutputBatch
+    from trace_web.udf.services import bundle_upload
+
+    runner = request.getfixturevalue(who)
+    sql = sql.format(cold=_cold_file(org).rstrip("/"))
+    bundle_upload(
+        org=runner,
+        data=bundle({"main.py": QUERY_HANDLER.encode()}, name="pry", version="1.0.0"),
+    )
+    yaml_text = channel_dag(inputs=runner == org).replace("$SQL", sql.replace('"', '\\"'))
+    dag_sync(org=runner, yaml_text=yaml_text, activate=True)
+    task = job_run_manual(org=runner, dag_name="prying", job_name="pry")
+    assert task_run(task_id=task.pk, worker_id="udf").status == "failed"
+    task = Task.objects.get(pk=task.pk)
+    assert task.status == "Failed" and task.next_retry_at is None
+    assert "handler failed (exception)" in task.error, task.error
+    assert re.search(r"query_\w+|invalid", task.error), task.error
+    with hot_engine.connect() as conn:
+        hashes = [h for (h,) in conn.execute(sa.text("SELECT block_hash FROM hot_blocks"))]
+    assert hashes and not [h for h in hashes if h in task.error]
+    assert not OutputBatch.objects.filter(task_id=task.pk).exists()
