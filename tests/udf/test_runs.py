@@ -150,7 +150,12 @@ def test_the_task_api_refuses_a_corrupt_bundle_as_a_permanent_error(org, setting
 def test_without_the_sandbox_a_udf_task_fails_for_good_and_never_runs_the_handler(org, monkeypatch):
     import sys
 
+    import trace_tasks
+
     monkeypatch.setitem(sys.modules, "trace_tasks.sandbox", None)  # import fails
+    # and once imported elsewhere in this process, `from trace_tasks import sandbox` would
+    # find the package's attribute without looking at sys.modules
+    monkeypatch.delattr(trace_tasks, "sandbox", raising=False)
     bundle_upload(org=org, data=bundle())
     dag_sync(org=org, yaml_text=udf_dag("demo@1.0.0"), activate=True)
     task = job_run_manual(org=org, dag_name="users", job_name="handle")

@@ -13,3 +13,6 @@ TRACE_UDF_BUNDLE_MAX_RATIO = env_float("TRACE_UDF_BUNDLE_MAX_RATIO", 100.0)
 # One buffer-publish batch: its JSONL bytes and rows.
 TRACE_UDF_OUTPUT_MAX_BYTES = env_int("TRACE_UDF_OUTPUT_MAX_BYTES", 2 * 1024 * 1024)
 TRACE_UDF_OUTPUT_MAX_ROWS = env_int("TRACE_UDF_OUTPUT_MAX_ROWS", 100_000)
+# The sandbox runs pool slot n as uid TRACE_UDF_UID_BASE + n (its own RLIMIT_NPROC count and
+# nothing another uid owns); the uids need no passwd entry.
+TRACE_UDF_UID_BASE = env_int("TRACE_UDF_UID_BASE", 61000)
