@@ -37,12 +37,17 @@ def resp(*words):
     return out
 
 def redis_set(ctx, host, family=socket.AF_INET):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect((host, 6379))
+    s = connect(host, 6379, family)
     s.sendall(resp("SELECT", p(ctx, "redis_db")) + resp("SET", "trace-hostile-" + p(ctx, "token"), 1))
     time.sleep(0.2)
     return s.recv(1024).decode()
+
+def connect(host, port, family=socket.AF_INET):
+    # No getaddrinfo (create_connection): the socket and its connect are what is attacked.
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect((host, port))
+    return s
 
 def channel_fd():
     import stat
@@ -169,7 +174,7 @@ CASES = [
         "tcp4-listener",
         "a loopback TCP v4 listener",
         "def handle(ctx):\n"
-        "    socket.create_connection(('127.0.0.1', p(ctx, 'tcp4')), timeout=5)\n"
+        "    connect('127.0.0.1', p(ctx, 'tcp4'))\n"
         "    return [{'loot': 'connected'}]\n",
         control="tcp4",
     ),
@@ -177,7 +182,7 @@ CASES = [
         "tcp6-listener",
         "a loopback TCP v6 listener",
         "def handle(ctx):\n"
-        "    socket.create_connection(('::1', p(ctx, 'tcp6')), timeout=5)\n"
+        "    connect('::1', p(ctx, 'tcp6'), socket.AF_INET6)\n"
         "    return [{'loot': 'connected'}]\n",
         control="tcp6",
     ),
@@ -193,12 +198,13 @@ CASES = [
     Case(
         "anvil-rpc",
         "the anvil node's JSON-RPC on loopback: mine a block",
-        "import http.client\n"
         "def handle(ctx):\n"
-        "    c = http.client.HTTPConnection('127.0.0.1', p(ctx, 'anvil_port'), timeout=5)\n"
-        "    c.request('POST', '/', json.dumps({'jsonrpc': '2.0', 'id': 1, 'method': 'evm_mine'}),\n"
-        "              {'Content-Type': 'application/json'})\n"
-        "    return [{'loot': c.getresponse().read().decode()}]\n",
+        "    body = json.dumps({'jsonrpc': '2.0', 'id': 1, 'method': 'evm_mine'}).encode()\n"
+        "    s = connect('127.0.0.1', p(ctx, 'anvil_port'))\n"
+        "    s.sendall(b'POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\n'\n"
+        "              b'Content-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' % (len(body), body))\n"
+        "    time.sleep(0.5)\n"
+        "    return [{'loot': s.recv(65536).decode()}]\n",
         control="anvil",
     ),
     Case(
@@ -380,7 +386,7 @@ CASES = [
         "a CPU loop",
         "def handle(ctx):\n    while True:\n        pass\n",
         codes=("cpu_limit", "timeout"),
-        match=r"cpu|CPU|time",
+        match=r"cpu|CPU|time|past",
         limits={"cpu_seconds": 1, "wall_seconds": 10},
     ),
     Case(
@@ -395,7 +401,7 @@ CASES = [
         "    while True:\n"
         "        pass\n",
         codes=("cpu_limit", "timeout"),
-        match=r"cpu|CPU|time",
+        match=r"cpu|CPU|time|past",
         limits={"cpu_seconds": 1, "wall_seconds": 10},
     ),
     Case(
@@ -403,7 +409,7 @@ CASES = [
         "time.sleep for ever (no CPU used)",
         "def handle(ctx):\n    time.sleep(10 ** 6)\n",
         codes=("timeout",),
-        match=r"time|wall",
+        match=r"time|wall|past",
         limits={"wall_seconds": 2},
     ),
     Case(
@@ -411,7 +417,7 @@ CASES = [
         "blocking on a read for ever",
         "def handle(ctx):\n    r, w = os.pipe()\n    os.read(r, 1)\n",
         codes=("timeout",),
-        match=r"time|wall",
+        match=r"time|wall|past",
         limits={"wall_seconds": 2},
     ),
     Case(
@@ -423,7 +429,7 @@ CASES = [
         "        signal.signal(s, signal.SIG_IGN)\n"
         "    time.sleep(10 ** 6)\n",
         codes=("timeout",),
-        match=r"time|wall",
+        match=r"time|wall|past",
         limits={"wall_seconds": 2},
     ),
     Case(
@@ -437,7 +443,7 @@ CASES = [
         "        os._exit(0)\n"
         "    time.sleep(10 ** 6)\n",
         codes=("timeout",),
-        match=r"time|wall",
+        match=r"time|wall|past",
         limits={"wall_seconds": 2},
     ),
     Case(
@@ -565,35 +571,56 @@ CASES = [
         "    os.write(fd, b'\\xff\\x00garbage' * 1000)\n"
         "    time.sleep(10 ** 6)\n",
         codes=("protocol",),
-        match=r"protocol|message|malformed|invalid",
+        match=r"protocol|message|malformed|invalid|frame",
         limits={"wall_seconds": 10},
     ),
     Case(
         "channel-oversized",
-        "an oversized message straight to the inherited socket",
+        "an oversized message frame straight to the inherited socket",
         "def handle(ctx):\n"
-        "    fd = channel_fd()\n"
-        '    big = b\'{"type": "log", "message": "\' + b\'x\' * (8 << 20) + b\'"}\\n\'\n'
-        "    os.write(fd, struct.pack('!I', len(big)) + big)\n"
-        "    time.sleep(10 ** 6)\n",
-        codes=("protocol", "output_too_large"),
-        match=r"protocol|message|large|limit|bytes",
-        limits={"wall_seconds": 10},
-    ),
-    Case(
-        "channel-other-methods",
-        "asking the supervisor for its token, or to publish for another task",
-        "def handle(ctx):\n"
-        "    fd = channel_fd()\n"
-        "    for msg in ({'type': 'token'}, {'type': 'publish', 'task_id': 1, 'rows': []},\n"
-        "                {'type': 'complete'}, {'method': 'token'}):\n"
-        "        raw = json.dumps(msg).encode()\n"
-        "        os.write(fd, struct.pack('!I', len(raw)) + raw)\n"
-        "        os.write(fd, raw + b'\\n')\n"
+        "    os.write(channel_fd(), struct.pack('>cI', b'm', 1 << 31) + b'{')\n"
         "    time.sleep(10 ** 6)\n",
         codes=("protocol",),
-        match=r"protocol|message|unknown|method|type",
+        match=r"over|large|limit|bytes",
         limits={"wall_seconds": 10},
+    ),
+    *[
+        Case(
+            f"channel-{name}",
+            f"asking the supervisor through the socket for {aim}",
+            "def handle(ctx):\n"
+            f"    raw = json.dumps({message!r}).encode()\n"
+            "    os.write(channel_fd(), struct.pack('>cI', b'm', len(raw)) + raw)\n"
+            "    time.sleep(10 ** 6)\n",
+            codes=("protocol",),
+            match=r"unexpected|protocol|message",
+            limits={"wall_seconds": 10},
+        )
+        for name, aim, message in [
+            ("token", "its capability token", {"type": "token"}),
+            (
+                "publish-other-task",
+                "a publish for another task",
+                {"type": "publish", "task_id": 1, "rows": [{"x": 1}]},
+            ),
+            ("complete", "completing the task", {"type": "complete"}),
+            (
+                "forge-unavailable",
+                "a forged 'sandbox unavailable' (an ops failure)",
+                {"type": "unavailable", "message": "forged"},
+            ),
+        ]
+    ],
+    Case(
+        "channel-query-other-task",
+        "a query frame naming another task and token (answered, if at all, as its own)",
+        "def handle(ctx):\n"
+        "    raw = json.dumps({'type': 'query', 'sql': 'SELECT 1', 'task_id': 1, 'token': 'x'}).encode()\n"
+        "    os.write(channel_fd(), struct.pack('>cI', b'm', len(raw)) + raw)\n"
+        "    time.sleep(10 ** 6)\n",
+        codes=("protocol", "timeout"),
+        match=r"unexpected|protocol|message|past",
+        limits={"wall_seconds": 3},
     ),
     # --- the runner inside ------------------------------------------------------------------
     Case(
@@ -621,6 +648,7 @@ CASES = [
         "    builtins.isinstance = lambda *a: True\n"
         "    sys.exit = os._exit = lambda *a: None\n"
         "    raise RuntimeError('failed after replacing builtins')\n",
+        codes=("exception", "protocol"),
         match=r"failed after replacing builtins",
     ),
 ]

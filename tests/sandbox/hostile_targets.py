@@ -27,7 +27,9 @@ PROJECT = Path(trace_web.__file__).resolve().parents[1]
 SETTINGS_FILE = PROJECT / "trace_web" / "settings" / "db.py"
 SECRET_VAR = "TRACE_HOSTILE_SECRET"
 REDIS_DB = 12
-SANDBOX_UIDS = range(61000, 61064)
+# A slot of the corpus's own (its uid), past the sandbox tests' per-xdist-worker slots, so a
+# process left under it is one of the corpus's and nobody else's.
+HOSTILE_SLOT = 8 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 
 
 def _first_line(path: Path) -> str:
@@ -148,14 +150,17 @@ class Targets:
 
 
 def sandbox_processes() -> list[int]:
-    """Pids still running under a sandbox slot's uid."""
+    """Pids still running under this test's sandbox slot uid."""
+    from trace_tasks.sandbox import uid_base
+
+    uid = uid_base() + HOSTILE_SLOT
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             for line in (entry / "status").read_text().splitlines():
-                if line.startswith("Uid:") and int(line.split()[1]) in SANDBOX_UIDS:
+                if line.startswith("Uid:") and int(line.split()[1]) == uid:
                     pids.append(int(entry.name))
     return pids
 
