@@ -442,8 +442,8 @@ CASES = [
         "            time.sleep(3600)\n"
         "        os._exit(0)\n"
         "    time.sleep(10 ** 6)\n",
-        codes=("timeout",),
-        match=r"time|wall|past",
+        codes=("timeout", "exception"),
+        match=r"time|wall|past|" + DENIED,
         limits={"wall_seconds": 2},
     ),
     Case(

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -140,6 +141,9 @@ class Targets:
 
     def close(self) -> None:
         self.reached("")  # drop a table, a key or files a control run made
+        for pid in sandbox_processes():  # so one case's leftovers do not fail the next
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for sock in self.listeners.values():
             sock.close()
         if self.victim is not None and self.victim.poll() is None:
@@ -150,7 +154,8 @@ class Targets:
 
 
 def sandbox_processes() -> list[int]:
-    """Pids still running under this test's sandbox slot uid."""
+    """Pids still running (not zombies, which are dead and wait only to be reaped) under
+    this test's sandbox slot uid."""
     from trace_tasks.sandbox import uid_base
 
     uid = uid_base() + HOSTILE_SLOT
@@ -159,9 +164,11 @@ def sandbox_processes() -> list[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("Uid:") and int(line.split()[1]) == uid:
-                    pids.append(int(entry.name))
+            status = dict(
+                line.split(":", 1) for line in (entry / "status").read_text().splitlines()
+            )
+            if int(status["Uid"].split()[0]) == uid and status["State"].split()[0] != "Z":
+                pids.append(int(entry.name))
     return pids
 
 

@@ -61,6 +61,10 @@ jobs:
 """
 
 
+# Committed data (transactional_db): the runner's heartbeat thread has a connection of its own,
+# and a handler's run in the sandbox outlasts the first heartbeat.
+
+
 @pytest.fixture(autouse=True)
 def _no_broker(settings, monkeypatch):
     settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
@@ -73,7 +77,9 @@ def deploy(org, handler: str, limits: str = "{}") -> None:
     dag_sync(org=org, yaml_text=udf_dag(limits), activate=True)
 
 
-def test_a_handler_reads_its_granted_blocks_and_publishes_them(world, org, hot_engine, settings):
+def test_a_handler_reads_its_granted_blocks_and_publishes_them(
+    transactional_db, world, org, hot_engine, settings
+):
     deploy(org, BLOCKS_HANDLER)
     start, end = world["line"] + 1, world["tip"]  # a range inside the hot rows, end-exclusive
     task = job_run_manual(
@@ -115,7 +121,9 @@ def test_a_handler_reads_its_granted_blocks_and_publishes_them(world, org, hot_e
     assert [{"number": n, "hash": h} for n, h in hot] == expected
 
 
-def test_a_handler_past_its_cpu_limit_fails_for_good_with_the_sandboxs_message(world, org):
+def test_a_handler_past_its_cpu_limit_fails_for_good_with_the_sandboxs_message(
+    transactional_db, world, org
+):
     deploy(org, CPU_HANDLER, limits="{cpu_seconds: 1, wall_seconds: 20}")
     task = job_run_manual(
         org=org,
