@@ -251,3 +251,25 @@ def test_a_missing_layer_refuses_the_run_before_any_process_starts(
         monkeypatch.undo()
         sandbox.sandbox_probe.cache_clear()
     assert not marker.exists()
+
+
+def test_a_crash_report_cannot_be_swapped_for_a_link_to_a_worker_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("TOP-SECRET")
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(
+            tmp_path,
+            f"""
+            import os
+            def handle(ctx):
+                for name in (".stderr", "stderr"):
+                    path = os.path.join(os.environ["TMPDIR"], name)
+                    if os.path.exists(path):
+                        os.unlink(path)
+                    os.symlink({str(secret)!r}, path)
+                os.write(2, b"crashing")
+                os._exit(9)
+            """,
+        )
+    assert failed.value.code == "protocol"
+    assert "crashing" in str(failed.value) and "TOP-SECRET" not in str(failed.value)

@@ -240,3 +240,65 @@ def test_a_handler_that_stops_reading_cannot_hold_the_supervisor_past_its_wall_c
             wall_seconds=1,
         )
     assert failed.value.code == "timeout"
+
+
+def test_long_log_lines_are_cut_and_an_oversized_query_is_refused_in_the_handler(tmp_path):
+    result = run(
+        tmp_path,
+        """
+        def handle(ctx):
+            ctx.log("x" * 100_000)
+            try:
+                ctx.query("select " + "1" * 10_000)
+            except ValueError as exc:
+                return [{"error": str(exc)}]
+        """,
+        message_bytes=8192,
+    )
+    assert result.logs == ["x" * 4096]
+    assert result.rows == [{"error": "ctx.query(sql): the SQL is over 8128 bytes"}]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ('struct.pack(">cI", b"r", 10**9)', "output_too_large"),
+        ('struct.pack(">cI", b"m", 10**8)', "protocol"),
+        ('struct.pack(">cI", b"z", 2) + b"{}"', "protocol"),
+        ('struct.pack(">cI", b"m", 3) + b"{x}"', "protocol"),
+        ("frame(b'm', b'{\"type\": \"shell\"}')", "protocol"),
+        ('frame(b\'m\', b\'{"type": "error", "code": "timeout"}\')', "protocol"),
+    ],
+    ids=["huge-result", "huge-message", "bad-kind", "not-json", "unknown-type", "claimed-code"],
+)
+def test_frames_outside_the_protocol_fail_the_run(tmp_path, frame, code):
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(
+            tmp_path,
+            f"""
+            import socket, struct, sys, time
+            def frame(kind, body):
+                return struct.pack(">cI", kind, len(body)) + body
+            def handle(ctx):
+                sock = socket.socket(fileno=int(sys.argv[1]))
+                sock.sendall({frame})
+                time.sleep(30)
+            """,
+            wall_seconds=20,
+        )
+    assert failed.value.code == code, str(failed.value)
+
+
+def test_a_handler_that_closes_its_socket_and_keeps_running_still_times_out(tmp_path):
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(
+            tmp_path,
+            """
+            import os, sys, time
+            def handle(ctx):
+                os.close(int(sys.argv[1]))
+                time.sleep(30)
+            """,
+            wall_seconds=1,
+        )
+    assert failed.value.code == "timeout"

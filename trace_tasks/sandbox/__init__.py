@@ -189,10 +189,10 @@ def _python_paths() -> tuple[list[str], list[str]]:
 
 class _Supervisor:
     def __init__(
-        self, run: HandlerRun, channel: TaskChannel, sock: socket.socket, tmp: str
+        self, run: HandlerRun, channel: TaskChannel, sock: socket.socket, stderr: Any
     ) -> None:
         self.run = run
-        self.tmp = tmp
+        self.stderr = stderr
         self.deadline = time.monotonic() + run.limits.wall_seconds
         self.channel = channel
         self.sock = sock
@@ -379,27 +379,29 @@ def _run_locked(
     os.chown(tmp, uid, uid)
     os.chmod(tmp, 0o700)
     parent, child = socket.socketpair()
+    # The child's stderr (a crash before the protocol): an unnamed file of the worker's, never
+    # a path in the run's directory, where the handler could swap it for a link to a secret.
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = None
     try:
-        with open(os.path.join(tmp, ".stderr"), "wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(_CHILD), str(child.fileno())],
-                env={
-                    "PYTHONDONTWRITEBYTECODE": "1",
-                    "TMPDIR": tmp,
-                    "HOME": tmp,
-                    "LANG": "C.UTF-8",
-                },
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                close_fds=True,
-                pass_fds=(child.fileno(),),
-                start_new_session=True,
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(_CHILD), str(child.fileno())],
+            env={
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "TMPDIR": tmp,
+                "HOME": tmp,
+                "LANG": "C.UTF-8",
+            },
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            close_fds=True,
+            pass_fds=(child.fileno(),),
+            start_new_session=True,
+        )
         child.close()
-        supervisor = _Supervisor(run, channel, parent, tmp)
+        supervisor = _Supervisor(run, channel, parent, stderr)
         supervisor.send(
             {
                 "uid": uid,
@@ -421,6 +423,7 @@ def _run_locked(
         return HandlerResult(rows=rows, logs=logs, duration_seconds=time.monotonic() - started)
     finally:
         parent.close()
+        stderr.close()
         if proc is not None:
             _reap(proc)
         _kill_uid(uid)
@@ -458,7 +461,7 @@ def _supervise(
             continue
         data = sock.recv(1 << 20)
         if not data:
-            return _ended(supervisor, proc)
+            return _ended(supervisor, proc, stop_event)
         supervisor.buffer += data
         for kind, message in supervisor.frames():
             rows = supervisor.handle(kind, message)
@@ -466,14 +469,26 @@ def _supervise(
                 return rows
 
 
-def _ended(supervisor: _Supervisor, proc: subprocess.Popen) -> list[dict[str, Any]]:
-    """The child closed its socket without a result: why."""
+def _ended(
+    supervisor: _Supervisor, proc: subprocess.Popen, stop_event: threading.Event | None
+) -> list[dict[str, Any]]:
+    """The child closed its socket without a result: why. Its exit is awaited within the
+    wall clock (a handler may close the socket and keep running)."""
     limits = supervisor.run.limits
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    except ChildProcessError:
-        usage = None
+    usage = None
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if stop_event is not None and stop_event.is_set():
+            raise HandlerFailed("killed", "the run was stopped (lease lost or task cancelled)")
+        if time.monotonic() >= supervisor.deadline:
+            raise HandlerFailed("timeout", f"the handler ran past {limits.wall_seconds}s")
+        time.sleep(0.01)
     code = proc.returncode
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
     # SIGXCPU comes only from RLIMIT_CPU's soft limit; SIGKILL from its hard limit (a second
@@ -483,7 +498,9 @@ def _ended(supervisor: _Supervisor, proc: subprocess.Popen) -> list[dict[str, An
         raise HandlerFailed("cpu_limit", f"the handler used its {limits.cpu_seconds}s of CPU")
     if code == -signal.SIGKILL:
         raise HandlerFailed("memory_limit", "the handler was killed (out of memory)")
-    stderr = Path(supervisor.tmp, ".stderr").read_text(errors="replace")[-2000:]
+    size = supervisor.stderr.seek(0, os.SEEK_END)
+    supervisor.stderr.seek(max(size - 2000, 0))
+    stderr = supervisor.stderr.read().decode(errors="replace")
     if "MemoryError" in stderr:
         raise HandlerFailed("memory_limit", "the handler ran out of memory")
     raise HandlerFailed(

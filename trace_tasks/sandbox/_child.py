@@ -59,8 +59,9 @@ class Context:
 
     QueryRefused = QueryRefused
 
-    def __init__(self, params, block_range, abi_path):
+    def __init__(self, params, block_range, abi_path, message_bytes):
         self.params = params
+        self._message_bytes = message_bytes
         self.range = tuple(block_range) if block_range is not None else None
         self._abi_path = abi_path
         self._abi = None
@@ -70,6 +71,8 @@ class Context:
         task query API refuses it."""
         if not isinstance(sql, str):
             raise TypeError("ctx.query(sql): sql must be a str")
+        if len(sql.encode()) > self._message_bytes - 64:
+            raise ValueError(f"ctx.query(sql): the SQL is over {self._message_bytes - 64} bytes")
         _send({"type": "query", "sql": sql})
         reply = _recv()
         if not reply.get("ok"):
@@ -77,7 +80,8 @@ class Context:
         return reply["result"]
 
     def log(self, message):
-        _send({"type": "log", "message": str(message)})
+        """One log line (the supervisor keeps 4,096 characters of it)."""
+        _send({"type": "log", "message": str(message)[:4096]})
 
     def heartbeat(self):
         _send({"type": "heartbeat"})
@@ -104,14 +108,16 @@ class _LogStream:
 
     def write(self, text):
         self._buffer += text
+        if len(self._buffer) > 65536:  # a line that never ends
+            self._buffer += "\n"
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            _send({"type": "log", "message": line})
+            _send({"type": "log", "message": line[:4096]})
         return len(text)
 
     def flush(self):
         if self._buffer:
-            _send({"type": "log", "message": self._buffer})
+            _send({"type": "log", "message": self._buffer[:4096]})
             self._buffer = ""
 
 
@@ -181,7 +187,7 @@ def main():
     _send({"type": "ready"})
     bundle_prefix = sys.path[0]
     sys.stdout = _LogStream()
-    ctx = Context(run["params"], run["range"], abi_path)
+    ctx = Context(run["params"], run["range"], abi_path, run["limits"]["message_bytes"])
     module_name, _, function = run["entrypoint"].partition(":")
     try:
         import importlib
