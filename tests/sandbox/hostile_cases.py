@@ -70,6 +70,9 @@ class Case:
     match: str = r"PermissionError|Operation not permitted|Permission denied|EPERM|EACCES"
     control: str | None = None  # the target the unsandboxed run reaches (Targets.reached)
     limits: dict = field(default_factory=dict)
+    # Set when a bounded success is as good as a stop: what the run kept (rows and logs, as
+    # JSON) must stay under this many bytes.
+    bounded: int | None = None
 
     @property
     def source(self) -> str:
@@ -532,6 +535,8 @@ CASES = [
         "        ctx.log('x' * (1 << 20))\n"
         "    return []\n",
         codes=("output_too_large", "protocol"),
+        bounded=8
+        << 20,  # no more than the default output cap (the sandbox keeps 1000 lines of 4 KiB)
         match=r"output|too large|limit|bytes|message",
     ),
     Case(

@@ -111,6 +111,9 @@ def test_a_hostile_handler_is_stopped_and_reaches_nothing(case, targets):
     failed, text = run_sandboxed(case, targets)
     reached = targets.reached(text)
     assert reached == [], f"{case.id} ({case.aim}) reached {reached}: {text[:2000]}"
+    if failed is None and case.bounded:
+        assert len(text) <= case.bounded, f"{case.id}: kept {len(text)} bytes"
+        return
     assert failed is not None, f"{case.id} ({case.aim}) was not stopped: {text[:2000]}"
     assert failed.code in case.codes, f"{case.id}: {failed.code}: {failed}"
     assert str(failed), f"{case.id}: HandlerFailed({failed.code}) says nothing"
