@@ -9,6 +9,10 @@ is an attack that works without the sandbox."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# Postgres's own unix socket, where this machine's Postgres has one (not here: TCP only).
+PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 
 # Helpers every handler's module starts with: raw wire protocols, so no client library is needed.
 PRELUDE = r"""
@@ -655,5 +659,18 @@ CASES = [
         "    raise RuntimeError('failed after replacing builtins')\n",
         codes=("exception", "protocol"),
         match=r"failed after replacing builtins",
+    ),
+    *(
+        [
+            Case(
+                "unix-postgres",
+                "Postgres's unix socket: create a table",
+                "def handle(ctx):\n"
+                f"    return [{{'loot': pg({PG_SOCKET!r}, 0, 'CREATE TABLE hostile_' + p(ctx, 'token') + ' ()', socket.AF_UNIX)}}]\n",
+                control="postgres",
+            )
+        ]
+        if Path(PG_SOCKET).exists()
+        else []
     ),
 ]
