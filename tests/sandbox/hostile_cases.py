@@ -523,6 +523,19 @@ CASES = [
         "    os.kill(os.getppid(), 0)\n"
         "    return [{'loot': 'the parent can be signalled'}]\n",
     ),
+    Case(
+        # If this ever gets through, the test process itself dies: a loud failure, on purpose.
+        "kill-parent",
+        "SIGKILL to the supervisor, then to its process group",
+        "import signal\n"
+        "def handle(ctx):\n"
+        "    try:\n"
+        "        os.kill(os.getppid(), signal.SIGKILL)\n"
+        "    finally:\n"
+        "        os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n"
+        "    return [{'loot': 'the parent was killed'}]\n",
+        match=DENIED + r"|ProcessLookupError",
+    ),
     # --- output -------------------------------------------------------------------------------
     Case(
         "huge-output",
