@@ -33,12 +33,14 @@ class RecordingChannel:
         self.heartbeats += 1
 
 
-def bundle_dir(tmp_path: Path, source: str, files: dict[str, str] | None = None) -> Path:
-    """main.py (and `files`) written read-only under a 0700 directory, as the operator does."""
+def bundle_dir(
+    tmp_path: Path, source: str, files: dict[str, str] | None = None, main: str = "main.py"
+) -> Path:
+    """`main` (and `files`) written read-only under a 0700 directory, as the operator does."""
     tmp_path.chmod(0o700)
     root = tmp_path / "bundle"
     root.mkdir()
-    for name, text in {"main.py": source, **(files or {})}.items():
+    for name, text in {main: source, **(files or {})}.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
@@ -58,11 +60,13 @@ def run(
     files: dict[str, str] | None = None,
     stop_event=None,
     heartbeat_seconds: float = sandbox.HEARTBEAT_SECONDS,
+    runtime: str = "python",
     **limits: Any,
 ) -> sandbox.HandlerResult:
+    main = "main.mjs" if runtime == "node" else "main.py"
     handler = sandbox.HandlerRun(
-        runtime="python",
-        bundle_dir=bundle_dir(tmp_path, source, files),
+        runtime=runtime,
+        bundle_dir=bundle_dir(tmp_path, source, files, main),
         entrypoint=entrypoint,
         params=params or {},
         range=block_range,

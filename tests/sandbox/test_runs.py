@@ -176,16 +176,44 @@ def test_bad_limits_are_refused_naming_the_field(fields, error, text):
         sandbox.SandboxLimits(**fields)
 
 
-def test_the_node_runtime_is_refused_as_unavailable(tmp_path):
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ("/nonexistent/node", "the node runtime /nonexistent/node: No such file"),
+        ("/etc/hostname", "not a dynamically linked ELF executable"),
+    ],
+)
+def test_without_a_usable_node_binary_a_node_run_is_refused(tmp_path, monkeypatch, node, message):
+    monkeypatch.setenv("TRACE_UDF_NODE", node)
+    sandbox.node_runtime.cache_clear()
+    sandbox.sandbox_probe.cache_clear()
+    try:
+        handler = sandbox.HandlerRun(
+            runtime="node",
+            bundle_dir=tmp_path,
+            entrypoint="main",
+            params={},
+            range=None,
+            limits=sandbox.SandboxLimits(),
+        )
+        with pytest.raises(sandbox.SandboxUnavailable, match=message):
+            sandbox.run_handler(handler, RecordingChannel())
+        assert "node" not in sandbox.sandbox_probe()["runtimes"]
+    finally:
+        sandbox.node_runtime.cache_clear()
+        sandbox.sandbox_probe.cache_clear()
+
+
+def test_another_runtime_is_refused(tmp_path):
     handler = sandbox.HandlerRun(
-        runtime="node",
+        runtime="ruby",
         bundle_dir=tmp_path,
         entrypoint="main",
         params={},
         range=None,
         limits=sandbox.SandboxLimits(),
     )
-    with pytest.raises(sandbox.SandboxUnavailable, match="node runtime is not available"):
+    with pytest.raises(sandbox.SandboxUnavailable, match="no sandbox runtime 'ruby'"):
         sandbox.run_handler(handler, RecordingChannel())
 
 

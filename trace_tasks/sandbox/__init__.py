@@ -164,7 +164,7 @@ def sandbox_probe() -> dict[str, Any]:
         "uid_switch": uid_switch,
         "bwrap": shutil.which("bwrap") is not None,
         "bwrap_used": False,
-        "runtimes": ["python"],
+        "runtimes": ["python", *(["node"] if _node_available() else [])],
         "missing": missing,
     }
 
@@ -206,6 +206,63 @@ def kit_modules() -> tuple[tuple[str, str], ...]:
             elif top.endswith(".py") and os.path.isfile(path):
                 modules[top[:-3]] = path
     return tuple(sorted(modules.items()))
+
+
+def _node_available() -> bool:
+    try:
+        node_runtime()
+    except SandboxUnavailable:
+        return False
+    return True
+
+
+@functools.cache
+def node_runtime() -> tuple[str, tuple[str, ...]]:
+    """(the node binary, the files its exec needs execute on: itself and its ELF
+    interpreter); SandboxUnavailable without a Node.js 18+ (`TRACE_UDF_NODE` or PATH)."""
+    node = os.environ.get("TRACE_UDF_NODE") or shutil.which("node")
+    if not node:
+        raise SandboxUnavailable("no node binary for the node runtime (set TRACE_UDF_NODE)")
+    node = os.path.realpath(node)
+    try:
+        with open(node, "rb") as binary:
+            header = binary.read(1 << 16)
+    except OSError as exc:
+        raise SandboxUnavailable(f"the node runtime {node}: {exc.strerror}") from None
+    interpreter = _elf_interpreter(header)
+    if interpreter is None:
+        raise SandboxUnavailable(f"{node}: not a dynamically linked ELF executable")
+    return node, (node, os.path.realpath(interpreter))
+
+
+def _elf_interpreter(header: bytes) -> str | None:
+    """The PT_INTERP path of a 64-bit little-endian ELF, from its first bytes."""
+    if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+        return None
+    (phoff,) = struct.unpack_from("<Q", header, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
+    for i in range(phnum):
+        offset = phoff + i * phentsize
+        (kind,) = struct.unpack_from("<I", header, offset)
+        if kind == 3:  # PT_INTERP
+            (start,) = struct.unpack_from("<Q", header, offset + 8)
+            (size,) = struct.unpack_from("<Q", header, offset + 32)
+            return header[start : start + size].rstrip(b"\0").decode()
+    return None
+
+
+def _node_fields(run: HandlerRun) -> dict[str, Any]:
+    node, execute = node_runtime()
+    return {
+        "node": node,
+        "node_execute": list(execute),
+        "handler": {
+            "params": run.params,
+            "range": list(run.range) if run.range is not None else None,
+            "entrypoint": run.entrypoint,
+            "limits": dataclasses.asdict(run.limits),
+        },
+    }
 
 
 def _python_paths() -> tuple[list[str], list[str]]:
@@ -369,8 +426,8 @@ def run_handler(
     HandlerFailed with a code when it fails, SandboxUnavailable when a layer is missing.
     `stop_event` set (lease lost, task cancelled) kills the run: HandlerFailed("killed")."""
     if run.runtime == "node":
-        raise SandboxUnavailable("the node runtime is not available yet")
-    if run.runtime != "python":
+        node_runtime()  # SandboxUnavailable when there is none
+    elif run.runtime != "python":
         raise SandboxUnavailable(f"no sandbox runtime {run.runtime!r}")
     probe = sandbox_probe()
     if probe["missing"]:
@@ -450,6 +507,8 @@ def _run_locked(
                 "confine_dir": str(_HERE),
                 "import_paths": [str(bundle_dir), *imports],
                 "kit": [list(module) for module in kit_modules()],
+                "runtime": run.runtime,
+                **(_node_fields(run) if run.runtime == "node" else {}),
                 "read_only": read_only,
                 "entrypoint": run.entrypoint,
                 "params": run.params,
@@ -541,7 +600,7 @@ def _ended(
     size = supervisor.stderr.seek(0, os.SEEK_END)
     supervisor.stderr.seek(max(size - 2000, 0))
     stderr = supervisor.stderr.read().decode(errors="replace")
-    if "MemoryError" in stderr:
+    if "MemoryError" in stderr or "JavaScript heap out of memory" in stderr:
         raise HandlerFailed("memory_limit", "the handler ran out of memory")
     raise HandlerFailed(
         "protocol", f"the handler's process exited ({code}) without a result: {stderr.strip()}"

@@ -244,8 +244,60 @@ def _check_rows(rows, output_bytes):
     return None, data
 
 
+def _node_exec(run):
+    """Confine this process for the Node runtime and exec node on _child.mjs: every layer
+    holds across execve. Returns only by raising (Unavailable or an OSError)."""
+    sys.path.insert(0, run["confine_dir"])
+    import _confine as confine
+
+    sys.path.pop(0)
+    flags = os.O_PATH | os.O_CLOEXEC
+    read_only = [os.open(path, flags) for path in run["read_only"]]
+    read_write = [os.open(run["tmp"], flags)]
+    bundle = os.open(run["import_paths"][0], flags)
+    runner = os.open(os.path.join(run["confine_dir"], "_child.mjs"), flags)
+    execute = tuple(os.open(path, flags) for path in run["node_execute"])
+    # Node reads an OpenSSL config at start: an empty one of the run's own.
+    openssl = os.path.join(run["tmp"], ".openssl.cnf")
+    with open(openssl, "w"):
+        pass
+    os.chown(openssl, run["uid"], run["gid"])
+    confine.rlimits_set(run["limits"], address_space=False)
+    confine.identity_drop(run["uid"], run["gid"])
+    confine.no_new_privs()
+    confine.landlock_restrict([*read_only, bundle, runner], read_write, execute)
+    confine.seccomp_install()
+    os.chdir(f"/proc/self/fd/{read_write[0]}")
+    for fd in (bundle, runner):
+        os.set_inheritable(fd, True)
+    os.set_inheritable(_FD, True)
+    heap_mib = max(16, run["limits"]["memory_bytes"] * 3 // 4 // (1024 * 1024))
+    _send({"type": "ready"})
+    env = dict(os.environ)
+    env.update(OPENSSL_CONF=openssl, UV_USE_IO_URING="0", TRACE_RUN=json.dumps(run["handler"]))
+    os.execve(  # noqa: S606 - the node runtime, by its absolute path
+        run["node"],
+        [
+            "node",
+            f"--max-old-space-size={heap_mib}",
+            "--preserve-symlinks",
+            "--preserve-symlinks-main",
+            f"/proc/self/fd/{runner}",
+            str(_FD),
+            f"/proc/self/fd/{bundle}",
+        ],
+        env,
+    )
+
+
 def main():
     run = _recv()
+    if run.get("runtime") == "node":
+        try:
+            _node_exec(run)
+        except Exception as exc:  # Unavailable or an OSError while opening the paths
+            _send({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
+            return 3
     try:
         abi_path = _confine(run)
     except Exception as exc:  # Unavailable or an OSError while opening the paths

@@ -91,7 +91,9 @@ def _fs_rights(abi: int) -> int:
     return rights
 
 
-def landlock_restrict(read_only: list[int], read_write: list[int]) -> int:
+def landlock_restrict(
+    read_only: list[int], read_write: list[int], execute: tuple[int, ...] = ()
+) -> int:
     """Confine this process to reading (no execute) beneath the `read_only` fds and to
     everything but device ioctls beneath the `read_write` ones; with ABI 4 no TCP bind or
     connect; with ABI 6 no abstract unix socket or signal outside the sandbox (so the
@@ -114,7 +116,13 @@ def landlock_restrict(read_only: list[int], read_write: list[int]) -> int:
     try:
         read = FS_READ_FILE | FS_READ_DIR
         write = handled & ~FS_IOCTL_DEV
-        for fds, rights in ((read_only, read), (read_write, write)):
+        # `execute`: the files of a runtime exec'd after confinement (node and its ELF
+        # interpreter, which the kernel opens for execute too), read and execute only.
+        for fds, rights in (
+            (read_only, read),
+            (read_write, write),
+            (list(execute), FS_READ_FILE | FS_EXECUTE),
+        ):
             for fd in fds:
                 allowed = rights
                 if not os.path.isdir(f"/proc/self/fd/{fd}"):
@@ -332,11 +340,15 @@ def seccomp_install() -> None:
 # -- identity and limits -------------------------------------------------------------------
 
 
-def rlimits_set(limits: dict[str, int]) -> None:
+def rlimits_set(limits: dict[str, int], *, address_space: bool = True) -> None:
+    """`address_space=False` caps the data segment (RLIMIT_DATA) instead of the address
+    space: V8 reserves far more address space than it ever uses, and cannot start under
+    RLIMIT_AS at any sensible memory limit."""
     cpu = limits["cpu_seconds"]
+    memory = resource.RLIMIT_AS if address_space else resource.RLIMIT_DATA
     for which, value in (
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at the soft limit, SIGKILL after
-        (resource.RLIMIT_AS, (limits["memory_bytes"],) * 2),
+        (memory, (limits["memory_bytes"],) * 2),
         (resource.RLIMIT_NPROC, (limits["max_processes"],) * 2),
         (resource.RLIMIT_FSIZE, (limits["file_size_bytes"],) * 2),
         (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
