@@ -5,6 +5,9 @@ trivial code (`python -I -S -c ...` through subprocess), interleaved, N runs eac
 
     python bench/sandbox_startup.py [--runs 50]
 
+The same for the Node runtime: an ES module handler through `run_handler` against
+`node -e ...` started unsandboxed.
+
 Needs the machine the udf workers run on: root (the uid switch), Landlock and seccomp.
 Goal: under 50 ms added at p50.
 """
@@ -24,6 +27,8 @@ from trace_tasks import sandbox
 
 HANDLER = "def handle(ctx):\n    return [{'n': 1}]\n"
 BARE = "import json; print(json.dumps([{'n': 1}]))"
+NODE_HANDLER = "export async function handle(ctx) { return [{n: 1}]; }\n"
+NODE_BARE = "console.log(JSON.stringify([{n: 1}]))"
 
 
 class _Channel:
@@ -34,9 +39,9 @@ class _Channel:
         pass
 
 
-def sandboxed(bundle: Path) -> float:
+def sandboxed(bundle: Path, runtime: str = "python") -> float:
     run = sandbox.HandlerRun(
-        runtime="python",
+        runtime=runtime,
         bundle_dir=bundle,
         entrypoint="main",
         params={},
@@ -51,13 +56,16 @@ def sandboxed(bundle: Path) -> float:
     return elapsed
 
 
-def bare() -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", BARE], capture_output=True, check=True, env={}
+def bare(runtime: str = "python") -> float:
+    command = (
+        [sys.executable, "-I", "-S", "-c", BARE]
+        if runtime == "python"
+        else [sandbox.node_runtime()[0], "-e", NODE_BARE]
     )
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, check=True, env={})
     elapsed = time.perf_counter() - started
-    assert done.stdout.strip() == b'[{"n": 1}]'
+    assert done.stdout.strip() == b'[{"n": 1}]' or done.stdout.strip() == b'[{"n":1}]'
     return elapsed
 
 
@@ -70,23 +78,30 @@ def main() -> None:
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
         (bundle / "main.py").write_text(HANDLER)
-        sandboxed(bundle), bare()  # warm the page cache for both
-        times: dict[str, list[float]] = {"sandboxed": [], "bare": []}
-        for _ in range(args.runs):
-            times["sandboxed"].append(sandboxed(bundle))
-            times["bare"].append(bare())
+        (bundle / "main.mjs").write_text(NODE_HANDLER)
+        runtimes = ["python", *(["node"] if "node" in sandbox.sandbox_probe()["runtimes"] else [])]
+        times: dict[tuple[str, str], list[float]] = {}
+        for runtime in runtimes:
+            sandboxed(bundle, runtime), bare(runtime)  # warm the page cache for both
+            for _ in range(args.runs):
+                times.setdefault((runtime, "sandboxed"), []).append(sandboxed(bundle, runtime))
+                times.setdefault((runtime, "bare"), []).append(bare(runtime))
     print(f"\nStarting a trivial handler, {args.runs} runs each, interleaved (ms)")
-    print(f"{'path':<34}{'p50':>9}{'p95':>9}")
-    for name, label in (
-        ("bare", "python -I -S -c (unsandboxed)"),
-        ("sandboxed", "run_handler (sandboxed)"),
-    ):
-        values = times[name]
+    print(f"{'path':<40}{'p50':>9}{'p95':>9}")
+    labels = {
+        ("python", "bare"): "python -I -S -c (unsandboxed)",
+        ("python", "sandboxed"): "python: run_handler (sandboxed)",
+        ("node", "bare"): "node -e (unsandboxed)",
+        ("node", "sandboxed"): "node: run_handler (sandboxed)",
+    }
+    for key, values in times.items():
         p50, p95 = percentile(values, 0.5) * 1e3, percentile(values, 0.95) * 1e3
-        print(f"{label:<34}{p50:>9.1f}{p95:>9.1f}")
-    for q in (50, 95):
-        s, b = percentile(times["sandboxed"], q / 100), percentile(times["bare"], q / 100)
-        print(f"p{q}: +{(s - b) * 1e3:.1f} ms added, {s / b:.2f}x")
+        print(f"{labels[key]:<40}{p50:>9.1f}{p95:>9.1f}")
+    for runtime in runtimes:
+        for q in (50, 95):
+            s = percentile(times[(runtime, "sandboxed")], q / 100)
+            b = percentile(times[(runtime, "bare")], q / 100)
+            print(f"{runtime} p{q}: +{(s - b) * 1e3:.1f} ms added, {s / b:.2f}x")
 
 
 if __name__ == "__main__":
