@@ -138,8 +138,8 @@ def uid_base() -> int:
 @functools.cache
 def sandbox_probe() -> dict[str, Any]:
     """Which layers this machine can apply: the Landlock ABI (0: none), seccomp filters,
-    uid switching (the worker runs as root), bubblewrap with user namespaces (optional,
-    not used yet) and the missing required ones."""
+    uid switching (the worker runs as root), bubblewrap (optional: used when it works
+    here) and the missing required ones."""
     abi = _confine.landlock_abi()
     seccomp = False
     try:
@@ -163,7 +163,7 @@ def sandbox_probe() -> dict[str, Any]:
         "seccomp": seccomp,
         "uid_switch": uid_switch,
         "bwrap": shutil.which("bwrap") is not None,
-        "bwrap_used": False,
+        "bwrap_used": _bwrap() is not None,
         "runtimes": ["python", *(["node"] if _node_available() else [])],
         "missing": missing,
     }
@@ -206,6 +206,49 @@ def kit_modules() -> tuple[tuple[str, str], ...]:
             elif top.endswith(".py") and os.path.isfile(path):
                 modules[top[:-3]] = path
     return tuple(sorted(modules.items()))
+
+
+# bubblewrap's extra layer: new pid, net, ipc, uts and cgroup namespaces and a read-only view
+# of the file system, around the child (which still applies every layer itself). Run by root,
+# bwrap needs no user namespace, so the child's own uid switch works inside it.
+_BWRAP_FLAGS = (
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    "--die-with-parent",
+    "--ro-bind",
+    "/",
+    "/",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+)
+
+
+@functools.cache
+def _bwrap() -> str | None:
+    """The bwrap binary when it works on this machine (`TRACE_UDF_BWRAP=0` turns it off):
+    a trial run of `true` in the namespaces it would make."""
+    path = shutil.which("bwrap")
+    if not path or os.environ.get("TRACE_UDF_BWRAP", "1") == "0" or os.geteuid() != 0:
+        return None
+    try:
+        done = subprocess.run(
+            [path, *_BWRAP_FLAGS, "--", "/bin/true"], capture_output=True, timeout=10, env={}
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if done.returncode == 0 else None
+
+
+def _bwrap_prefix(tmp: str) -> list[str]:
+    path = _bwrap()
+    if path is None:
+        return []
+    return [path, *_BWRAP_FLAGS, "--bind", tmp, tmp, "--"]
 
 
 def _node_available() -> bool:
@@ -481,7 +524,10 @@ def _run_locked(
     proc = None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(_CHILD), str(child.fileno())],
+            [
+                *_bwrap_prefix(tmp),
+                *(sys.executable, "-I", "-S", "-B", str(_CHILD), str(child.fileno())),
+            ],
             env={
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "TMPDIR": tmp,
