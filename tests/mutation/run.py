@@ -56,9 +56,11 @@ TARGETS: dict[str, Target] = {
     "routing": Target(
         "trace_web/orchestration/services/routing.py",
         (
+            "tests/integration/test_routing.py",
             "tests/integration/test_task_lifecycle.py",
             "tests/integration/test_runner.py",
             "tests/integration/test_sources.py",
+            "tests/integration/test_chain_sync.py",
         ),
     ),
     "commits": Target(
