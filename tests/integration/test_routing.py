@@ -26,9 +26,7 @@ def _no_fast_path(settings):
 
 def output_of(org, job, *, generation=1, dag="chain"):
     """The dataset of `job`'s output 0 and a version of it, as a commit would have made them."""
-    dataset, _ = Dataset.objects.get_or_create(
-        org=org, dag_name=dag, job_name=job, output_index=0
-    )
+    dataset, _ = Dataset.objects.get_or_create(org=org, dag_name=dag, job_name=job, output_index=0)
     version, _ = DatasetVersion.objects.get_or_create(
         dataset=dataset, generation=generation, defaults={"definition_hash": f"{job}-{generation}"}
     )
