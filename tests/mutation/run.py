@@ -233,10 +233,24 @@ def isolated_env(name: str, redis_db: int) -> dict[str, str]:
     redis = os.environ.get("TRACE_MUTATION_REDIS", "redis://127.0.0.1:6379")
     return {
         **os.environ,
+        # mutmut's mutants/ copy has no node_modules: tests that start anvil (chain_sync's)
+        # are pointed at the checkout's binary.
+        **_anvil_env(),
         "TRACE_STATE_DB_URL": f"{server}/trace_state_{me}_{suffix}",
         "TRACE_DATA_DB_URL": f"{server}/trace_data_{me}_{suffix}",
         "TRACE_BROKER_URL": f"{redis}/{redis_db}",
     }
+
+
+def _anvil_env() -> dict[str, str]:
+    from trace_chain.devchain import ANVIL_PATH_ENV, AnvilNotInstalled, anvil_path
+
+    if os.environ.get(ANVIL_PATH_ENV):
+        return {}
+    try:
+        return {ANVIL_PATH_ENV: str(anvil_path())}
+    except AnvilNotInstalled:
+        return {}  # the tests that need it fail with the `npm ci` hint
 
 
 def run_target(name: str, redis_db: int) -> dict[str, str]:
