@@ -65,7 +65,11 @@ TARGETS: dict[str, Target] = {
     ),
     "commits": Target(
         "trace_web/orchestration/services/commits.py",
-        ("tests/integration/test_guarantees.py", "tests/integration/test_task_lifecycle.py"),
+        (
+            "tests/integration/test_commits.py",
+            "tests/integration/test_guarantees.py",
+            "tests/integration/test_task_lifecycle.py",
+        ),
     ),
     "tasks": Target(
         "trace_web/orchestration/services/tasks.py",
