@@ -4,7 +4,11 @@ and the invalidation scanner. Each assertion is a field a downstream job reads."
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import pytest
+from django.db import OperationalError, connection, transaction
 
 from tests.dags import noop_dag
 from trace_web.datasets.models import (
@@ -17,6 +21,7 @@ from trace_web.datasets.models import (
 from trace_web.orchestration.models import Job, Task, TaskInput
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orchestration.services.routing import invalidations_schedule, route_event
+from trace_web.orchestration.services.sources import job_run_manual
 
 
 @pytest.fixture(autouse=True)
@@ -236,3 +241,154 @@ def test_the_scanner_takes_at_most_its_limit_and_counts_invalidations_without_co
     assert not DataInvalidation.objects.filter(scheduled_at__isnull=True).exists()
     [task] = Task.objects.filter(trigger="invalidation")
     assert task.partition_key == "b" and task.range_start is None
+
+
+@contextmanager
+def held_by_another_session(model, pk):
+    """Another session holds the row FOR UPDATE until the block ends (data must be committed:
+    the tests using it run with transaction=True)."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                model.objects.select_for_update().get(pk=pk)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
+def with_lock_timeout(call):
+    """Run `call` in a transaction that fails, instead of waiting, on a lock another holds."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '300ms'")
+        return call()
+
+
+def test_the_cursor_read_is_the_consumers_own_over_this_dataset(org):
+    dag_sync(org=org, yaml_text=PER_UPDATE, activate=True)
+    dataset, version = output_of(org, "produce", dag="stream")
+    other, _ = output_of(org, "other", dag="stream")
+    # Decoys first (lower ids): another dataset, another DAG, another job of the same DAG.
+    for decoy in (
+        {"dataset": other, "consumer_dag": "stream", "consumer_job": "consume"},
+        {"dataset": dataset, "consumer_dag": "elsewhere", "consumer_job": "consume"},
+        {"dataset": dataset, "consumer_dag": "stream", "consumer_job": "other"},
+    ):
+        DatasetCursor.objects.create(position=50, **decoy)
+    DatasetCursor.objects.create(
+        dataset=dataset, consumer_dag="stream", consumer_job="consume", position=5
+    )
+    [task] = route_event(event_id=1, payload=event(dataset, version, cursor=9))
+    assert task.cursor["after"] == 5
+
+
+def test_a_per_update_fold_joins_only_a_queued_event_task_of_the_same_job(org):
+    yaml_text = PER_UPDATE + PER_UPDATE[PER_UPDATE.index("  - name: consume") :].replace(
+        "consume", "audit"
+    )
+    dag_sync(org=org, yaml_text=yaml_text, activate=True)
+    dataset, version = output_of(org, "produce", dag="stream")
+    manual = job_run_manual(org=org, dag_name="stream", job_name="consume")  # pins the dataset
+    routed = route_event(event_id=1, payload=event(dataset, version, cursor=4))
+    assert sorted(t.job.name for t in routed) == ["audit", "consume"]  # one per consumer
+    assert manual.pk not in {t.pk for t in routed}
+    assert route_event(event_id=2, payload=event(dataset, version, cursor=6)) == []
+    for task in routed:
+        task.refresh_from_db()
+        assert task.cursor["upto"] == 6
+    manual.refresh_from_db()
+    assert manual.cursor is None and TaskInput.objects.get(task=manual).cursor_to is None
+
+
+def test_a_repeated_position_changes_nothing_not_even_the_pinned_version(org):
+    dag_sync(org=org, yaml_text=PER_UPDATE, activate=True)
+    dataset, first = output_of(org, "produce", dag="stream")
+    [task] = route_event(event_id=1, payload=event(dataset, first, cursor=9))
+    _, second = output_of(org, "produce", dag="stream", generation=2)
+    assert route_event(event_id=2, payload=event(dataset, second, cursor=9)) == []
+    assert pins(task) == [(dataset.pk, first.pk, None, 0, 9)]
+
+
+TWO_INPUT_STREAM = """
+name: stream
+jobs:
+  - name: produce
+    activation: manual
+    operator: noop
+    update_strategy: replace
+  - name: side
+    activation: manual
+    operator: noop
+    update_strategy: replace
+  - name: consume
+    activation: reactive
+    operator: noop
+    outputs: 0
+    execution_strategy: PerUpdate
+    inputs: [{from: {job: produce, output: 0}}, {from: {job: side, output: 0}}]
+"""
+
+
+def test_a_per_update_consumer_of_two_inputs_folds_per_input(org):
+    dag_sync(org=org, yaml_text=TWO_INPUT_STREAM, activate=True)
+    Dataset.objects.filter(job_name="side").delete()  # not published yet
+    produced, version = output_of(org, "produce", dag="stream")
+    [task] = route_event(event_id=1, payload=event(produced, version, cursor=3))
+    assert pins(task) == [(produced.pk, version.pk, None, 0, 3)]
+    side, side_version = output_of(org, "side", dag="stream")
+    # A queued task that does not read the side input takes none of its events.
+    [other] = route_event(event_id=2, payload=event(side, side_version, cursor=8))
+    assert other.pk != task.pk
+    assert pins(other) == [
+        (produced.pk, version.pk, None, None, None),
+        (side.pk, side_version.pk, None, 0, 8),
+    ]
+    assert route_event(event_id=3, payload=event(side, side_version, cursor=10)) == []
+    assert pins(other)[1] == (side.pk, side_version.pk, None, 0, 10)
+    assert pins(task) == [(produced.pk, version.pk, None, 0, 3)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_per_update_coalescing_waits_for_the_consumers_lock(org):
+    dag_sync(org=org, yaml_text=PER_UPDATE, activate=True)
+    dataset, version = output_of(org, "produce", dag="stream")
+    consumer = Job.objects.get(name="consume")
+    # Another session deciding for the same consumer: this one waits (here: times out)
+    # instead of queueing a second task beside the one the other is about to queue.
+    with (
+        held_by_another_session(Job, consumer.pk),
+        pytest.raises(OperationalError, match="lock timeout"),
+    ):
+        with_lock_timeout(lambda: route_event(event_id=1, payload=event(dataset, version)))
+    assert not Task.objects.filter(job=consumer).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scanner_skips_an_invalidation_another_scanner_holds(org):
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    dataset, _ = output_of(org, "extract")
+    held, free = invalidation(dataset, partition_key="a"), invalidation(dataset, partition_key="b")
+    with held_by_another_session(DataInvalidation, held.pk):
+        assert with_lock_timeout(invalidations_schedule) == 1
+    assert list(DataInvalidation.objects.filter(scheduled_at__isnull=True)) == [held]
+    assert Task.objects.get(trigger="invalidation").invalidation_id == free.pk
+
+
+def test_the_scanner_counts_every_invalidation_it_scheduled(org):
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    dataset, _ = output_of(org, "extract")
+    for key in ("a", "b", "c"):
+        invalidation(dataset, partition_key=key)
+    assert invalidations_schedule() == 3

@@ -99,6 +99,7 @@ CI_TARGETS = ("backoff",)
 # __mutmut_N). The CI subset fails on a survivor that is not listed here.
 OUTBOX = "trace_web.orchestration.services.outbox."
 STATEMENTS = "trace_web.orchestration.services.task_statements."
+ROUTING = "trace_web.orchestration.services.routing."
 LOG_ONLY = "log wording or arguments only; no behaviour reads the log"
 EQUIVALENT: dict[str, str] = {
     **{
@@ -177,6 +178,19 @@ EQUIVALENT: dict[str, str] = {
     },
     STATEMENTS + "x_task_insert__mutmut_16": "the reason cut at 2001 instead of 2000 chars: it"
     " is `created by <trigger>`, and a trigger is at most 16 chars",
+    ROUTING + "x__per_update__mutmut_32": "`invalidation__isnull=True` dropped from the fold's"
+    ' candidates: they are also `trigger="event"`, and only the invalidation scanner sets'
+    ' an invalidation, always with trigger "invalidation"',
+    **{
+        ROUTING + name: "save() of every field instead of the changed ones: the task row is"
+        " held FOR UPDATE (and with it every decision over its inputs, under the job's lock),"
+        " so the other fields are written back unchanged"
+        for name in ("x__per_update__mutmut_55", "x__per_update__mutmut_64")
+    },
+    ROUTING + "x_invalidations_schedule__mutmut_39": "save() of every field instead of"
+    " scheduled_at: the invalidation is held FOR UPDATE, the other fields go back unchanged",
+    ROUTING + "x_invalidations_schedule__mutmut_1": "the default batch size 100 -> 101:"
+    " observable only with over 100 pending invalidations in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
