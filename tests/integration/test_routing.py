@@ -244,15 +244,15 @@ def test_the_scanner_takes_at_most_its_limit_and_counts_invalidations_without_co
 
 
 @contextmanager
-def held_by_another_session(model, pk):
-    """Another session holds the row FOR UPDATE until the block ends (data must be committed:
-    the tests using it run with transaction=True)."""
+def held_by_another_session(model, pk, *, no_key=False):
+    """Another session holds the row FOR UPDATE (FOR NO KEY UPDATE with `no_key`) until the
+    block ends (data must be committed: the tests using it run with transaction=True)."""
     locked, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         try:
             with transaction.atomic():
-                model.objects.select_for_update().get(pk=pk)
+                model.objects.select_for_update(no_key=no_key).get(pk=pk)
                 locked.set()
                 release.wait(timeout=60)
         finally:
@@ -366,9 +366,11 @@ def test_per_update_coalescing_waits_for_the_consumers_lock(org):
     dataset, version = output_of(org, "produce", dag="stream")
     consumer = Job.objects.get(name="consume")
     # Another session deciding for the same consumer: this one waits (here: times out)
-    # instead of queueing a second task beside the one the other is about to queue.
+    # instead of queueing a second task beside the one the other is about to queue. NO KEY
+    # UPDATE: a new task's foreign key to the job (KEY SHARE) does not wait for it, only the
+    # coalescing lock does.
     with (
-        held_by_another_session(Job, consumer.pk),
+        held_by_another_session(Job, consumer.pk, no_key=True),
         pytest.raises(OperationalError, match="lock timeout"),
     ):
         with_lock_timeout(lambda: route_event(event_id=1, payload=event(dataset, version)))
