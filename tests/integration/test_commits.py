@@ -156,3 +156,48 @@ def test_a_per_update_cursor_moves_forward_only(org, claimed):
     per_update_cursor_advance(task=consumer)
     cursor.refresh_from_db()
     assert cursor.position == 8
+
+
+def test_partitions_are_told_apart_by_key_and_by_dataset_version(org, claimed, settings):
+    prefix = own_prefix(org, settings)
+    for key in ("p", "q"):  # another partition of the same version is no conflict
+        event = {"output": 0, "partition_key": key, "publication": {"location": f"{prefix}{key}/"}}
+        task_events(lease=claimed.lease, events=[event])
+    task_complete(lease=claimed.lease, outputs=[])
+    # A new definition (another config) is a new version: its partition p is its own.
+    dag_sync(org=org, yaml_text=noop_dag(extract_config="{depth: 2}"), activate=True)
+    task = job_run_manual(org=org, dag_name="chain", job_name="extract")
+    lease = task_claim(task_id=task.pk, worker_id="w2").lease
+    moved = {"output": 0, "partition_key": "p", "publication": {"location": f"{prefix}p/v2/"}}
+    task_events(lease=lease, events=[moved])
+    rows = PartitionVersion.objects.order_by("id")
+    assert [(r.partition_key, r.location) for r in rows] == [
+        ("p", f"{prefix}p/"),
+        ("q", f"{prefix}q/"),
+        ("p", f"{prefix}p/v2/"),
+    ]
+    assert rows[0].dataset_version_id != rows[2].dataset_version_id
+
+
+def test_the_routed_event_carries_the_outputs_cursor(org, claimed):
+    [event] = task_events(lease=claimed.lease, events=[{"output": 0, "cursor": 12}])
+    assert event["cursor"] == 12 and routed_events()[0]["cursor"] == 12
+
+
+def test_a_cursor_advances_by_this_tasks_own_positioned_inputs_only(org, claimed):
+    task_events(lease=claimed.lease, events=[{"output": 0, "partition_key": "p"}])
+    dataset_id = routed_events()[0]["dataset_id"]
+    transform = claimed.task.job.dag_version.jobs.get(name="transform")
+
+    def consumer_with(cursor_to):
+        task = Task.objects.create(
+            org=org, job=transform, status="Running", attempt=1, max_attempts=1, trigger="event"
+        )
+        TaskInput.objects.create(task=task, dataset_id=dataset_id, cursor_to=cursor_to)
+        return task
+
+    consumer_with(20)  # another task's input: not this completion's business
+    mine = consumer_with(8)
+    TaskInput.objects.create(task=mine, dataset_id=dataset_id)  # pinned without a position
+    per_update_cursor_advance(task=mine)
+    assert DatasetCursor.objects.get(dataset_id=dataset_id).position == 8
