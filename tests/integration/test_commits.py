@@ -13,7 +13,7 @@ from trace_web.datasets.models import (
     InvalidationProcessing,
     PartitionVersion,
 )
-from trace_web.errors import Conflict
+from trace_web.errors import Conflict, ValidationFailed
 from trace_web.orchestration.models import Outbox, Task, TaskInput
 from trace_web.orchestration.services.commits import per_update_cursor_advance
 from trace_web.orchestration.services.dags import dag_sync
@@ -121,18 +121,35 @@ def test_invalidations_are_recorded_with_their_kind_scope_reason_and_source(org,
 
 
 def test_a_replace_job_processing_an_invalidation_passes_it_on_to_its_outputs(org, claimed):
-    task_events(
-        lease=claimed.lease,
-        events=[{"type": "invalidation", "output": 0, "range_start": 5, "range_end": 9}],
-    )
+    wrong = {"type": "invalidation", "output": 0, "range_start": 5, "range_end": 9}
+    task_events(lease=claimed.lease, events=[{**wrong, "partition_key": "5_9"}])
     assert invalidations_schedule() == 1
     repair = Task.objects.get(trigger="invalidation")
+    # Processing rows of another invalidation, DAG or job: not this completion's.
+    elsewhere = DataInvalidation.objects.create(
+        dataset=repair.invalidation.dataset, kind="partition"
+    )
+    decoys = [
+        InvalidationProcessing.objects.create(
+            invalidation=elsewhere, dag_name="chain", job_name="transform"
+        ),
+        InvalidationProcessing.objects.create(
+            invalidation=repair.invalidation, dag_name="other", job_name="transform"
+        ),
+        InvalidationProcessing.objects.create(
+            invalidation=repair.invalidation, dag_name="chain", job_name="other"
+        ),
+    ]
     task_complete(lease=task_claim(task_id=repair.pk, worker_id="w").lease, outputs=[])
-    processing = InvalidationProcessing.objects.get()
+    processing = InvalidationProcessing.objects.exclude(pk__in=[d.pk for d in decoys]).get()
     assert processing.task_id == repair.pk and processing.processed_at is not None
-    cascade = DataInvalidation.objects.exclude(pk=repair.invalidation_id).get()
+    assert not InvalidationProcessing.objects.filter(
+        pk__in=[d.pk for d in decoys], processed_at__isnull=False
+    ).exists()
+    cascade = DataInvalidation.objects.exclude(pk__in=[repair.invalidation_id, elsewhere.pk]).get()
     assert cascade.dataset.job_name == "transform"
     assert (cascade.kind, cascade.range_start, cascade.range_end) == ("row_range", 5, 9)
+    assert cascade.partition_key == "5_9"
     assert cascade.reason == f"cascade of invalidation {repair.invalidation_id}"
     assert cascade.source_task_id == repair.pk
 
@@ -201,3 +218,24 @@ def test_a_cursor_advances_by_this_tasks_own_positioned_inputs_only(org, claimed
     TaskInput.objects.create(task=mine, dataset_id=dataset_id)  # pinned without a position
     per_update_cursor_advance(task=mine)
     assert DatasetCursor.objects.get(dataset_id=dataset_id).position == 8
+
+
+def test_an_output_past_the_jobs_last_is_refused_naming_where_it_was(org, claimed):
+    with pytest.raises(ValidationFailed, match=r"events\[0\]\.output: 1 out of range"):
+        task_events(lease=claimed.lease, events=[{"output": 1, "partition_key": "p"}])
+    assert not routed_events()
+
+
+def test_a_location_outside_the_prefix_is_refused_naming_the_field(org, claimed, settings):
+    with pytest.raises(ValidationFailed, match=r"events\[0\]\.publication\.location: "):
+        task_events(
+            lease=claimed.lease,
+            events=[{"output": 0, "partition_key": "p", "publication": {"location": "s3://x/"}}],
+        )
+    # Plain key segments, whatever their letters, are inside.
+    inside = own_prefix(org, settings) + "X/"
+    task_events(
+        lease=claimed.lease,
+        events=[{"output": 0, "partition_key": "p", "publication": {"location": inside}}],
+    )
+    assert PartitionVersion.objects.get().location == inside
