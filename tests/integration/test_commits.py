@@ -239,3 +239,14 @@ def test_a_location_outside_the_prefix_is_refused_naming_the_field(org, claimed,
         events=[{"output": 0, "partition_key": "p", "publication": {"location": inside}}],
     )
     assert PartitionVersion.objects.get().location == inside
+
+
+def test_a_publication_without_a_partition_or_range_is_refused_naming_the_field(
+    org, claimed, settings
+):
+    publication = {"location": own_prefix(org, settings) + "p/"}
+    with pytest.raises(
+        ValidationFailed, match=r"events\[0\]\.publication: needs a partition_key or a range"
+    ):
+        task_events(lease=claimed.lease, events=[{"output": 0, "publication": publication}])
+    assert not PartitionVersion.objects.exists()

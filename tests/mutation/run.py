@@ -100,6 +100,11 @@ CI_TARGETS = ("backoff",)
 OUTBOX = "trace_web.orchestration.services.outbox."
 STATEMENTS = "trace_web.orchestration.services.task_statements."
 ROUTING = "trace_web.orchestration.services.routing."
+COMMITS = "trace_web.orchestration.services.commits."
+UNREACHABLE_DEFAULT = (
+    "a default for a key that is always there: commits receive a report's items as"
+    " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
+)
 LOG_ONLY = "log wording or arguments only; no behaviour reads the log"
 EQUIVALENT: dict[str, str] = {
     **{
@@ -191,6 +196,36 @@ EQUIVALENT: dict[str, str] = {
     " scheduled_at: the invalidation is held FOR UPDATE, the other fields go back unchanged",
     ROUTING + "x_invalidations_schedule__mutmut_1": "the default batch size 100 -> 101:"
     " observable only with over 100 pending invalidations in one call, which no caller relies on",
+    **{
+        COMMITS + name: UNREACHABLE_DEFAULT
+        for name in (
+            "x__check_for_job__mutmut_3",
+            "x__check_for_job__mutmut_5",
+            "x__check_for_job__mutmut_8",
+            *(f"x__partition_commit__mutmut_{n}" for n in (20, 22, 25, 39, 41, 44, 48, 50, 53)),
+            *(f"x_invalidation_record__mutmut_{n}" for n in (62, 64, 67, 68)),
+        )
+    },
+    **{
+        COMMITS + name: "the default `path` of a function every caller (services.tasks) passes"
+        " a path to"
+        for name in (
+            "x_output_commit__mutmut_1",
+            "x_output_commit__mutmut_2",
+            "x_invalidation_record__mutmut_1",
+            "x_invalidation_record__mutmut_2",
+        )
+    },
+    **{
+        COMMITS + f"x_invalidation_record__mutmut_{n}": "the range-or-partition check repeated"
+        " after task_reports made it (events_body_parse lists the same problem first)"
+        for n in range(30, 36)
+    },
+    **{COMMITS + f"x_publication_prefixes__mutmut_{n}": LOG_ONLY for n in range(18, 27)},
+    COMMITS + "x_per_update_cursor_advance__mutmut_14": "`>=` for `>`: an equal position is"
+    " written back unchanged (only updated_at moves, which nothing reads)",
+    COMMITS + "x_per_update_cursor_advance__mutmut_16": "save() of every field of a cursor held"
+    " FOR UPDATE: the other fields go back unchanged",
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
