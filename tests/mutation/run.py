@@ -56,14 +56,20 @@ TARGETS: dict[str, Target] = {
     "routing": Target(
         "trace_web/orchestration/services/routing.py",
         (
+            "tests/integration/test_routing.py",
             "tests/integration/test_task_lifecycle.py",
             "tests/integration/test_runner.py",
             "tests/integration/test_sources.py",
+            "tests/integration/test_chain_sync.py",
         ),
     ),
     "commits": Target(
         "trace_web/orchestration/services/commits.py",
-        ("tests/integration/test_guarantees.py", "tests/integration/test_task_lifecycle.py"),
+        (
+            "tests/integration/test_commits.py",
+            "tests/integration/test_guarantees.py",
+            "tests/integration/test_task_lifecycle.py",
+        ),
     ),
     "tasks": Target(
         "trace_web/orchestration/services/tasks.py",
@@ -93,6 +99,12 @@ CI_TARGETS = ("backoff",)
 # __mutmut_N). The CI subset fails on a survivor that is not listed here.
 OUTBOX = "trace_web.orchestration.services.outbox."
 STATEMENTS = "trace_web.orchestration.services.task_statements."
+ROUTING = "trace_web.orchestration.services.routing."
+COMMITS = "trace_web.orchestration.services.commits."
+UNREACHABLE_DEFAULT = (
+    "a default for a key that is always there: commits receive a report's items as"
+    " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
+)
 LOG_ONLY = "log wording or arguments only; no behaviour reads the log"
 EQUIVALENT: dict[str, str] = {
     **{
@@ -171,6 +183,49 @@ EQUIVALENT: dict[str, str] = {
     },
     STATEMENTS + "x_task_insert__mutmut_16": "the reason cut at 2001 instead of 2000 chars: it"
     " is `created by <trigger>`, and a trigger is at most 16 chars",
+    ROUTING + "x__per_update__mutmut_32": "`invalidation__isnull=True` dropped from the fold's"
+    ' candidates: they are also `trigger="event"`, and only the invalidation scanner sets'
+    ' an invalidation, always with trigger "invalidation"',
+    **{
+        ROUTING + name: "save() of every field instead of the changed ones: the task row is"
+        " held FOR UPDATE (and with it every decision over its inputs, under the job's lock),"
+        " so the other fields are written back unchanged"
+        for name in ("x__per_update__mutmut_55", "x__per_update__mutmut_64")
+    },
+    ROUTING + "x_invalidations_schedule__mutmut_39": "save() of every field instead of"
+    " scheduled_at: the invalidation is held FOR UPDATE, the other fields go back unchanged",
+    ROUTING + "x_invalidations_schedule__mutmut_1": "the default batch size 100 -> 101:"
+    " observable only with over 100 pending invalidations in one call, which no caller relies on",
+    **{
+        COMMITS + name: UNREACHABLE_DEFAULT
+        for name in (
+            "x__check_for_job__mutmut_3",
+            "x__check_for_job__mutmut_5",
+            "x__check_for_job__mutmut_8",
+            *(f"x__partition_commit__mutmut_{n}" for n in (20, 22, 25, 39, 41, 44, 48, 50, 53)),
+            *(f"x_invalidation_record__mutmut_{n}" for n in (62, 64, 67, 68)),
+        )
+    },
+    **{
+        COMMITS + name: "the default `path` of a function every caller (services.tasks) passes"
+        " a path to"
+        for name in (
+            "x_output_commit__mutmut_1",
+            "x_output_commit__mutmut_2",
+            "x_invalidation_record__mutmut_1",
+            "x_invalidation_record__mutmut_2",
+        )
+    },
+    **{
+        COMMITS + f"x_invalidation_record__mutmut_{n}": "the range-or-partition check repeated"
+        " after task_reports made it (events_body_parse lists the same problem first)"
+        for n in range(30, 36)
+    },
+    **{COMMITS + f"x_publication_prefixes__mutmut_{n}": LOG_ONLY for n in range(18, 27)},
+    COMMITS + "x_per_update_cursor_advance__mutmut_14": "`>=` for `>`: an equal position is"
+    " written back unchanged (only updated_at moves, which nothing reads)",
+    COMMITS + "x_per_update_cursor_advance__mutmut_16": "save() of every field of a cursor held"
+    " FOR UPDATE: the other fields go back unchanged",
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
@@ -231,10 +286,24 @@ def isolated_env(name: str, redis_db: int) -> dict[str, str]:
     redis = os.environ.get("TRACE_MUTATION_REDIS", "redis://127.0.0.1:6379")
     return {
         **os.environ,
+        # mutmut's mutants/ copy has no node_modules: tests that start anvil (chain_sync's)
+        # are pointed at the checkout's binary.
+        **_anvil_env(),
         "TRACE_STATE_DB_URL": f"{server}/trace_state_{me}_{suffix}",
         "TRACE_DATA_DB_URL": f"{server}/trace_data_{me}_{suffix}",
         "TRACE_BROKER_URL": f"{redis}/{redis_db}",
     }
+
+
+def _anvil_env() -> dict[str, str]:
+    from trace_chain.devchain import ANVIL_PATH_ENV, AnvilNotInstalled, anvil_path
+
+    if os.environ.get(ANVIL_PATH_ENV):
+        return {}
+    try:
+        return {ANVIL_PATH_ENV: str(anvil_path())}
+    except AnvilNotInstalled:
+        return {}  # the tests that need it fail with the `npm ci` hint
 
 
 def run_target(name: str, redis_db: int) -> dict[str, str]:
