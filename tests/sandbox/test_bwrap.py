@@ -47,3 +47,21 @@ def test_every_other_layer_holds_inside_bwrap(tmp_path):
     with pytest.raises(sandbox.HandlerFailed) as failed:
         run(tmp_path, source)
     assert failed.value.code == "exception" and "PermissionError" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ("def handle(ctx):\n    while True:\n        pass\n", "cpu_limit"),
+        (
+            "import os, signal\ndef handle(ctx):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+            "memory_limit",
+        ),
+    ],
+    ids=["sigxcpu", "sigkill"],
+)
+def test_a_child_killed_by_a_signal_inside_bwrap_keeps_its_code(tmp_path, source, code):
+    # bwrap relays a child killed by signal N as exit status 128 + N: read back as the signal
+    with pytest.raises(sandbox.HandlerFailed) as failed:
+        run(tmp_path, source, cpu_seconds=1, wall_seconds=10)
+    assert failed.value.code == code, str(failed.value)

@@ -635,6 +635,8 @@ def _ended(
             raise HandlerFailed("timeout", f"the handler ran past {limits.wall_seconds}s")
         time.sleep(0.01)
     code = proc.returncode
+    if code > 128 and proc.args[0] == _bwrap():
+        code = 128 - code  # bwrap relays a child killed by signal N as exit status 128 + N
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
     # SIGXCPU comes only from RLIMIT_CPU's soft limit; SIGKILL from its hard limit (a second
     # later) when the handler ignores SIGXCPU. rusage is finer than the kernel's tick-based
