@@ -30,3 +30,20 @@ jobs:
     inputs: [{{from: {{job: extract, output: 0}}}}]
 {extra_jobs}
 """
+
+
+# A producer and a PerUpdate consumer: one consumer task per update of its input.
+PER_UPDATE = """
+name: stream
+jobs:
+  - name: produce
+    activation: manual
+    operator: noop
+    update_strategy: replace
+  - name: consume
+    activation: reactive
+    operator: noop
+    outputs: 0
+    execution_strategy: PerUpdate
+    inputs: [{from: {job: produce, output: 0}}]
+"""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import OperationalError, connection, transaction
 
-from tests.dags import noop_dag
+from tests.dags import PER_UPDATE, noop_dag
 from trace_web.datasets.models import (
     DataInvalidation,
     Dataset,
@@ -151,22 +151,6 @@ def test_a_where_filter_reads_the_events_own_fields_and_needs_no_attributes(org)
     both = event(dataset, version, attributes={"kind": "even", "output": 9})
     # The event's own `output` wins over an attribute of the same name.
     assert len(route_event(event_id=2, payload=both)) == 2
-
-
-PER_UPDATE = """
-name: stream
-jobs:
-  - name: produce
-    activation: manual
-    operator: noop
-    update_strategy: replace
-  - name: consume
-    activation: reactive
-    operator: noop
-    outputs: 0
-    execution_strategy: PerUpdate
-    inputs: [{from: {job: produce, output: 0}}]
-"""
 
 
 def test_a_per_update_task_reads_from_the_consumers_cursor_and_folds_only_forward(org):

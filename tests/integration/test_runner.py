@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dags import noop_dag
+from tests.dags import PER_UPDATE, noop_dag
 from trace_operators.registry import OPERATORS
 from trace_tasks.runner import task_run
 from trace_web.datasets.models import DatasetCursor
@@ -42,22 +42,6 @@ def test_duplicate_run_of_a_finished_task_does_nothing(org):
     assert task_run(task_id=task.pk).status == "completed"
     assert task_run(task_id=task.pk).status == "not_claimed"
     assert task.transitions.filter(to_status="Running").count() == 1
-
-
-PER_UPDATE = """
-name: stream
-jobs:
-  - name: produce
-    activation: manual
-    operator: noop
-    update_strategy: replace
-  - name: consume
-    activation: reactive
-    operator: noop
-    outputs: 0
-    execution_strategy: PerUpdate
-    inputs: [{from: {job: produce, output: 0}}]
-"""
 
 
 def emit(lease, cursor):
