@@ -215,6 +215,8 @@ class OutboxStatus(models.TextChoices):
 class OutboxKind(models.TextChoices):
     WAKE_TASK = "wake_task"  # send a Celery wake-up carrying only the task id
     ROUTE_EVENT = "route_event"  # an output was committed: schedule dependent jobs
+    ALERT_SINK = "alert_sink"  # an alert evaluation committed: sink its batches (alerts)
+    WAKE_DELIVERY = "wake_delivery"  # send a delivery-pool wake-up carrying a delivery id
 
 
 class Outbox(models.Model):

@@ -3,6 +3,7 @@
 See docs/configuration.md for the variables and their Lite defaults.
 """
 
+from trace_web.settings.alerts import *  # noqa: F403
 from trace_web.settings.base import *  # noqa: F403
 from trace_web.settings.celery import *  # noqa: F403
 from trace_web.settings.db import *  # noqa: F403

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "trace_web.chain_sync",
     "trace_web.query",
     "trace_web.udf",
+    "trace_web.alerts",
 ]
 
 MIDDLEWARE = [
