@@ -100,6 +100,7 @@ def _push_back_by_id(row_id: int, exc: Exception) -> None:
 def _handlers() -> dict[str, Callable[[Outbox], None]]:
     # Imported here: the routing service itself writes outbox rows.
     from trace_tasks.publisher import send_wake
+    from trace_web.alerts.sink import publication_sink
     from trace_web.orchestration.services.routing import route_event
 
     return {
@@ -107,6 +108,7 @@ def _handlers() -> dict[str, Callable[[Outbox], None]]:
             task_id=row.payload["task_id"], queue=row.payload["queue"]
         ),
         OutboxKind.ROUTE_EVENT: lambda row: route_event(event_id=row.pk, payload=row.payload),
+        OutboxKind.ALERT_SINK: lambda row: publication_sink(record=row.payload),
     }
 
 
