@@ -35,6 +35,7 @@ from trace_operators.context import (
 from trace_operators.validation import StrictModel, validate
 
 RUNTIMES = ("udf",)
+PINS_BUNDLE = False  # each definition names its own handler bundle
 
 # A span is queried in pieces of at most this many blocks; a piece whose answer is truncated
 # (over the inline row cap) is halved until it fits.
@@ -119,9 +120,10 @@ def _query(ctx: TaskContext, sql: str, what: str) -> dict[str, Any]:
         raise PermanentError(f"{what}: the query was refused ({exc.code}): {exc.message}") from None
 
 
-def _condition_rows(ctx, cond, definition, start: int, end: int) -> list[dict[str, Any]]:
+def _condition_rows(ctx, definition, start: int, end: int) -> list[dict[str, Any]]:
     from trace_web.alerts import conditions
 
+    cond = conditions.condition_parse(definition.condition)
     matches: list[dict[str, Any]] = []
     pieces = [(s, min(s + QUERY_BLOCKS, end)) for s in range(start, end, QUERY_BLOCKS)]
     while pieces:
@@ -202,7 +204,6 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def run(ctx: TaskContext) -> dict[str, Any]:
     from trace_operators.udf import batches_location, rows_publish
-    from trace_web.alerts import conditions
 
     config = config_parse(ctx.config)
     if ctx.task_api is None:
@@ -220,8 +221,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         if definition.bundle_id is not None:
             rows += _handler_rows(ctx, definition, start, end)
         else:
-            cond = conditions.condition_parse(definition.condition)
-            rows += _condition_rows(ctx, cond, definition, start, end)
+            rows += _condition_rows(ctx, definition, start, end)
     if _hashes(ctx, config.chain_id, heights) != before:
         raise RuntimeError("the chain was reorganized while the alerts were evaluated; retrying")
     pointers = rows_publish(ctx, rows)
