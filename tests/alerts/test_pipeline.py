@@ -311,3 +311,34 @@ def test_with_confirmations_a_block_reorged_out_before_its_depth_is_never_notifi
     notified = {d.event.tx_hash for d in Delivery.objects.select_related("event")}
     assert not notified & {tx for _, _, tx in orphaned}
     assert events_of(definition) == node_transfers(url, tip - 4, tip + 1)
+
+
+def test_a_match_a_reorg_moves_to_another_block_is_not_notified_twice(chain, org):
+    follower, url = chain["follower"], chain["url"]
+    tip = follower.tip
+    hook = Channel.objects.create(org=org, name="hook", kind="webhook", target="http://x.test")
+    definition = define(org, channels=[hook])
+    announce(org, tip)  # evaluates tip - 1
+    live_run(org)
+    (moved, *_) = sorted(tx for n, _, tx in events_of(definition) if n == tip - 1)
+    with RpcPool("node", [url]) as rpc:
+        raw = rpc.call("eth_getRawTransactionByHash", [moved])
+    devchain.reorg(url, 2, [(raw, 1)])  # the same transaction, one block later
+    catch_up(follower)
+    follower.step()
+    catch_up(follower)
+    for invalidation in chain["recorder"].of_type("invalidation"):
+        _record_invalidation(org, invalidation)
+    invalidations_schedule()
+    job = active_job(org_id=org.pk, dag_name="alerts", job_name="evaluate")
+    for redo in job.tasks.filter(trigger="invalidation"):
+        run_and_sink(redo)
+    announce(org, tip + 1)
+    live_run(org)
+    events = AlertEvent.objects.filter(definition=definition, tx_hash=moved)
+    assert sorted((e.block_number, e.state) for e in events) == [
+        (tip - 1, EventState.RETRACTED),
+        (tip, EventState.ACTIVE),
+    ]
+    sends = Delivery.objects.filter(event__tx_hash=moved)
+    assert [(d.event.block_number, d.purpose) for d in sends] == [(tip - 1, "notify")]
