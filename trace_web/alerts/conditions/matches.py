@@ -4,6 +4,7 @@ each match described as the alert-event fields plus a JSON-safe payload."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -152,11 +153,16 @@ def _match(
     }
 
 
-def _json_args(signature: Signature, args: dict[str, Any]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1024)
+def _abi_type(type_str: str) -> Any:
     from eth_abi.grammar import parse
 
+    return parse(type_str)
+
+
+def _json_args(signature: Signature, args: dict[str, Any]) -> dict[str, Any]:
     return {
-        p.name: _json_abi(args[p.name], None if p.hashed else parse(p.type))
+        p.name: _json_abi(args[p.name], None if p.hashed else _abi_type(p.type))
         for p in signature.params
         if p.name is not None and p.name in args
     }
