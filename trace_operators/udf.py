@@ -59,10 +59,20 @@ class _Channel:
         self._ctx.task_api.heartbeat()
 
 
-def run(ctx: TaskContext) -> dict[str, Any]:
-    config = config_parse(ctx.config)
+def handler_run(
+    ctx: TaskContext,
+    *,
+    params: dict[str, Any],
+    limits: dict[str, int | float],
+    block_range: tuple[int, int] | None,
+    bundle_sha256: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Run a bundle's handler in the sandbox for this attempt: the job's pinned bundle, or
+    `bundle_sha256` of the task's org (an alert definition's handler). Returns the sandbox's
+    HandlerResult and the bundle's `{sha256, runtime, entrypoint}`; PermanentError for a
+    handler that failed or a sandbox that cannot run, LeaseLost once the attempt is gone."""
     if ctx.task_api is None:
-        raise PermanentError("the udf operator runs only in the udf runtime of a worker")
+        raise PermanentError("user code runs only in the udf runtime of a worker")
     try:
         from trace_tasks import sandbox
     except ImportError as exc:
@@ -70,27 +80,21 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             f"sandbox unavailable: {exc}; user code never runs unsandboxed"
         ) from None
     try:
-        limits = sandbox.SandboxLimits(**config.limits)
+        sandbox_limits = sandbox.SandboxLimits(**limits)
     except (TypeError, ValueError) as exc:
         raise PermanentError(f"config.limits: {exc}") from None
-    scope = ctx.scope
-    block_range = (
-        (scope.range_start, scope.range_end)
-        if scope.range_start is not None and scope.range_end is not None
-        else None
-    )
     with tempfile.TemporaryDirectory(prefix="trace-udf-") as tmp:
         bundle_dir = Path(tmp) / "bundle"
         bundle_dir.mkdir()
-        bundle = ctx.task_api.bundle_materialize(bundle_dir)
+        bundle = ctx.task_api.bundle_materialize(bundle_dir, sha256=bundle_sha256)
         bundle_dir.chmod(0o555)
         handler = sandbox.HandlerRun(
             runtime=bundle["runtime"],
             bundle_dir=bundle_dir,
             entrypoint=bundle["entrypoint"],
-            params=config.params,
+            params=params,
             range=block_range,
-            limits=limits,
+            limits=sandbox_limits,
             slot=ctx.task_api.slot,
         )
         try:
@@ -105,22 +109,43 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             raise PermanentError(f"handler failed ({exc.code}): {exc}") from None
         finally:
             bundle_dir.chmod(0o755)  # so the temporary directory can be removed
+    return result, bundle
+
+
+def rows_publish(ctx: TaskContext, rows: list[Any]) -> list[dict[str, Any]]:
+    """Buffer-publish `rows` as output 0 in as many batches as the caps need (the sandbox
+    caps a handler's whole output, buffer-publish one batch); their pointers, in order."""
     from trace_web.udf.buffer import batch_split
 
     ctx.check_lease()
-    # The sandbox caps the whole output (`output_bytes`); buffer-publish caps one batch, so
-    # the rows go in as many batches as they need.
-    pointers = [
+    return [
         ctx.task_api.publish(batch, output=0)
         for batch in batch_split(
-            result.rows,
+            rows,
             max_bytes=settings.TRACE_UDF_OUTPUT_MAX_BYTES,
             max_rows=settings.TRACE_UDF_OUTPUT_MAX_ROWS,
         )
     ]
+
+
+def batches_location(pointers: list[dict[str, Any]]) -> str:
+    """Where a publication of `pointers` lies: its one batch, or the attempt's directory."""
     location = pointers[0]["location"]
-    if len(pointers) > 1:
-        location = location.rsplit("/", 1)[0] + "/"  # the attempt's directory of batches
+    return location if len(pointers) == 1 else location.rsplit("/", 1)[0] + "/"
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    config = config_parse(ctx.config)
+    scope = ctx.scope
+    block_range = (
+        (scope.range_start, scope.range_end)
+        if scope.range_start is not None and scope.range_end is not None
+        else None
+    )
+    result, bundle = handler_run(
+        ctx, params=config.params, limits=config.limits, block_range=block_range
+    )
+    pointers = rows_publish(ctx, result.rows)
     row_count = sum(p["row_count"] for p in pointers)
     ctx.outputs = [
         {
@@ -130,7 +155,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             "range_start": scope.range_start,
             "range_end": scope.range_end,
             "publication": {
-                "location": location,
+                "location": batches_location(pointers),
                 "row_count": row_count,
                 "bytes": sum(p["bytes"] for p in pointers),
                 "config_hash": bundle["sha256"],

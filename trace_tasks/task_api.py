@@ -30,12 +30,14 @@ class InProcessTaskApi:
         self.claimed = claimed
         self.slot = worker_slot()
 
-    def bundle_materialize(self, dest: Path) -> dict[str, Any]:
-        """Write the job's pinned bundle, checked against its manifest, under `dest`."""
+    def bundle_materialize(self, dest: Path, *, sha256: str | None = None) -> dict[str, Any]:
+        """Write a bundle, checked against its manifest, under `dest`: the job's pinned one,
+        or `sha256` of the task's own org (an alert definition's handler)."""
         from trace_web.udf.services import BundleCorrupt, bundle_materialize
 
         task = self.claimed.task
-        udf = (task.job.spec or {}).get("udf") or {}
+        pinned = (task.job.spec or {}).get("udf") or {}
+        udf = pinned if sha256 is None else {"sha256": sha256}
         sha256 = udf.get("sha256")
         if not sha256:
             raise PermanentError(

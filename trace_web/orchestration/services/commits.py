@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from trace_operators.registry import operator_output_committed
 from trace_web.datasets.models import (
     DataInvalidation,
     DatasetCursor,
@@ -140,7 +141,8 @@ def output_commit(
     if publication is not None:
         if not partition_key:
             raise ValidationFailed.one(f"{path}.publication", "needs a partition_key or a range")
-        _partition_commit(task, version, partition_key, output, publication)
+        partition = _partition_commit(task, version, partition_key, output, publication)
+        operator_output_committed(job.operator, task, partition)
     event = {
         "dataset_id": dataset.pk,
         "dataset_version_id": version.pk,
