@@ -669,3 +669,76 @@ def test_the_sql_inlines_only_checked_values():
     ):
         with pytest.raises(ValueError):
             condition_sql(cond, **kwargs)
+
+
+def test_a_payload_is_cut_to_fit_the_sink_and_says_what_was_cut():
+    from eth_abi import encode
+
+    from trace_web.alerts.conditions.matches import PAYLOAD_MAX_BYTES
+    from trace_web.alerts.sink import PAYLOAD_MAX_BYTES as SINK_MAX
+
+    assert PAYLOAD_MAX_BYTES <= SINK_MAX // 2
+    cond = condition_parse(
+        {"match": "log", "event": "Big(string text, uint8[] many, uint256 amount)"}
+    )
+    data = encode(["string", "uint8[]", "uint256"], ["x" * 20_000, [7] * 300, 10**30])
+    columns, rows = log_row(cond, topic1=None, topic2=None, data="0x" + data.hex())
+    (match,) = condition_matches(cond, columns, rows)
+    payload = match["payload"]
+    assert len(json.dumps(payload, separators=(",", ":"))) <= PAYLOAD_MAX_BYTES
+    assert payload["truncated"] == ["data", "args.text"]
+    assert payload["data"] == "0x" + data.hex()[:8]
+    # what fits is kept whole: the other arguments, exactly
+    assert payload["args"] == {"text": None, "many": [7] * 300, "amount": str(10**30)}
+
+
+# --- docs/alerts.md's Conditions section says what the code does ------------------------------
+def conditions_section() -> str:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    return page.split("\n## Conditions\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_documented_examples_are_accepted():
+    import yaml
+
+    section = conditions_section()
+    (json_block,) = code_blocks(section, "json")
+    decoder, examples, text = json.JSONDecoder(), [], json_block.strip()
+    while text:
+        value, end = decoder.raw_decode(text)
+        examples.append(value)
+        text = text[end:].strip()
+    (yaml_block,) = code_blocks(section, "yaml")
+    examples.append(yaml.safe_load(yaml_block)["condition"])
+    assert len(examples) == 4
+    for example in examples:
+        condition_parse(example)
+    approval = condition_parse(examples[3])
+    unlimited = {"value": 2**256 - 1, "spender": "0x" + "12" * 20}
+    assert approval.where.evaluate(unlimited)
+    permit2 = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+    assert not approval.where.evaluate({**unlimited, "spender": permit2})
+
+
+def test_the_documented_errors_are_the_errors_given():
+    import re
+
+    (errors_block,) = re.findall(
+        r"<!-- condition-errors -->\n```\n(.*?)```", conditions_section(), re.S
+    )
+    inputs = [
+        {"match": "block"},
+        {"match": "log", "address": [ALICE.replace("f39F", "f39f")]},
+        {"match": "log", "event": "Transfer(address indexed from, uint7 value)"},
+        {"match": "log", "event": TRANSFER, "where": "from == 1"},
+        {"match": "log", "event": TRANSFER, "where": "value > 10**10**10"},
+    ]
+    assert [refusal(data)[0] for data in inputs] == errors_block.strip().splitlines()
