@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -231,3 +232,52 @@ def test_word_decoders_agree_with_eth_abi(type_str, word):
     except Undecodable:
         got = Undecodable
     assert got == expected, (type_str, word.hex())
+
+
+# --- every accepted condition's SQL passes the real gate ----------------------------------------
+addresses = st.lists(
+    st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+    min_size=1,
+    max_size=4,
+    unique=True,
+)
+log_conditions = st.fixed_dictionaries(
+    {"match": st.just("log")},
+    optional={
+        "address": addresses,
+        "event": st.sampled_from([TRANSFER, "Note(bytes data)", "E(uint8[] a, (bool,bytes) b)"]),
+        "where": st.sampled_from(["log_index >= 0", "topic1 == None or data != '0x'"]),
+    },
+)
+transaction_conditions = st.fixed_dictionaries(
+    {"match": st.just("transaction")},
+    optional={
+        "from": addresses,
+        "to": addresses,
+        "selector": st.binary(min_size=4, max_size=4).map(lambda b: "0x" + b.hex()),
+        "where": st.sampled_from(["value > 10**18", "success and nonce < 5"]),
+    },
+)
+
+
+# The gate raises the recursion limit to leave room above its caller (trace_chain/query/
+# gate.py), and Hypothesis, which lowers it around each example, says so every time.
+@pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(log_conditions, transaction_conditions),
+    st.integers(0, 2**40),
+    st.integers(0, 2**20),
+    st.integers(1, 2**40),
+)
+def test_every_accepted_condition_compiles_to_sql_the_gate_accepts(data, start, length, chain):
+    from trace_chain.query import gate
+    from trace_web.alerts.conditions import condition_datasets, condition_sql
+
+    try:
+        cond = condition_parse(data)
+    except ValidationFailed:
+        return  # nothing to filter on: refused, rightly
+    sql = condition_sql(cond, chain_id=chain, range_start=start, range_end=start + length)
+    gated = gate(sql, relations=["blocks", "transactions", "logs"])
+    assert set(gated.relations) == set(condition_datasets(cond))
