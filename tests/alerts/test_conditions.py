@@ -742,3 +742,9 @@ def test_the_documented_errors_are_the_errors_given():
         {"match": "log", "event": TRANSFER, "where": "value > 10**10**10"},
     ]
     assert [refusal(data)[0] for data in inputs] == errors_block.strip().splitlines()
+
+
+def test_a_condition_is_hashable_and_equal_to_the_same_condition_parsed_again():
+    data = {"match": "log", "event": TRANSFER, "where": "value > 1"}
+    assert condition_parse(data) == condition_parse(data)
+    assert len({condition_parse(data), condition_parse(data)}) == 1

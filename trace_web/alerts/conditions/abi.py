@@ -402,12 +402,11 @@ def log_decode(signature: Signature, topics: list[Any], data: Any) -> dict[str, 
             values[position] = word(raw)
         else:
             values[position] = normalized(_decode([param.type], raw)[0], param.type)
-    raw_data = _hex_bytes(data or "0x")
     if plan.rest:
-        for (position, _), value in zip(plan.rest, plan.data(raw_data), strict=True):
+        for (position, _), value in zip(
+            plan.rest, plan.data(_hex_bytes(data or "0x")), strict=True
+        ):
             values[position] = value
-    elif raw_data:
-        raise Undecodable("data where the event has none")
     return _named(signature, values)
 
 

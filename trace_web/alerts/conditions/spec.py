@@ -69,7 +69,7 @@ class Condition:
     selector: str | None = None
     signature: Signature | None = None
     where: Expression | None = None
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict, hash=False)
     arguments: frozenset[str] = frozenset()  # the signature's named arguments
 
     @property
