@@ -211,6 +211,18 @@ def test_structural_problems_name_their_field(data, expected):
     assert expected in refusal(data)
 
 
+def test_an_unquoted_address_in_yaml_is_a_number_and_the_error_says_so():
+    from trace_web.orchestration.dag_spec import load_strict_yaml
+
+    data = load_strict_yaml(f"match: transaction\nto: [{TOKEN}]\nselector: 0xa9059cbb\n")
+    assert refusal(data) == [
+        "condition.to[0]: must be a string: quote it (YAML reads an unquoted 0x… as a number)",
+        "condition.selector: must be a string: quote it (YAML reads an unquoted 0x… as a number)",
+    ]
+    quoted = load_strict_yaml(f"match: transaction\nto: ['{TOKEN}']\nselector: '0xa9059cbb'\n")
+    assert condition_parse(quoted).to_addresses == (TOKEN.lower(),)
+
+
 def test_every_problem_is_reported_at_once():
     errors = refusal(
         {
