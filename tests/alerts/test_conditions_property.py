@@ -281,3 +281,62 @@ def test_every_accepted_condition_compiles_to_sql_the_gate_accepts(data, start, 
     sql = condition_sql(cond, chain_id=chain, range_start=start, range_end=start + length)
     gated = gate(sql, relations=["blocks", "transactions", "logs"])
     assert set(gated.relations) == set(condition_datasets(cond))
+
+
+# --- what the SQL pushes down never drops a row the expression matches ------------------------
+ADDRS = ["0x" + "11" * 20, "0x" + "22" * 20]
+tx_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "value": st.sampled_from([0, 1, 10**18, 10**18 + 1, 2**70, 10**36]),
+            "nonce": st.none() | st.integers(-3, 8),
+            "success": st.none() | st.booleans(),
+            "to_address": st.none() | st.sampled_from(ADDRS),
+            "input": st.none() | st.sampled_from(["0x", "0xa9059cbb00"]),
+        }
+    ),
+    max_size=12,
+)
+terms = st.sampled_from(
+    [
+        "value > 10**18", "value >= 10**18", "10**18 < value", "value == 0", "value < 2**80",
+        "value <= 2**255", "nonce == 3", "nonce > 2", "2 >= nonce", "nonce in [1, 3, -2]",
+        "nonce != 3", "nonce not in [1]", "nonce == None", "success", "not success",
+        "success == False", "success == True", f"to_address in ['{ADDRS[0]}']",
+        f"to_address == '{ADDRS[1]}'", "to_address != None", "input == '0x'",
+        "'a9059cbb' in input", "1 < nonce < 5",
+    ]
+)  # fmt: skip
+wheres = st.one_of(
+    st.lists(terms, min_size=1, max_size=4).map(" and ".join),
+    st.lists(terms, min_size=2, max_size=3).map(" or ".join),
+    st.tuples(terms, terms, terms).map(lambda t: f"{t[0]} and ({t[1]} or {t[2]})"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wheres, tx_rows)
+def test_pushed_down_terms_keep_every_row_the_expression_matches(where, rows):
+    import duckdb
+
+    from trace_web.alerts.conditions.sql import _pushed_down
+
+    cond = condition_parse({"match": "transaction", "where": where})
+    pushed = _pushed_down(cond)
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE r (i INTEGER, value DECIMAL(38, 0), nonce BIGINT, success BOOLEAN, "
+        "to_address VARCHAR, input VARCHAR)"
+    )
+    for i, row in enumerate(rows):
+        con.execute(
+            "INSERT INTO r VALUES (?, ?, ?, ?, ?, ?)",
+            [i, str(row["value"]), row["nonce"], row["success"], row["to_address"], row["input"]],
+        )
+    sql = "SELECT i FROM r" + (" WHERE " + " AND ".join(pushed) if pushed else "")  # noqa: S608 - the terms under test
+    kept = {i for (i,) in con.execute(sql).fetchall()}
+    matched = {i for i, row in enumerate(rows) if cond.where.evaluate(row)}
+    assert matched <= kept, (where, pushed)
+    unpushable = (" or ", "not", "!=", "None", "'a9059cbb' in input", "1 < nonce < 5")
+    if not any(word in where for word in unpushable):
+        assert kept == matched, (where, pushed)  # every term pushed: SQL is the filter
