@@ -211,6 +211,18 @@ def test_structural_problems_name_their_field(data, expected):
     assert expected in refusal(data)
 
 
+def test_an_unquoted_address_in_yaml_is_a_number_and_the_error_says_so():
+    from trace_web.orchestration.dag_spec import load_strict_yaml
+
+    data = load_strict_yaml(f"match: transaction\nto: [{TOKEN}]\nselector: 0xa9059cbb\n")
+    assert refusal(data) == [
+        "condition.to[0]: must be a string: quote it (YAML reads an unquoted 0x… as a number)",
+        "condition.selector: must be a string: quote it (YAML reads an unquoted 0x… as a number)",
+    ]
+    quoted = load_strict_yaml(f"match: transaction\nto: ['{TOKEN}']\nselector: '0xa9059cbb'\n")
+    assert condition_parse(quoted).to_addresses == (TOKEN.lower(),)
+
+
 def test_every_problem_is_reported_at_once():
     errors = refusal(
         {
@@ -469,7 +481,12 @@ def test_a_transaction_condition_on_a_function_and_one_on_a_sender(org, chain):
         }
     )
     answer, evaluation = run(org, call, chain)
-    assert len(answer["rows"]) == 3  # the pings; the burst has another selector
+    # the SQL read the pings of at least 2 ETH: the burst has another selector, and `value >=`
+    # on the column is pushed down with it (the small ping); the tag was decoded here
+    assert len(answer["rows"]) == 2
+    assert "r.value >= 2000000000000000000" in condition_sql(
+        call, chain_id=devchain.ANVIL_CHAIN_ID, range_start=0, range_end=1
+    )
     found = [m["tx_hash"] for m in evaluation.matches]
     assert found == [chain["sent"]["big_ping"], chain["sent"]["bob_ping"]]
     node_tx = chain["txs"]["big_ping"]
@@ -669,3 +686,82 @@ def test_the_sql_inlines_only_checked_values():
     ):
         with pytest.raises(ValueError):
             condition_sql(cond, **kwargs)
+
+
+def test_a_payload_is_cut_to_fit_the_sink_and_says_what_was_cut():
+    from eth_abi import encode
+
+    from trace_web.alerts.conditions.matches import PAYLOAD_MAX_BYTES
+    from trace_web.alerts.sink import PAYLOAD_MAX_BYTES as SINK_MAX
+
+    assert PAYLOAD_MAX_BYTES <= SINK_MAX // 2
+    cond = condition_parse(
+        {"match": "log", "event": "Big(string text, uint8[] many, uint256 amount)"}
+    )
+    data = encode(["string", "uint8[]", "uint256"], ["x" * 20_000, [7] * 300, 10**30])
+    columns, rows = log_row(cond, topic1=None, topic2=None, data="0x" + data.hex())
+    (match,) = condition_matches(cond, columns, rows)
+    payload = match["payload"]
+    assert len(json.dumps(payload, separators=(",", ":"))) <= PAYLOAD_MAX_BYTES
+    assert payload["truncated"] == ["data", "args.text"]
+    assert payload["data"] == "0x" + data.hex()[:8]
+    # what fits is kept whole: the other arguments, exactly
+    assert payload["args"] == {"text": None, "many": [7] * 300, "amount": str(10**30)}
+
+
+# --- docs/alerts.md's Conditions section says what the code does ------------------------------
+def conditions_section() -> str:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    return page.split("\n## Conditions\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_documented_examples_are_accepted():
+    import yaml
+
+    section = conditions_section()
+    (json_block,) = code_blocks(section, "json")
+    decoder, examples, text = json.JSONDecoder(), [], json_block.strip()
+    while text:
+        value, end = decoder.raw_decode(text)
+        examples.append(value)
+        text = text[end:].strip()
+    (yaml_block,) = code_blocks(section, "yaml")
+    examples.append(yaml.safe_load(yaml_block)["condition"])
+    assert len(examples) == 4
+    for example in examples:
+        condition_parse(example)
+    approval = condition_parse(examples[3])
+    unlimited = {"value": 2**256 - 1, "spender": "0x" + "12" * 20}
+    assert approval.where.evaluate(unlimited)
+    permit2 = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+    assert not approval.where.evaluate({**unlimited, "spender": permit2})
+
+
+def test_the_documented_errors_are_the_errors_given():
+    import re
+
+    (errors_block,) = re.findall(
+        r"<!-- condition-errors -->\n```\n(.*?)```", conditions_section(), re.S
+    )
+    inputs = [
+        {"match": "block"},
+        {"match": "log", "address": [ALICE.replace("f39F", "f39f")]},
+        {"match": "log", "event": "Transfer(address indexed from, uint7 value)"},
+        {"match": "log", "event": TRANSFER, "where": "from == 1"},
+        {"match": "log", "event": TRANSFER, "where": "value > 10**10**10"},
+    ]
+    assert [refusal(data)[0] for data in inputs] == errors_block.strip().splitlines()
+
+
+def test_a_condition_is_hashable_and_equal_to_the_same_condition_parsed_again():
+    data = {"match": "log", "event": TRANSFER, "where": "value > 1"}
+    assert condition_parse(data) == condition_parse(data)
+    assert len({condition_parse(data), condition_parse(data)}) == 1

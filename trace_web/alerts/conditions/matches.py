@@ -4,6 +4,8 @@ each match described as the alert-event fields plus a JSON-safe payload."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,6 +24,9 @@ JSON_SAFE_INT = 2**53 - 1
 # `input` and `data` past this many characters are cut in the payload (a contract creation's
 # input is its whole bytecode); the match itself was evaluated over all of it.
 PAYLOAD_HEX_MAX = 4096
+# A payload is cut to this size (JSON, compact): half the sink's limit (16 KB), so the rest
+# of an event row never pushes a batch into the dead-letter queue.
+PAYLOAD_MAX_BYTES = 8 * 1024
 
 
 @dataclass
@@ -37,26 +42,36 @@ def condition_evaluate(cond: Condition, columns: list[str], rows: list[list[Any]
     """`rows` (with `columns`, as condition_sql selects them) evaluated. A row that does not
     decode (data of the wrong length for the ABI, topics that do not fit its indexed
     arguments, a value of the wrong type) is no match and no error: it is listed in
-    `undecodable`."""
+    `undecodable` (a column of the wrong type that the where-expression does not read is
+    found only when the row otherwise matches)."""
     kinds = {c.name: c.kind for c in chain_schema.COLUMNS[cond.dataset]}
     position = {name: i for i, name in enumerate(columns)}
     missing = [name for name in kinds if name not in position]
     if missing:
         raise ValueError(f"rows lack the columns {missing}: select them with condition_sql")
+    # Before the where-expression only what it and the decoding read is converted; the
+    # rest of a row, only when it matches (most rows do not).
+    decoding = ("topic1", "topic2", "topic3", "data") if cond.match == "log" else ("input",)
+    needed = set(cond.where.names if cond.where else ()) & set(kinds)
+    if cond.signature is not None:
+        needed.update(decoding)
+    early = [(name, position[name], kinds[name]) for name in sorted(needed)]
     result = Evaluation()
     for raw in rows:
-        row = {name: raw[position[name]] for name in kinds}
-        block_time = raw[position[BLOCK_TIME]] if BLOCK_TIME in position else None
         try:
-            env = {name: _typed(row[name], kind) for name, kind in kinds.items()}
+            env = {name: _typed(raw[at], kind) for name, at, kind in early}
             args = _arguments(cond, env)
             env.update((k, v) for k, v in args.items() if k in cond.fields)
-            matched = cond.where is None or cond.where.evaluate(env)
+            if cond.where is not None and not cond.where.evaluate(env):
+                continue
+            row = {name: raw[position[name]] for name in kinds}
+            env.update((n, _typed(row[n], k)) for n, k in kinds.items() if n not in needed)
         except (Undecodable, ValueError, TypeError) as exc:
+            row = {name: raw[position[name]] for name in kinds}
             result.undecodable.append({**_identity(row), "reason": str(exc) or type(exc).__name__})
             continue
-        if matched:
-            result.matches.append(_match(cond, row, env, args, block_time))
+        block_time = raw[position[BLOCK_TIME]] if BLOCK_TIME in position else None
+        result.matches.append(_match(cond, env, args, block_time))
     return result
 
 
@@ -124,7 +139,6 @@ def _identity(row: dict[str, Any]) -> dict[str, Any]:
 
 def _match(
     cond: Condition,
-    row: dict[str, Any],
     env: dict[str, Any],
     args: dict[str, Any],
     block_time: Any,
@@ -134,13 +148,15 @@ def _match(
     for c in chain_schema.COLUMNS[cond.dataset]:
         value = env[c.name]
         if c.name in ("input", "data") and isinstance(value, str) and len(value) > PAYLOAD_HEX_MAX:
-            value, _ = value[:PAYLOAD_HEX_MAX], cut.append(c.name)
+            value = value[:PAYLOAD_HEX_MAX]
+            cut.append(c.name)
         payload[c.name] = str(value) if c.kind == "wei" and value is not None else _json(value)
-    if cut:
-        payload["truncated"] = cut
     if cond.signature is not None:
         payload["signature"] = cond.signature.canonical
         payload["args"] = _json_args(cond.signature, args)
+    cut = list(dict.fromkeys(cut + _fit(payload)))
+    if cut:
+        payload["truncated"] = cut
     time = block_time if isinstance(block_time, int) and not isinstance(block_time, bool) else None
     return {
         "block_number": env["block_number"],
@@ -152,11 +168,41 @@ def _match(
     }
 
 
-def _json_args(signature: Signature, args: dict[str, Any]) -> dict[str, Any]:
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))  # as the sink measures it
+
+
+def _fit(payload: dict[str, Any]) -> list[str]:
+    """Cut `payload` (in place) to PAYLOAD_MAX_BYTES: `input`/`data` to their first four
+    bytes (a call's selector), then the largest arguments to None. Returns what was cut.
+    The sink refuses a whole batch for one payload over its limit."""
+    if _size(payload) <= PAYLOAD_MAX_BYTES:
+        return []
+    cut = []
+    for name in ("input", "data"):
+        value = payload.get(name)
+        if isinstance(value, str) and len(value) > 10:
+            payload[name] = value[:10]
+            cut.append(name)
+    args = payload.get("args") or {}
+    for name in sorted(args, key=lambda n: -_size(args[n])):
+        if _size(payload) <= PAYLOAD_MAX_BYTES:
+            break
+        args[name] = None
+        cut.append(f"args.{name}")
+    return cut
+
+
+@functools.lru_cache(maxsize=1024)
+def _abi_type(type_str: str) -> Any:
     from eth_abi.grammar import parse
 
+    return parse(type_str)
+
+
+def _json_args(signature: Signature, args: dict[str, Any]) -> dict[str, Any]:
     return {
-        p.name: _json_abi(args[p.name], None if p.hashed else parse(p.type))
+        p.name: _json_abi(args[p.name], None if p.hashed else _abi_type(p.type))
         for p in signature.params
         if p.name is not None and p.name in args
     }

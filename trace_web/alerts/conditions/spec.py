@@ -4,6 +4,7 @@ parsers, every problem at once as `condition.<field>: message`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -69,7 +70,7 @@ class Condition:
     selector: str | None = None
     signature: Signature | None = None
     where: Expression | None = None
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict, hash=False)
     arguments: frozenset[str] = frozenset()  # the signature's named arguments
 
     @property
@@ -130,7 +131,7 @@ def condition_build(data: Any) -> Condition:
     try:
         parsed = validate(model, body, prefix=PREFIX)
     except Problems as exc:
-        problems += exc.problems
+        problems += [_yaml_hint(body, path, message) for path, message in exc.problems]
     if parsed is None:
         raise Problems(problems)
     condition = _semantic(parsed, problems)
@@ -138,6 +139,17 @@ def condition_build(data: Any) -> Condition:
         raise Problems(problems)
     assert condition is not None
     return condition
+
+
+_HEX_FIELD = re.compile(rf"^{PREFIX}\.(?:address|from|to)\[\d+\]$|^{PREFIX}\.selector$")
+
+
+def _yaml_hint(body: dict[str, Any], path: str, message: str) -> Problem:
+    """YAML reads an unquoted `0x5FbD…` as a number: say so where an address or a selector
+    came as an integer."""
+    if _HEX_FIELD.match(path) and message.startswith("must be a string"):
+        return (path, "must be a string: quote it (YAML reads an unquoted 0x… as a number)")
+    return (path, message)
 
 
 def _semantic(parsed: Any, problems: list[Problem]) -> Condition | None:
