@@ -183,6 +183,7 @@ def _send(alert_deliver, delivery: Delivery) -> Outcome:
         allow_private=settings.TRACE_DELIVERY_ALLOW_PRIVATE,
         sns_endpoint_url=settings.TRACE_SNS_ENDPOINT_URL,
         sns_region=settings.TRACE_SNS_REGION,
+        ca_bundle=settings.TRACE_DELIVERY_CA_BUNDLE,
     )
     try:
         provider_id = alert_deliver.send(target, message, options)
