@@ -2,11 +2,13 @@
 committed together → the outbox's fast path (or its drain) publishes the wake-up to Redis →
 a real Celery worker on the `delivery` queue leases and sends → the webhook is received. A
 send that fails is brought back by the dispatcher's delivery loop (trace.dispatch.deliveries)
-once its backoff is over."""
+once its backoff is over. A worker killed mid-send loses nothing: its lease expires, the
+reaper counts the attempt, and another worker sends again under the same idempotency key."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from tests.alerts.factories import ChannelFactory, DeliveryFactory
 from tests.alerts.receivers import signature_valid
 from trace_tasks.publisher import _publish
 from trace_tasks.queues import Queue
+from trace_web.alerts.delivery import deliveries_reap, deliveries_wake_due
 from trace_web.alerts.models import ChannelKind, Delivery, DeliveryStatus
 from trace_web.orchestration.models import Outbox, OutboxKind, OutboxStatus
 from trace_web.orchestration.services.outbox import outbox_add, outbox_drain
@@ -107,3 +110,51 @@ def test_a_failed_send_is_brought_back_by_the_dispatcher_loop(services, httpserv
     assert delivery.attempt == 2
     assert [response.status_code for _, response in httpserver_ipv4.log] == [503, 200]
     assert "trace.dispatch.deliveries" in worker.log()
+
+
+def test_a_worker_killed_mid_send_is_reaped_and_the_send_repeated_once(services):
+    from pytest_httpserver import HTTPServer
+    from werkzeug import Response
+
+    receiver = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    receiver.start()
+    arrived = threading.Event()
+    keys: list[str] = []  # on arrival (the server logs a request only once it is answered)
+
+    def hang(request):
+        keys.append(request.headers["Idempotency-Key"])
+        arrived.set()
+        time.sleep(15)  # the worker is killed meanwhile
+        return Response("too late")
+
+    def answer(request):
+        keys.append(request.headers["Idempotency-Key"])
+        return Response("ok")
+
+    try:
+        receiver.expect_ordered_request("/hook").respond_with_handler(hang)
+        receiver.expect_ordered_request("/hook").respond_with_handler(answer)
+        env = {**WORKER_ENV, "TRACE_DELIVERY_LEASE_SECONDS": "2"}
+        first = services.worker("deliver-1", queues="delivery", concurrency=1, env=env)
+        delivery = routed(receiver.url_for("/hook"))
+        assert arrived.wait(60), "the first send never arrived"
+        first.kill()  # SIGKILL mid-send: no outcome recorded, no ack
+        assert status(delivery) == DeliveryStatus.SENDING
+        wait_for(lambda: deliveries_reap() == 1, what="the expired lease reaped")
+        reaped = Delivery.objects.get(pk=delivery.pk)
+        assert (reaped.status, reaped.attempt) == (DeliveryStatus.PENDING, 1)
+        assert reaped.error == "lease expired: no outcome recorded for attempt 1"
+        services.worker("deliver-2", queues="delivery", concurrency=1, env=env)
+
+        def woken_and_sent() -> bool:
+            deliveries_wake_due()  # the dispatcher's loop, once the backoff is over
+            time.sleep(0.3)
+            return status(delivery) == DeliveryStatus.DELIVERED
+
+        wait_for(woken_and_sent, what="delivered by the second worker")
+        delivery.refresh_from_db()
+        assert delivery.attempt == 2
+        assert keys == [str(delivery.pk)] * 2  # the receiver can tell it is the same send
+    finally:
+        receiver.clear()
+        receiver.stop()
