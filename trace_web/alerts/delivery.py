@@ -143,11 +143,13 @@ def delivery_delay(*, lease: LeasedDelivery, seconds: float) -> bool:
 
 def delivery_attempt(*, delivery_id: int, worker_id: str) -> str:
     """One wake-up's work: lease, take a token from the channel's bucket, send, record.
-    Returns what happened (`not_leased`, `rate_limited`, `delivered`, `retry`, `failed`, or
-    `stale` when the lease was lost before the outcome could be recorded).
+    Returns what happened (`not_leased`, `rate_limited`, `rate_limit_unavailable`, `delivered`,
+    `retry`, `failed`, or `stale` when the lease was lost before the outcome could be recorded).
 
     The lease comes before the token so that only a send that will happen spends one: a
     duplicate wake-up, or one for a row already delivered, leases nothing and takes nothing."""
+    from redis.exceptions import RedisError
+
     from trace_operators import alert_deliver
     from trace_web.alerts.ratelimit import bucket_take
 
@@ -159,7 +161,13 @@ def delivery_attempt(*, delivery_id: int, worker_id: str) -> str:
     if not channel.enabled:
         outcome = Outcome(kind="terminal", error="channel disabled")
     else:
-        wait = bucket_take(channel_id=channel.pk, per_minute=channel.rate_limit_per_minute)
+        try:
+            wait = bucket_take(channel_id=channel.pk, per_minute=channel.rate_limit_per_minute)
+        except RedisError:
+            # The limit cannot be checked: wait (not counted) rather than send over it.
+            log.warning("delivery %s: rate-limit store unavailable, delayed", delivery_id)
+            delivery_delay(lease=lease, seconds=settings.TRACE_DELIVERY_BACKOFF_BASE_SECONDS)
+            return "rate_limit_unavailable"
         if wait > 0:
             delivery_delay(lease=lease, seconds=wait)
             return "rate_limited"
