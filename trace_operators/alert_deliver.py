@@ -58,6 +58,7 @@ class SendOptions:
     allow_private: bool = False
     sns_endpoint_url: str = ""
     sns_region: str = "us-east-1"
+    ca_bundle: str = ""  # PEM file of the CAs https receivers are verified against; "": certifi
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,7 @@ def _post(url: str, *, body: bytes, headers: dict[str, str], options: SendOption
                 data=body,
                 headers=headers,
                 auth=auth,
+                verify=options.ca_bundle or True,
                 timeout=options.timeout_seconds,
                 allow_redirects=False,
             )

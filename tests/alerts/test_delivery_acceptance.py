@@ -108,6 +108,24 @@ def test_a_rate_limit_holds_under_a_burst_and_drops_nothing(httpserver_ipv4):
     assert keys == sorted(ids)  # each delivered once
 
 
+def test_without_its_redis_a_delivery_waits_and_is_not_counted(httpserver_ipv4, settings):
+    from tests.alerts.receivers import free_port
+
+    settings.TRACE_DELIVERY_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    httpserver_ipv4.expect_request("/hook").respond_with_data("ok")
+    channel = ChannelFactory(kind=ChannelKind.WEBHOOK, target=httpserver_ipv4.url_for("/hook"))
+    delivery = DeliveryFactory(channel=channel)
+    before = timezone.now()
+    assert delivery_attempt(delivery_id=delivery.pk, worker_id="t") == "rate_limit_unavailable"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempt) == (DeliveryStatus.PENDING, 0)
+    assert delivery.next_attempt_at > before
+    assert httpserver_ipv4.log == []
+    settings.TRACE_DELIVERY_REDIS_URL = ""  # back: the broker's Redis
+    assert drive(delivery) == ["delivered"]
+    assert len(httpserver_ipv4.log) == 1
+
+
 def test_the_wait_is_the_time_until_the_next_token():
     channel_id = 10_000_001
     bucket_reset(channel_id=channel_id)

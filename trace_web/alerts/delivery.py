@@ -81,9 +81,9 @@ def delivery_lease(*, delivery_id: int, worker_id: str) -> LeasedDelivery | None
     )
 
 
-def delivery_record(*, lease: LeasedDelivery, outcome: Outcome) -> bool:
-    """Record a send's outcome, fenced by (id, lease_token): a stale lease (reaped, or the row
-    retried meanwhile) changes nothing and returns False.
+def delivery_record(*, lease: LeasedDelivery, outcome: Outcome) -> str | None:
+    """Record a send's outcome, fenced by (id, lease_token); returns the delivery's new status.
+    A stale lease (reaped, or the row retried meanwhile) changes nothing and returns None.
 
     delivered: provider id and time kept. retry: back to `pending` after an exponential
     backoff with jitter (at least the receiver's Retry-After), or `failed` once this was the
@@ -94,8 +94,9 @@ def delivery_record(*, lease: LeasedDelivery, outcome: Outcome) -> bool:
     )
     released = {"lease_token": None, "lease_expires_at": None, "updated_at": now}
     if outcome.kind == "delivered":
+        status = DeliveryStatus.DELIVERED
         changed = current.update(
-            status=DeliveryStatus.DELIVERED,
+            status=status,
             provider_message_id=outcome.provider_message_id[:300],
             delivered_at=now,
             error="",
@@ -103,8 +104,9 @@ def delivery_record(*, lease: LeasedDelivery, outcome: Outcome) -> bool:
         )
     elif outcome.kind == "retry" and lease.attempt < settings.TRACE_DELIVERY_MAX_ATTEMPTS:
         delay = max(_backoff(lease.attempt), outcome.retry_after or 0.0)
+        status = DeliveryStatus.PENDING
         changed = current.update(
-            status=DeliveryStatus.PENDING,
+            status=status,
             next_attempt_at=now + timedelta(seconds=delay),
             error=outcome.error[:4000],
             **released,
@@ -113,10 +115,12 @@ def delivery_record(*, lease: LeasedDelivery, outcome: Outcome) -> bool:
         error = outcome.error
         if outcome.kind == "retry":
             error = f"{error} (gave up after {lease.attempt} attempts)"
-        changed = current.update(status=DeliveryStatus.FAILED, error=error[:4000], **released)
+        status = DeliveryStatus.FAILED
+        changed = current.update(status=status, error=error[:4000], **released)
     if not changed:
         log.warning("delivery %s: stale lease, outcome %s not recorded", lease.id, outcome.kind)
-    return bool(changed)
+        return None
+    return status
 
 
 def delivery_delay(*, lease: LeasedDelivery, seconds: float) -> bool:
@@ -139,10 +143,13 @@ def delivery_delay(*, lease: LeasedDelivery, seconds: float) -> bool:
 
 def delivery_attempt(*, delivery_id: int, worker_id: str) -> str:
     """One wake-up's work: lease, take a token from the channel's bucket, send, record.
-    Returns what happened (`not_leased`, `rate_limited`, `delivered`, `retry`, `failed`).
+    Returns what happened (`not_leased`, `rate_limited`, `rate_limit_unavailable`, `delivered`,
+    `retry`, `failed`, or `stale` when the lease was lost before the outcome could be recorded).
 
     The lease comes before the token so that only a send that will happen spends one: a
     duplicate wake-up, or one for a row already delivered, leases nothing and takes nothing."""
+    from redis.exceptions import RedisError
+
     from trace_operators import alert_deliver
     from trace_web.alerts.ratelimit import bucket_take
 
@@ -154,17 +161,21 @@ def delivery_attempt(*, delivery_id: int, worker_id: str) -> str:
     if not channel.enabled:
         outcome = Outcome(kind="terminal", error="channel disabled")
     else:
-        wait = bucket_take(channel_id=channel.pk, per_minute=channel.rate_limit_per_minute)
+        try:
+            wait = bucket_take(channel_id=channel.pk, per_minute=channel.rate_limit_per_minute)
+        except RedisError:
+            # The limit cannot be checked: wait (not counted) rather than send over it.
+            log.warning("delivery %s: rate-limit store unavailable, delayed", delivery_id)
+            delivery_delay(lease=lease, seconds=settings.TRACE_DELIVERY_BACKOFF_BASE_SECONDS)
+            return "rate_limit_unavailable"
         if wait > 0:
             delivery_delay(lease=lease, seconds=wait)
             return "rate_limited"
         outcome = _send(alert_deliver, delivery)
-    recorded = delivery_record(lease=lease, outcome=outcome)
-    if not recorded:
+    status = delivery_record(lease=lease, outcome=outcome)
+    if status is None:
         return "stale"
-    if outcome.kind == "delivered":
-        return "delivered"
-    return "retry" if _status(delivery_id) == DeliveryStatus.PENDING else "failed"
+    return {DeliveryStatus.PENDING: "retry"}.get(status, str(status))
 
 
 def _send(alert_deliver, delivery: Delivery) -> Outcome:
@@ -183,6 +194,7 @@ def _send(alert_deliver, delivery: Delivery) -> Outcome:
         allow_private=settings.TRACE_DELIVERY_ALLOW_PRIVATE,
         sns_endpoint_url=settings.TRACE_SNS_ENDPOINT_URL,
         sns_region=settings.TRACE_SNS_REGION,
+        ca_bundle=settings.TRACE_DELIVERY_CA_BUNDLE,
     )
     try:
         provider_id = alert_deliver.send(target, message, options)

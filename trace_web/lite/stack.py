@@ -194,6 +194,8 @@ def _prepare(
         # The web's front page links Flower where this stack runs it (--flower-port).
         "TRACE_FLOWER_URL": os.environ.get("TRACE_FLOWER_URL")
         or f"http://{services.LOOPBACK}:{flower_port}/",
+        # Lite's alert receivers (the demo's, a developer's) listen on loopback.
+        "TRACE_DELIVERY_ALLOW_PRIVATE": os.environ.get("TRACE_DELIVERY_ALLOW_PRIVATE") or "true",
     }
     if devchain_port is not None:
         values[DEVCHAIN_POOL_ENV] = f"http://{services.LOOPBACK}:{devchain_port}"

@@ -11,6 +11,8 @@ TRACE_DELIVERY_BACKOFF_MAX_SECONDS = env_float("TRACE_DELIVERY_BACKOFF_MAX_SECON
 # A send holds its delivery's lease this long; an expired lease returns it to pending.
 TRACE_DELIVERY_LEASE_SECONDS = env_int("TRACE_DELIVERY_LEASE_SECONDS", 60)
 TRACE_DELIVERY_TIMEOUT_SECONDS = env_float("TRACE_DELIVERY_TIMEOUT_SECONDS", 10.0)
+# A CA bundle (PEM file) https receivers are verified against; unset: certifi's public roots.
+TRACE_DELIVERY_CA_BUNDLE = env_str("TRACE_DELIVERY_CA_BUNDLE", "")
 # Webhook and chat URLs must resolve to public addresses unless this is on (Lite, tests).
 TRACE_DELIVERY_ALLOW_PRIVATE = env_bool("TRACE_DELIVERY_ALLOW_PRIVATE", False)
 # The Redis holding the channels' rate-limit buckets; unset: the broker's (TRACE_BROKER_URL),
