@@ -1,0 +1,81 @@
+"""Alerting tests: an object store of their own (bundles are stored there), and the pieces an
+alert is made of: a UDF bundle uploaded to an org, a channel, an `alert_evaluate` DAG."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.udf_bundles import bundle
+from trace_web.udf.services import bundle_upload
+
+# A follower on anvil's chain and an alert_evaluate job reading its blocks, as docs/alerts.md
+# deploys it.
+ALERTING_DAG = """
+name: {name}
+jobs:
+  - name: follow
+    activation: source
+    source: {{kind: always_on}}
+    operator: block_follower
+    update_strategy: replace
+    config: {{chain_id: 31337, rpc_pool: devchain}}
+  - name: evaluate
+    activation: reactive
+    runtime: udf
+    operator: alert_evaluate
+    execution_strategy: PerUpdate
+    outputs: 1
+    inputs: [{{from: {{job: follow, output: 0}}}}]
+    config: {config}
+"""
+
+
+def alerting_dag(name: str = "alerting", config: str = "{chain_id: 31337}") -> str:
+    return ALERTING_DAG.format(name=name, config=config)
+
+
+@pytest.fixture(autouse=True)
+def _own_object_store(settings, tmp_path):
+    settings.TRACE_OBJECT_STORE_URL = (tmp_path / "objects").as_uri()
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+
+
+def upload_bundle(org, *, name: str = "demo", version: str = "1.0.0"):
+    return bundle_upload(org=org, data=bundle(name=name, version=version)).bundle
+
+
+def make_event(definition, *, block: int, state: str = "active", backtest: bool = False, **kw):
+    """An event row as the sink writes it (the sink's own tests prove how it gets there)."""
+    from trace_web.alerts.models import AlertEvent
+
+    key = f"{definition.pk}|{block}|{state}|{backtest}|{kw.get('tx_hash', '')}"
+    return AlertEvent.objects.create(
+        org=definition.org,
+        definition=definition,
+        dedupe_key=key,
+        match_key=key,
+        chain_id=definition.chain_id,
+        block_number=block,
+        block_hash="0x" + f"{block:064x}",
+        producer_task_id=1,
+        producer_attempt=1,
+        state=state,
+        backtest=backtest,
+        **kw,
+    )
+
+
+def make_delivery(event, channel, *, status: str = "pending", purpose: str = "notify", **kw):
+    from django.utils import timezone
+
+    from trace_web.alerts.models import Delivery
+
+    return Delivery.objects.create(
+        org=event.org,
+        event=event,
+        channel=channel,
+        purpose=purpose,
+        status=status,
+        next_attempt_at=timezone.now(),
+        **kw,
+    )
