@@ -5,8 +5,9 @@ Live, it is a reactive PerUpdate job on a follower's dataset: each task reads th
 its cursor, `[after, upto)`; a definition with `confirmations: N` evaluates the same span N
 blocks lower, `[after - N, upto - N)`, so it sees a block only once N more are on top of it
 and consecutive tasks cover every height once. A new job (cursor 0) starts at the tip: history
-is what a backtest is for. An invalidation (a reorg) re-evaluates its range, clipped per
-definition to what was evaluated already. A backtest (a manual task with payload
+is what a backtest is for. An invalidation (a reorg) re-evaluates from its start up to the tip (less
+each definition's confirmations), so a match the reorg moved to a later block is seen as
+moved, not dropped. A backtest (a manual task with payload
 `{"backtest": true, "definitions": [...], "deliver": bool}`) evaluates its range for those
 definitions.
 
@@ -35,6 +36,7 @@ from trace_operators.context import (
 from trace_operators.validation import StrictModel, validate
 
 RUNTIMES = ("udf",)
+PINS_BUNDLE = False  # each definition names its own handler bundle
 
 # A span is queried in pieces of at most this many blocks; a piece whose answer is truncated
 # (over the inline row cap) is halved until it fits.
@@ -75,20 +77,11 @@ def _definitions(ctx: TaskContext, config: AlertEvaluateConfig, backtest: bool) 
     return list(definitions.select_related("bundle").order_by("pk"))
 
 
-def _consumer_position(ctx: TaskContext) -> int:
-    """How far this job's live tasks have read (its cursor on the follower's dataset)."""
-    from django.db.models import Max
-
-    from trace_web.datasets.models import DatasetCursor
-
-    position = DatasetCursor.objects.filter(
-        dataset__org_id=ctx.org_id, consumer_dag=ctx.dag_name, consumer_job=ctx.job_name
-    ).aggregate(Max("position"))["position__max"]
-    return position or 0
-
-
-def spans(ctx: TaskContext, definitions: list, backtest: bool) -> list[tuple[Any, int, int]]:
-    """`(definition, start, end)` to evaluate, end-exclusive, empty spans left out."""
+def spans(
+    ctx: TaskContext, definitions: list, backtest: bool, tip: int | None = None
+) -> list[tuple[Any, int, int]]:
+    """`(definition, start, end)` to evaluate, end-exclusive, empty spans left out. `tip`:
+    the chain's highest block as the task reads it (needed for an invalidation)."""
     scope = ctx.scope
     out = []
     if isinstance(scope.cursor, dict) and scope.range_start is None:
@@ -101,11 +94,13 @@ def spans(ctx: TaskContext, definitions: list, backtest: bool) -> list[tuple[Any
             n = definition.confirmations
             out.append((definition, max(0, after - n), max(0, upto - n)))
     elif scope.range_start is not None and scope.range_end is not None:
-        position = None if backtest else _consumer_position(ctx)
         for definition in definitions:
             end = scope.range_end
-            if position is not None:  # a reorg: only what live tasks evaluated already
-                end = min(end, position - definition.confirmations)
+            if not backtest:
+                # A reorg: from the fork up to the tip (less the confirmations), whatever the
+                # live tasks reached, so a match the reorg moved to a later block is found in
+                # the same pass as the old one is dropped (then it is a move, not a retraction).
+                end = (tip if tip is not None else end - 1) + 1 - definition.confirmations
             out.append((definition, scope.range_start, end))
     else:
         raise PermanentError("alert_evaluate needs a cursor (live) or a block range")
@@ -119,9 +114,10 @@ def _query(ctx: TaskContext, sql: str, what: str) -> dict[str, Any]:
         raise PermanentError(f"{what}: the query was refused ({exc.code}): {exc.message}") from None
 
 
-def _condition_rows(ctx, cond, definition, start: int, end: int) -> list[dict[str, Any]]:
+def _condition_rows(ctx, definition, start: int, end: int) -> list[dict[str, Any]]:
     from trace_web.alerts import conditions
 
+    cond = conditions.condition_parse(definition.condition)
     matches: list[dict[str, Any]] = []
     pieces = [(s, min(s + QUERY_BLOCKS, end)) for s in range(start, end, QUERY_BLOCKS)]
     while pieces:
@@ -157,7 +153,8 @@ def _condition_rows(ctx, cond, definition, start: int, end: int) -> list[dict[st
 
 def _handler_rows(ctx, definition, start: int, end: int) -> list[Any]:
     """A UDF definition's rows: each handler row, with the definition and chain it is for
-    (the handler says which block, transaction and log; the sink checks every field)."""
+    set here whatever the handler said (it says which block, transaction and log; the sink
+    checks every field)."""
     from trace_operators.udf import handler_run
 
     result, _ = handler_run(
@@ -168,7 +165,7 @@ def _handler_rows(ctx, definition, start: int, end: int) -> list[Any]:
         bundle_sha256=definition.bundle.sha256,
     )
     return [
-        {"definition": definition.pk, "chain_id": definition.chain_id, **row}
+        {**row, "definition": definition.pk, "chain_id": definition.chain_id}
         if isinstance(row, dict)
         else row
         for row in result.rows
@@ -202,14 +199,22 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def run(ctx: TaskContext) -> dict[str, Any]:
     from trace_operators.udf import batches_location, rows_publish
-    from trace_web.alerts import conditions
 
     config = config_parse(ctx.config)
     if ctx.task_api is None:
         raise PermanentError("alert_evaluate runs only in the udf runtime of a worker")
     backtest = ctx.scope.payload.get("backtest") is True
     definitions = _definitions(ctx, config, backtest)
-    todo = spans(ctx, definitions, backtest)
+    tip = None
+    if ctx.scope.range_start is not None and not backtest:
+        answer = _query(
+            ctx,
+            "SELECT max(block_number) FROM blocks "  # noqa: S608 - an int
+            f"WHERE chain_id = {int(config.chain_id)}",
+            "the chain's tip",
+        )
+        tip = answer["rows"][0][0] if answer["rows"] else None
+    todo = spans(ctx, definitions, backtest, tip)
     # The hashes are read before and after: a reorg in between would leave the rows read
     # against a chain that is gone, so the attempt fails and is retried.
     heights = [] if backtest else _merged([(s, e) for _, s, e in todo])
@@ -220,8 +225,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         if definition.bundle_id is not None:
             rows += _handler_rows(ctx, definition, start, end)
         else:
-            cond = conditions.condition_parse(definition.condition)
-            rows += _condition_rows(ctx, cond, definition, start, end)
+            rows += _condition_rows(ctx, definition, start, end)
     if _hashes(ctx, config.chain_id, heights) != before:
         raise RuntimeError("the chain was reorganized while the alerts were evaluated; retrying")
     pointers = rows_publish(ctx, rows)

@@ -14,6 +14,8 @@ An operator module defines `run(ctx)`, and may define:
 - `output_committed(task, partition)`: called in the transaction that commits a publication
   of the job (a PartitionVersion), for a side effect that must happen exactly when it does
   (alert_evaluate: the sink's outbox row).
+- `PINS_BUNDLE = False`: a udf-runtime operator whose user code does not come from the job's
+  `udf:` bundle (alert_evaluate: each alert definition names its own), so the job needs none.
 - `warm_up()`: pay the operator's per-process fixed costs (heavy imports) once, when a worker
   process starts, instead of in its first task.
 """
@@ -95,6 +97,15 @@ def operator_output_prefixes(
     default."""
     prefixes = getattr(_module(name), "output_prefixes", None)
     return None if prefixes is None else prefixes(config, range_start, range_end)
+
+
+def operator_pins_bundle(name: Any) -> bool:
+    """Whether a udf-runtime job of the operator needs a `udf:` bundle (see the docstring);
+    an unknown operator is reported on its own field, so here it needs one."""
+    try:
+        return getattr(_module(name), "PINS_BUNDLE", True)
+    except (UnknownOperator, TypeError):
+        return True
 
 
 def operator_output_committed(name: str, task: Any, partition: Any) -> None:

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from trace_operators.registry import operator_config_problems
+from trace_operators.registry import operator_config_problems, operator_pins_bundle
 from trace_operators.validation import (
     INT_MAX,
     JSON_MAX_DEPTH,
@@ -292,7 +292,7 @@ def _job_rules(job: dict[str, Any]) -> list[Problem]:
         # Always-running sources get the stream pool, which runs trusted code only; on the
         # udf or dispatcher pool one would hold a slot for ever.
         errors.append(("runtime", "an always_on source runs only in the 'platform' runtime"))
-    if runtime == "udf" and job.get("udf") is None:
+    if runtime == "udf" and job.get("udf") is None and operator_pins_bundle(job.get("operator")):
         errors.append(("udf", "required when runtime is 'udf'"))
     elif runtime != "udf" and job.get("udf") is not None:
         errors.append(("udf", "only allowed when runtime is 'udf'"))
