@@ -8,25 +8,18 @@ import pytest
 from tests.udf_bundles import bundle
 from trace_web.udf.services import bundle_upload
 
-# A follower on anvil's chain and an alert_evaluate job reading its blocks, as docs/alerts.md
-# deploys it.
+# An alert_evaluate job reading a follower's published blocks, as docs/alerts.md deploys it
+# (the follower's own DAG is not needed to deploy it, nor to queue a backtest).
 ALERTING_DAG = """
 name: {name}
 jobs:
-  - name: follow
-    activation: source
-    source: {{kind: always_on}}
-    operator: block_follower
-    update_strategy: replace
-    config: {{chain_id: 31337, rpc_pool: devchain}}
   - name: evaluate
     activation: reactive
     runtime: udf
     operator: alert_evaluate
     execution_strategy: PerUpdate
-    outputs: 1
-    inputs: [{{from: {{job: follow, output: 0}}}}]
     config: {config}
+    inputs: [{{from: {{dataset: chain.hot}}}}]
 """
 
 

@@ -149,7 +149,7 @@ _URL = URLValidator(schemes=["http", "https"])
 def channel_rules(raw: dict[str, Any]) -> list[Problem]:
     """The target each kind takes; a chat id only (and always) for Telegram."""
     kind, target = raw.get("kind"), raw.get("target")
-    if not isinstance(target, str) or kind not in ChannelKind.values:
+    if not isinstance(target, str) or not target or kind not in ChannelKind.values:
         return []
     problems: list[Problem] = []
     if kind in URL_KINDS:
