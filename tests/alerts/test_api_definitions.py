@@ -247,3 +247,62 @@ def test_not_signed_in_is_refused(org):
 
     response = APIClient().get("/v1/alerts")
     assert response.status_code == 403 and response.json()["error"] == "not_authenticated"
+
+
+ALICE = "0x" + "a1" * 20
+TRANSFER = "Transfer(address indexed from, address indexed to, uint256 value)"
+
+
+def test_a_condition_alert_derives_its_datasets(api, hook):
+    condition = {"match": "log", "address": [ALICE], "event": TRANSFER, "where": "value > 10**18"}
+    body = {"name": "whale", "chain_id": 31337, "condition": condition, "channels": [hook["id"]]}
+    created = api.post("/v1/alerts", body, format="json")
+    assert created.status_code == 201, created.json()
+    alert = created.json()
+    assert alert["condition"] == condition and alert["bundle"] is None
+    assert alert["datasets"] == ["blocks", "logs"]
+    assert (alert["entrypoint"], alert["params"]) == ("", {})
+    # Another match changes what it reads; a handler's fields are dropped when it gets one.
+    url = f"/v1/alerts/{alert['id']}"
+    as_tx = {"match": "transaction", "from": [ALICE], "where": "value > 10**18"}
+    assert api.patch(url, {"condition": as_tx}, format="json").json()["datasets"] == [
+        "blocks",
+        "transactions",
+    ]
+
+
+def test_a_condition_is_checked_by_the_condition_language(api):
+    body = {"name": "bad", "chain_id": 31337}
+    refusals = {
+        "unknown match": {"match": "trace"},
+        "bad address": {"match": "transaction", "from": ["0x12"]},
+        "bad where": {"match": "transaction", "where": "__import__('os')"},
+        "bad event": {"match": "log", "event": "Transfer(address"},
+        "not an object": "value > 1",
+    }
+    for name, condition in refusals.items():
+        response = api.post("/v1/alerts", {**body, "condition": condition}, format="json")
+        assert response.status_code == 400, (name, response.json())
+        errors = response.json()["errors"]
+        assert errors and all(e.startswith("condition") for e in errors), (name, errors)
+    assert not AlertDefinition.objects.exists()
+
+
+def test_switching_from_a_handler_to_a_condition_drops_the_handlers_fields(api, bundle_of_acme):
+    alert = api.post("/v1/alerts", handler_alert(), format="json").json()
+    switched = api.patch(
+        f"/v1/alerts/{alert['id']}",
+        {"condition": {"match": "transaction", "to": [ALICE]}, "bundle": None},
+        format="json",
+    )
+    assert switched.status_code == 200, switched.json()
+    body = switched.json()
+    assert (body["bundle"], body["entrypoint"], body["params"]) == (None, "", {})
+    assert body["datasets"] == ["blocks", "transactions"]
+    back = api.patch(
+        f"/v1/alerts/{alert['id']}",
+        {"bundle": "demo@1.0.0", "condition": None, "datasets": ["logs"]},
+        format="json",
+    )
+    assert back.status_code == 200, back.json()
+    assert (back.json()["condition"], back.json()["datasets"]) == (None, ["logs"])

@@ -178,3 +178,44 @@ def test_a_backtest_needs_a_member(org, client_for, definition):
     assert refused.status_code == 403 and not Task.objects.exists()
     assert viewer.get(f"/v1/alerts/{definition.pk}/events").status_code == 200
     assert viewer.get(f"/v1/alerts/{definition.pk}/deliveries").status_code == 200
+
+
+def test_a_failed_delivery_is_retried_and_woken(api, definition, channel):
+    from trace_web.orchestration.models import Outbox, OutboxKind
+
+    event = make_event(definition, block=5)
+    failed = make_delivery(event, channel, status="failed", attempt=12, error="HTTP 500")
+    sent = make_delivery(make_event(definition, block=6), channel, status="delivered", attempt=1)
+    url = f"/v1/alerts/{definition.pk}/deliveries/{failed.pk}/retry"
+    response = api.post(url)
+    assert response.status_code == 200, response.json()
+    assert (response.json()["status"], response.json()["attempt"]) == ("pending", 0)
+    wakes = Outbox.objects.filter(kind=OutboxKind.WAKE_DELIVERY, payload={"delivery_id": failed.pk})
+    assert wakes.count() == 1
+    again = api.post(url)  # pending now: on its way already
+    assert again.status_code == 409 and "only a failed delivery" in again.json()["detail"]
+    delivered = api.post(f"/v1/alerts/{definition.pk}/deliveries/{sent.pk}/retry")
+    assert delivered.status_code == 409
+    assert wakes.count() == 1
+
+
+def test_a_delivery_is_retried_only_through_its_own_alert(api, org, definition, channel):
+    upload_bundle(org, version="2.0.0")
+    second = alert_definition_create(
+        org=org,
+        spec={"name": "two", "chain_id": 1, "bundle": "demo@2.0.0", "datasets": ["logs"]},
+    )
+    failed = make_delivery(make_event(definition, block=5), channel, status="failed")
+    response = api.post(f"/v1/alerts/{second.pk}/deliveries/{failed.pk}/retry")
+    assert response.status_code == 404
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+
+
+def test_retrying_needs_a_member(org, client_for, definition, channel):
+    failed = make_delivery(make_event(definition, block=5), channel, status="failed")
+    viewer = client_for(org, Role.VIEWER)
+    url = f"/v1/alerts/{definition.pk}/deliveries/{failed.pk}/retry"
+    assert viewer.post(url).status_code == 403
+    failed.refresh_from_db()
+    assert failed.status == "failed"

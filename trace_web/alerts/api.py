@@ -222,9 +222,11 @@ class AlertDeliveryRetryApi(AlertsView):
         parameters=[ORG_HEADER],
         responses={
             200: s.DeliveryOut,
-            400: OpenApiResponse(ErrorOut, "The delivery has not failed"),
             403: ROLE_TOO_LOW,
             404: OpenApiResponse(ErrorOut, "No such alert, or no such delivery of it"),
+            409: OpenApiResponse(
+                ErrorOut, "The delivery has not failed (delivered, or already on its way)"
+            ),
         },
     )
     def post(self, request: Request, alert_id: int, delivery_id: int) -> Response:
