@@ -20,7 +20,7 @@ from trace_web.alerts.models import (
     EventState,
     Severity,
 )
-from trace_web.alerts.spec import ChannelSpec, DefinitionSpec
+from trace_web.alerts.spec import DATASETS, ChannelSpec, DefinitionSpec
 from trace_web.serializers import BigIntField, StrictSerializer
 
 
@@ -50,7 +50,7 @@ class DefinitionOut(serializers.ModelSerializer):
     condition = serializers.JSONField(allow_null=True, help_text="Null for a UDF handler")
     params = serializers.DictField()
     datasets = serializers.ListField(
-        child=serializers.ChoiceField(choices=["blocks", "transactions", "logs"]),
+        child=serializers.ChoiceField(choices=DATASETS),
         help_text="What the rule reads: derived from a condition, as given for a handler",
     )
     channels = ChannelRefOut(many=True)
@@ -111,7 +111,7 @@ class ChannelWrittenOut(ChannelOut):
     """A channel just written. `secret`: its new webhook signing secret, shown this once
     (HMAC-SHA256 of each delivery's body); absent when this write made none."""
 
-    secret = serializers.CharField(required=False, read_only=True)
+    secret = serializers.CharField(required=False)  # documentation only: see api._written
 
     class Meta(ChannelOut.Meta):
         fields = [*ChannelOut.Meta.fields, "secret"]

@@ -38,6 +38,8 @@ BundleRef = Annotated[
 Entrypoint = Annotated[str, StringConstraints(pattern=r"^(?:[A-Za-z_][A-Za-z0-9_]{0,99})?$")]
 ChannelRef = Annotated[int, Field(ge=1, le=2**63 - 1)] | Name
 Dataset = Literal["blocks", "transactions", "logs"]
+DATASETS = ["blocks", "transactions", "logs"]
+SEVERITIES = list(Severity.values)
 SeverityName = Literal["info", "low", "medium", "high", "critical"]
 KindName = Literal["webhook", "email", "sms", "slack", "discord", "telegram"]
 
