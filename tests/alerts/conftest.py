@@ -72,3 +72,56 @@ def make_delivery(event, channel, *, status: str = "pending", purpose: str = "no
         next_attempt_at=timezone.now(),
         **kw,
     )
+
+
+def dead_letter(org, definition, rows: list, *, task_id: int = 41, error: str = "refused"):
+    """A refused publication as the sink records it: its batch (JSONL rows) in the object
+    store, and the trusted record pointing at it, for `definition`'s chain."""
+    import hashlib
+    import json
+
+    from django.conf import settings
+
+    from trace_chain.object_store import object_store_from_url
+    from trace_web.alerts.models import DeadLetterBatch
+
+    store = object_store_from_url(settings.TRACE_OBJECT_STORE_URL)
+    data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    key = f"orgs/{org.pk}/alerts/evaluate/{task_id}/1/batch-0.jsonl"
+    store.put_bytes(data, key)
+    root = store.uri() if store.uri().endswith("/") else store.uri() + "/"
+    record = {
+        "org_id": org.pk,
+        "task_id": task_id,
+        "attempt": 1,
+        "dag": "alerts",
+        "job": "evaluate",
+        "chain_id": definition.chain_id,
+        "alerts": None,
+        "backtest": False,
+        "deliver": False,
+        "definitions": None,
+        "evaluated": [],
+        "seen": {},
+        "batches": [
+            {
+                "location": root + key,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "row_count": len(rows),
+            }
+        ],
+    }
+    return DeadLetterBatch.objects.create(
+        org=org, task_id=task_id, attempt=1, record=record, error=error
+    )
+
+
+def event_row(definition, *, block: int = 5, **overrides) -> dict:
+    return {
+        "definition": definition.pk,
+        "chain_id": definition.chain_id,
+        "block_number": block,
+        "block_hash": "0x" + f"{block:064x}",
+        "tx_hash": "0x" + "cd" * 32,
+        **overrides,
+    }

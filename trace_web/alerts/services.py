@@ -19,6 +19,7 @@ from trace_web.alerts.selectors import (
     channel_spec_of,
     definition_spec_of,
 )
+from trace_web.alerts.sink import SinkOutcome
 from trace_web.alerts.spec import (
     BacktestSpec,
     ChannelSpec,
@@ -304,9 +305,9 @@ def backtest_rules(raw: dict[str, Any]) -> list[Problem]:
 
 
 # --- dead letters --------------------------------------------------------------------------------
-def dead_letter_replay_by_id(*, dead_letter_id: int, org_id: int | None = None) -> int:
-    """Replay one dead letter through the sink (after its rows were repaired); returns the
-    rows the sink wrote. `org_id` narrows the lookup to one org."""
+def dead_letter_replay_by_id(*, dead_letter_id: int, org_id: int | None = None) -> SinkOutcome:
+    """Replay one dead letter through the sink (after its rows were repaired); returns what
+    the sink wrote. `org_id` narrows the lookup to one org."""
     from trace_web.alerts.sink import dead_letter_replay
 
     found = DeadLetterBatch.objects.filter(pk=dead_letter_id)
