@@ -172,18 +172,17 @@ def _handler_rows(ctx, definition, start: int, end: int) -> list[Any]:
     ]
 
 
-def _hashes(ctx: TaskContext, chain_id: int, heights: list[tuple[int, int]]) -> dict[str, str]:
-    """The block hashes of the spans as the task reads them now (number -> hash)."""
+def _hashes(chain_id: int, heights: list[tuple[int, int]]) -> dict[str, str]:
+    """The hot block hashes of the spans as they are now (number -> hash), read from the hot
+    tables by this trusted code (public chain data, no grant needed; a query through the gate
+    would cost a DuckDB start each). Heights below the hot range are cold and final."""
+    from trace_chain import hot_store
+    from trace_chain.db import data_engine
+
     seen: dict[str, str] = {}
     for start, end in heights:
-        answer = _query(
-            ctx,
-            "SELECT block_number, block_hash FROM blocks "  # noqa: S608 - ints only
-            f"WHERE chain_id = {int(chain_id)} AND block_number >= {int(start)} "
-            f"AND block_number < {int(end)}",
-            "block hashes",
-        )
-        seen.update({str(number): block_hash for number, block_hash in answer["rows"]})
+        found = hot_store.hot_hashes(data_engine(), chain_id=chain_id, start=start, end=end)
+        seen.update({str(number): block_hash for number, block_hash in found.items()})
     return seen
 
 
@@ -207,18 +206,16 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     definitions = _definitions(ctx, config, backtest)
     tip = None
     if ctx.scope.range_start is not None and not backtest:
-        answer = _query(
-            ctx,
-            "SELECT max(block_number) FROM blocks "  # noqa: S608 - an int
-            f"WHERE chain_id = {int(config.chain_id)}",
-            "the chain's tip",
-        )
-        tip = answer["rows"][0][0] if answer["rows"] else None
+        from trace_chain import hot_store
+        from trace_chain.db import data_engine
+
+        top = hot_store.hot_tip(data_engine(), chain_id=config.chain_id)
+        tip = top[0] if top else None
     todo = spans(ctx, definitions, backtest, tip)
     # The hashes are read before and after: a reorg in between would leave the rows read
     # against a chain that is gone, so the attempt fails and is retried.
     heights = [] if backtest else _merged([(s, e) for _, s, e in todo])
-    before = _hashes(ctx, config.chain_id, heights)
+    before = _hashes(config.chain_id, heights)
     rows: list[Any] = []
     for definition, start, end in todo:
         ctx.check_lease()
@@ -226,7 +223,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             rows += _handler_rows(ctx, definition, start, end)
         else:
             rows += _condition_rows(ctx, definition, start, end)
-    if _hashes(ctx, config.chain_id, heights) != before:
+    if _hashes(config.chain_id, heights) != before:
         raise RuntimeError("the chain was reorganized while the alerts were evaluated; retrying")
     pointers = rows_publish(ctx, rows)
     scope = ctx.scope

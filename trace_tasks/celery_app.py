@@ -30,7 +30,9 @@ def broker_transport_options() -> dict:
     return options
 
 
-app = Celery("trace", include=["trace_tasks.worker", "trace_tasks.dispatcher"])
+app = Celery(
+    "trace", include=["trace_tasks.worker", "trace_tasks.delivery", "trace_tasks.dispatcher"]
+)
 
 app.conf.update(
     broker_url=settings.TRACE_BROKER_URL,
@@ -92,6 +94,7 @@ app.conf.beat_schedule = {
     "source-monitor": _loop("trace.dispatch.monitor_sources"),
     "invalidation-scanner": _loop("trace.dispatch.scan_invalidations"),
     "chain-sync-planner": _loop("trace.dispatch.plan_chain_syncs"),
+    "delivery-scheduler": _loop("trace.dispatch.deliveries"),
     "state-pruner": {
         "task": "trace.dispatch.prune_state",
         "schedule": settings.TRACE_PRUNE_EVERY_SECONDS,

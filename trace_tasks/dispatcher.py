@@ -59,6 +59,15 @@ def plan_chain_syncs() -> int:
     return chain_sync_plan()
 
 
+@trace_task("trace.dispatch.deliveries")
+def deliveries() -> int:
+    """Alert deliveries: expired send leases back to pending (their attempt counted), then a
+    wake-up for each delivery whose retry or rate-limit wait is over."""
+    from trace_web.alerts.delivery import deliveries_reap, deliveries_wake_due
+
+    return deliveries_reap(limit=500) + deliveries_wake_due(limit=500)
+
+
 @trace_task("trace.dispatch.prune_state")
 def prune_state() -> int:
     from trace_web.orchestration.services.retention import state_prune

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 RUN_TASK = "trace.run_task"
 RUN_STREAM_TASK = "trace.run_stream_task"  # acknowledged on receipt; see trace_tasks.worker
+DELIVER = "trace.deliver"  # the delivery pool's wake-up; see trace_tasks.delivery
 
 _breaker = Breaker(settings.TRACE_BROKER_BREAKER_SECONDS)
 
@@ -37,6 +38,10 @@ def send_wake(*, task_id: int, queue: str) -> None:
     queue = Queue(queue)
     name = RUN_STREAM_TASK if queue is Queue.STREAM else RUN_TASK
     _publish(name, args=[task_id], queue=queue)
+
+
+def send_delivery_wake(*, delivery_id: int) -> None:
+    _publish(DELIVER, args=[delivery_id], queue=Queue.DELIVERY)
 
 
 def request_chain_sync_plan() -> None:

@@ -4,9 +4,20 @@ the expression; evaluation follows Python's semantics over the row's fields."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from trace_web.alerts.conditions import Condition, condition_datasets, condition_parse
+from trace_chain import devchain
+from trace_chain.rpc import RpcPool
+from trace_web.alerts.conditions import (
+    Condition,
+    condition_datasets,
+    condition_evaluate,
+    condition_matches,
+    condition_parse,
+    condition_sql,
+)
 from trace_web.errors import ValidationFailed
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # EIP-55 form of anvil's first deployment
@@ -323,3 +334,338 @@ def test_a_keyword_argument_name_is_named_in_errors_as_written():
 def test_evaluation(where, env, expected):
     cond = condition_parse({"match": "transaction", "where": where})
     assert cond.where.evaluate(env) is expected
+
+
+# --- against a real chain: anvil, the block follower's hot rows, the real query gate ------------
+FOLLOW = f"""
+name: follow
+jobs:
+  - name: follow
+    activation: source
+    source: {{kind: always_on}}
+    operator: block_follower
+    config: {{chain_id: {devchain.ANVIL_CHAIN_ID}, rpc_pool: devchain}}
+publish:
+  chain.hot: {{job: follow, read_roles: [admin, member]}}
+"""
+BIG_TAG = "0x" + b"big".ljust(32, b"\0").hex()
+PING = "Ping(address indexed sender, uint256 indexed seq, bytes32 tag, uint256 value)"
+ETH = 10**18
+
+
+@pytest.fixture
+def chain(org, fresh_anvil, hot_engine, settings):
+    """An emitter on a fresh anvil and, in their own blocks, calls and a transfer that a
+    condition must tell apart; the follower's hot rows of all of it, readable by `org`."""
+    from tests.chain.test_block_follower import Recorder, catch_up, make_follower
+    from trace_web.orchestration.services.dags import dag_sync
+
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = False
+    url = fresh_anvil.url
+    emitter = devchain.deploy_emitter(url)
+    alice, bob = devchain.dev_accounts(url)[:2]
+    sent = {}
+    with RpcPool("test", [url], timeout=30.0, max_retries=0) as rpc:
+
+        def send(name, sender, to, value, data="0x"):
+            tx = {"from": sender, "to": to, "value": hex(value), "data": data, "gas": hex(300_000)}
+            sent[name] = rpc.call("eth_sendTransaction", [tx]).lower()
+            (receipt,) = devchain.wait_receipts(rpc, [sent[name]])
+            assert int(receipt["status"], 16) == 1
+
+        send("big_ping", alice, emitter, 2 * ETH, devchain.emitter_calldata("ping", b"big"))
+        send("small_ping", alice, emitter, 1, devchain.emitter_calldata("ping", b"small"))
+        send("bob_ping", bob, emitter, 3 * ETH, devchain.emitter_calldata("ping", b"big"))
+        send("burst", alice, emitter, 0, devchain.emitter_calldata("burst", 2))
+        send("transfer", alice, bob, 5 * ETH)
+        send("dust", alice, bob, 7)
+        head = int(rpc.call("eth_blockNumber"), 16)
+        logs = rpc.call("eth_getLogs", [{"fromBlock": "0x0", "toBlock": hex(head)}])
+        txs = {name: rpc.call("eth_getTransactionByHash", [h]) for name, h in sent.items()}
+        times = {
+            n: int(rpc.call("eth_getBlockByNumber", [hex(n), False])["timestamp"], 16)
+            for n in range(head + 1)
+        }
+    catch_up(make_follower(url, hot_engine, Recorder(), org_id=org.pk))
+    dag_sync(org=org, yaml_text=FOLLOW, activate=True)
+    return {
+        "emitter": emitter,
+        "alice": alice,
+        "bob": bob,
+        "sent": sent,
+        "logs": logs,
+        "txs": txs,
+        "times": times,
+        "end": head + 1,
+    }
+
+
+def run(org, cond, chain, start=0, end=None):
+    """The condition's SQL through the real gate and engine, then its matches."""
+    from trace_web.query.services import org_query_rows
+
+    sql = condition_sql(
+        cond,
+        chain_id=devchain.ANVIL_CHAIN_ID,
+        range_start=start,
+        range_end=chain["end"] if end is None else end,
+    )
+    answer = org_query_rows(org=org, sql=sql)
+    assert answer["truncated"] is False
+    return answer, condition_evaluate(cond, answer["columns"], answer["rows"])
+
+
+def test_a_log_condition_finds_exactly_the_matching_events_as_the_node_logged_them(org, chain):
+    cond = condition_parse(
+        {
+            "match": "log",
+            "address": [chain["emitter"]],
+            "event": PING,
+            "where": f"value > 10**18 and sender in ['{chain['alice']}']",
+        }
+    )
+    answer, evaluation = run(org, cond, chain)
+    # the SQL pushed address and topic0 down: only the three Ping logs came back
+    assert len(answer["rows"]) == 3
+    assert evaluation.undecodable == []
+    (match,) = evaluation.matches
+    (node_log,) = [
+        log for log in chain["logs"] if log["transactionHash"] == chain["sent"]["big_ping"]
+    ]
+    # the node's own log, decoded by hand: topic1 = sender, topic2 = seq, data = tag ++ value
+    assert node_log["topics"][0] == cond.topic0
+    data = bytes.fromhex(node_log["data"][2:])
+    assert match == {
+        "block_number": int(node_log["blockNumber"], 16),
+        "block_hash": node_log["blockHash"],
+        "tx_hash": chain["sent"]["big_ping"],
+        "log_index": int(node_log["logIndex"], 16),
+        "block_time": chain["times"][int(node_log["blockNumber"], 16)],
+        "payload": match["payload"],
+    }
+    payload = match["payload"]
+    assert payload["args"] == {
+        "sender": "0x" + node_log["topics"][1][-40:],
+        "seq": str(int(node_log["topics"][2], 16)),
+        "tag": "0x" + data[:32].hex(),
+        "value": str(int.from_bytes(data[32:], "big")),
+    }
+    assert payload["args"]["value"] == str(2 * ETH) and payload["args"]["sender"] == chain["alice"]
+    assert payload["args"]["tag"] == BIG_TAG
+    assert (
+        payload["address"] == chain["emitter"] and payload["signature"] == cond.signature.canonical
+    )
+    assert payload["data"] == node_log["data"]
+    json.dumps(payload)  # JSON-safe as it is
+
+
+def test_a_transaction_condition_on_a_function_and_one_on_a_sender(org, chain):
+    call = condition_parse(
+        {
+            "match": "transaction",
+            "to": [chain["emitter"]],
+            "function": "ping(bytes32 tag)",
+            "where": f"value >= 2 * 10**18 and tag == '{BIG_TAG}'",
+        }
+    )
+    answer, evaluation = run(org, call, chain)
+    assert len(answer["rows"]) == 3  # the pings; the burst has another selector
+    found = [m["tx_hash"] for m in evaluation.matches]
+    assert found == [chain["sent"]["big_ping"], chain["sent"]["bob_ping"]]
+    node_tx = chain["txs"]["big_ping"]
+    first = evaluation.matches[0]
+    assert first["log_index"] is None
+    assert first["block_number"] == int(node_tx["blockNumber"], 16)
+    assert first["block_hash"] == node_tx["blockHash"]
+    assert first["payload"]["value"] == str(int(node_tx["value"], 16)) == str(2 * ETH)
+    assert first["payload"]["from_address"] == chain["alice"]
+    assert first["payload"]["input"] == node_tx["input"]
+    assert first["payload"]["args"] == {"tag": BIG_TAG}
+
+    sender = condition_parse(
+        {"match": "transaction", "from": [chain["alice"]], "where": "value > 10**18"}
+    )
+    _, evaluation = run(org, sender, chain)
+    assert [m["tx_hash"] for m in evaluation.matches] == [
+        chain["sent"]["big_ping"],
+        chain["sent"]["transfer"],
+    ]
+    # the range is end-exclusive: stopping at the transfer's block leaves it out
+    transfer_block = int(chain["txs"]["transfer"]["blockNumber"], 16)
+    _, before = run(org, sender, chain, end=transfer_block)
+    assert [m["tx_hash"] for m in before.matches] == [chain["sent"]["big_ping"]]
+    _, only = run(org, sender, chain, start=transfer_block, end=transfer_block + 1)
+    assert [m["tx_hash"] for m in only.matches] == [chain["sent"]["transfer"]]
+
+
+def test_a_log_that_does_not_fit_the_declared_abi_is_no_match_and_is_counted(org, chain):
+    # Triple indexes three arguments; declared with two, its topics do not fit
+    cond = condition_parse(
+        {
+            "match": "log",
+            "address": [chain["emitter"]],
+            "event": "Triple(uint256 indexed seq, uint256 indexed index, address sender)",
+        }
+    )
+    answer, evaluation = run(org, cond, chain)
+    assert len(answer["rows"]) == 2 and evaluation.matches == []
+    assert [u["tx_hash"] for u in evaluation.undecodable] == [chain["sent"]["burst"]] * 2
+    assert all(u["reason"] == "topic count" for u in evaluation.undecodable)
+    # declared as the contract does, the same two logs decode and match
+    right = condition_parse(
+        {
+            "match": "log",
+            "address": [chain["emitter"]],
+            "event": "Triple(uint256 indexed seq, uint256 indexed index, address indexed sender)",
+            "where": f"sender == '{chain['alice']}' and index in [0, 1]",
+        }
+    )
+    _, evaluation = run(org, right, chain)
+    assert [m["payload"]["args"]["index"] for m in evaluation.matches] == ["0", "1"]
+
+
+# --- rows to matches, without a chain: decoding edge cases and the payload's JSON types ----------
+def log_row(cond, **overrides):
+    row = {
+        "chain_id": 1,
+        "block_number": 7,
+        "block_hash": "0x" + "aa" * 32,
+        "transaction_index": 0,
+        "log_index": 3,
+        "transaction_hash": "0x" + "bb" * 32,
+        "address": TOKEN.lower(),
+        "topic0": cond.topic0,
+        "topic1": "0x" + "00" * 12 + ALICE[2:].lower(),
+        "topic2": "0x" + "00" * 12 + BOB[2:].lower(),
+        "topic3": None,
+        "data": "0x" + (10**30).to_bytes(32, "big").hex(),
+        "block_time": 1_700_000_000,
+        **overrides,
+    }
+    return list(row), [list(row.values())]
+
+
+def test_a_row_whose_data_does_not_fit_the_abi_is_counted_not_matched():
+    cond = condition_parse({"match": "log", "event": TRANSFER})
+    columns, good = log_row(cond)
+    _, short = log_row(cond, data="0x" + "00" * 31)
+    _, extra_topic = log_row(cond, topic3="0x" + "00" * 32)
+    _, not_hex = log_row(cond, data="0xzz")
+    evaluation = condition_evaluate(cond, columns, good + short + extra_topic + not_hex)
+    assert len(evaluation.matches) == 1
+    assert [u["reason"] for u in evaluation.undecodable] == [
+        "InsufficientDataBytes",
+        "topic count",
+        "not 0x hex",
+    ]
+    assert evaluation.undecodable[0] == {
+        "block_number": 7,
+        "block_hash": "0x" + "aa" * 32,
+        "tx_hash": "0x" + "bb" * 32,
+        "log_index": 3,
+        "reason": "InsufficientDataBytes",
+    }
+    # condition_matches returns the matches only (the rest is logged)
+    assert condition_matches(cond, columns, good + short) == evaluation.matches[:1]
+
+
+def test_payload_types_are_stable_and_json_safe():
+    cond = condition_parse(
+        {
+            "match": "log",
+            "event": "Odd(uint48 small, uint64 wide, int8 neg, string text, bool ok, "
+            "address[] who, string indexed tag)",
+        }
+    )
+    from eth_abi import encode
+
+    data = encode(
+        ["uint48", "uint64", "int8", "string", "bool", "address[]"],
+        [5, 6, -7, "a\x00b\xff", True, [ALICE, BOB]],
+    )
+    columns, rows = log_row(cond, topic1="0x" + "cd" * 32, topic2=None, data="0x" + data.hex())
+    (match,) = condition_matches(cond, columns, rows)
+    assert match["payload"]["args"] == {
+        "small": 5,  # up to 48 bits: a number
+        "wide": "6",  # wider: always a decimal string, whatever the value
+        "neg": -7,
+        "text": "a\ufffdb\xff",  # NUL cannot be stored in jsonb
+        "ok": True,
+        "who": [ALICE.lower(), BOB.lower()],
+        "tag": "0x" + "cd" * 32,  # an indexed string is only its hash
+    }
+    assert match["block_time"] == 1_700_000_000 and match["log_index"] == 3
+    json.dumps(match)
+
+
+def test_transaction_rows_from_the_query_api_and_from_duckdb_read_the_same():
+    from decimal import Decimal
+
+    cond = condition_parse({"match": "transaction", "where": "value > 10**18"})
+    base = {
+        "chain_id": 1,
+        "block_number": 9,
+        "block_hash": "0x" + "aa" * 32,
+        "transaction_index": 2,
+        "transaction_hash": "0x" + "bb" * 32,
+        "from_address": ALICE.lower(),
+        "to_address": None,
+        "value": str(2**70),
+        "gas_limit": 21000,
+        "gas_price": "1",
+        "max_fee_per_gas": None,
+        "max_priority_fee_per_gas": None,
+        "input": "0x" + "ab" * 5000,
+        "nonce": 0,
+        "transaction_type": 2,
+        "success": True,
+        "gas_used": 21000,
+    }
+    columns = list(base)
+    as_text = condition_matches(cond, columns, [list(base.values())])
+    as_decimal = condition_matches(
+        cond, columns, [list({**base, "value": Decimal(2**70), "gas_price": Decimal(1)}.values())]
+    )
+    assert as_text == as_decimal
+    (match,) = as_text
+    assert match["block_time"] is None and match["log_index"] is None
+    payload = match["payload"]
+    assert payload["value"] == str(2**70) and payload["gas_price"] == "1"  # wei: always text
+    assert payload["input"] == "0x" + "ab" * 2047 and payload["truncated"] == ["input"]
+    small = condition_matches(cond, columns, [list({**base, "value": "10"}.values())])
+    assert small == []
+
+
+def test_the_sql_of_any_condition_passes_the_gate():
+    from trace_chain.query import gate
+
+    relations = ["blocks", "transactions", "logs"]
+    for data in (
+        {"match": "log", "address": [TOKEN, ALICE], "event": TRANSFER, "where": "value > 1"},
+        {"match": "log", "where": "log_index > 1"},
+        {"match": "transaction", "from": [ALICE], "to": [BOB], "selector": "0xa9059cbb"},
+        {"match": "transaction", "function": "transfer(address to, uint256 amount)"},
+    ):
+        cond = condition_parse(data)
+        sql = condition_sql(cond, chain_id=31337, range_start=0, range_end=10**12)
+        gated = gate(sql, relations=relations)
+        assert set(gated.relations) == set(condition_datasets(cond)), gated.relations
+
+
+def test_the_sql_inlines_only_checked_values():
+    import dataclasses
+
+    cond = condition_parse({"match": "log", "address": [TOKEN]})
+    for bad in ("0x' OR 1=1 --", TOKEN):  # injected text; a checksummed (not lowercased) one
+        forged = dataclasses.replace(cond, addresses=(bad,))
+        with pytest.raises(ValueError, match="refusing to inline"):
+            condition_sql(forged, chain_id=1, range_start=0, range_end=1)
+    for kwargs in (
+        {"chain_id": "1", "range_start": 0, "range_end": 1},
+        {"chain_id": 1, "range_start": -1, "range_end": 1},
+        {"chain_id": 1, "range_start": 5, "range_end": 4},
+        {"chain_id": 1, "range_start": True, "range_end": 4},
+        {"chain_id": 1, "range_start": 0, "range_end": 2**63},
+    ):
+        with pytest.raises(ValueError):
+            condition_sql(cond, **kwargs)

@@ -178,8 +178,14 @@ def _send(alert_deliver, delivery: Delivery) -> Outcome:
     target = alert_deliver.ChannelTarget(
         kind=channel.kind, target=channel.target, chat_id=channel.chat_id, secret=channel.secret
     )
+    options = alert_deliver.SendOptions(
+        timeout_seconds=settings.TRACE_DELIVERY_TIMEOUT_SECONDS,
+        allow_private=settings.TRACE_DELIVERY_ALLOW_PRIVATE,
+        sns_endpoint_url=settings.TRACE_SNS_ENDPOINT_URL,
+        sns_region=settings.TRACE_SNS_REGION,
+    )
     try:
-        provider_id = alert_deliver.send(target, message)
+        provider_id = alert_deliver.send(target, message, options)
     except alert_deliver.SendFailed as exc:
         kind = "retry" if exc.retryable else "terminal"
         return Outcome(kind=kind, error=str(exc), retry_after=exc.retry_after)

@@ -13,6 +13,9 @@ TRACE_DELIVERY_LEASE_SECONDS = env_int("TRACE_DELIVERY_LEASE_SECONDS", 60)
 TRACE_DELIVERY_TIMEOUT_SECONDS = env_float("TRACE_DELIVERY_TIMEOUT_SECONDS", 10.0)
 # Webhook and chat URLs must resolve to public addresses unless this is on (Lite, tests).
 TRACE_DELIVERY_ALLOW_PRIVATE = env_bool("TRACE_DELIVERY_ALLOW_PRIVATE", False)
+# The Redis holding the channels' rate-limit buckets; unset: the broker's (TRACE_BROKER_URL),
+# which must then be Redis. Set it where the broker is not (SQS).
+TRACE_DELIVERY_REDIS_URL = env_str("TRACE_DELIVERY_REDIS_URL", "")
 # Email: Django's SMTP backend (EMAIL_HOST, EMAIL_PORT, ... from the environment).
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

@@ -13,9 +13,20 @@ from typing import Any
 
 from trace_operators.validation import Problems
 
+from .matches import Evaluation, condition_evaluate, condition_rows_matches
 from .spec import Condition, condition_build
+from .sql import BLOCK_TIME, condition_select
 
-__all__ = ["Condition", "condition_datasets", "condition_parse"]
+__all__ = [
+    "BLOCK_TIME",
+    "Condition",
+    "Evaluation",
+    "condition_datasets",
+    "condition_evaluate",
+    "condition_matches",
+    "condition_parse",
+    "condition_sql",
+]
 
 
 def condition_parse(data: Any) -> Condition:
@@ -36,3 +47,18 @@ def condition_datasets(cond: Condition) -> list[str]:
     """The chain relations the condition reads: its match's (`logs`, `transactions`) and
     `blocks`, for the block time."""
     return sorted({cond.dataset, "blocks"})
+
+
+def condition_sql(cond: Condition, *, chain_id: int, range_start: int, range_end: int) -> str:
+    """One SELECT over the condition's relation for blocks `[range_start, range_end)` of
+    `chain_id`, its filters pushed down, with every column of the relation plus `block_time`,
+    in block order; for the task query API (it passes the gate)."""
+    return condition_select(cond, chain_id=chain_id, range_start=range_start, range_end=range_end)
+
+
+def condition_matches(cond: Condition, columns: list[str], rows: list[list]) -> list[dict]:
+    """One dict per matching row: `block_number`, `block_hash`, `tx_hash`, `log_index` (None
+    for a transaction), `block_time` (unix seconds or None) and `payload` (the row's columns
+    and, under `args`, the decoded arguments, JSON-safe). Rows that do not decode are left
+    out and counted in a log line; `condition_evaluate` returns them too."""
+    return condition_rows_matches(cond, columns, rows)

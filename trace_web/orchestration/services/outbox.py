@@ -48,22 +48,29 @@ def _publish_committed(row_id: int, kind: str, payload: dict[str, Any]) -> None:
     """A wake-up is sent from memory, then marked Done in one statement (a row a drainer holds
     is skipped: the drainer publishes it itself, and a second wake-up is harmless). One that
     fails counts a try and backs off like any row. A route event takes the drain's locked
-    path, since routing writes to the database."""
+    path, since routing writes to the database. A delivery wake-up is a wake-up like a task's."""
     from trace_tasks import publisher
 
-    if kind != OutboxKind.WAKE_TASK:
+    if kind not in _WAKE_KINDS:
         outbox_drain(ids=[row_id])
         return
     if not publisher.broker_available():
         return  # not tried: the breaker's pause is on
     try:
-        publisher.send_wake(task_id=payload["task_id"], queue=payload["queue"])
+        if kind == OutboxKind.WAKE_DELIVERY:
+            publisher.send_delivery_wake(delivery_id=payload["delivery_id"])
+        else:
+            publisher.send_wake(task_id=payload["task_id"], queue=payload["queue"])
     except publisher.BrokerUnavailable:
         return
     except Exception as exc:
         _push_back_by_id(row_id, exc)
         return
     _mark_done([row_id])
+
+
+# Kinds that only publish to the broker (skipped while its breaker is open).
+_WAKE_KINDS = (OutboxKind.WAKE_TASK, OutboxKind.WAKE_DELIVERY)
 
 
 def _mark_done(ids: list[int]) -> None:
@@ -99,7 +106,7 @@ def _push_back_by_id(row_id: int, exc: Exception) -> None:
 
 def _handlers() -> dict[str, Callable[[Outbox], None]]:
     # Imported here: the routing service itself writes outbox rows.
-    from trace_tasks.publisher import send_wake
+    from trace_tasks.publisher import send_delivery_wake, send_wake
     from trace_web.alerts.sink import publication_sink
     from trace_web.orchestration.services.routing import route_event
 
@@ -109,6 +116,9 @@ def _handlers() -> dict[str, Callable[[Outbox], None]]:
         ),
         OutboxKind.ROUTE_EVENT: lambda row: route_event(event_id=row.pk, payload=row.payload),
         OutboxKind.ALERT_SINK: lambda row: publication_sink(record=row.payload),
+        OutboxKind.WAKE_DELIVERY: lambda row: send_delivery_wake(
+            delivery_id=row.payload["delivery_id"]
+        ),
     }
 
 
@@ -133,7 +143,7 @@ def outbox_drain(*, limit: int = 200, ids: Iterable[int] | None = None) -> int:
         if not broker_available():
             # A publish failed moments ago: leave wake-ups for a later pass (routing events
             # needs only the database, so those still flow).
-            rows = rows.exclude(kind=OutboxKind.WAKE_TASK)
+            rows = rows.exclude(kind__in=_WAKE_KINDS)
         for row in rows.order_by("id")[:limit]:
             try:
                 with transaction.atomic():
