@@ -161,3 +161,20 @@ def test_viewers_read_channels_and_write_none(org, api, client_for):
     assert Channel.objects.get().enabled is True
     member = client_for(org, Role.MEMBER)
     assert member.post("/v1/channels", {**HOOK, "name": "x"}, format="json").status_code == 201
+
+
+def test_a_telegram_channel_made_a_webhook_drops_its_chat_id(api):
+    body = {
+        "name": "tg",
+        "kind": "telegram",
+        "target": "https://api.telegram.org/bot1:x/sendMessage",
+        "chat_id": "-100",
+    }
+    channel = api.post("/v1/channels", body, format="json").json()
+    changed = api.patch(
+        f"/v1/channels/{channel['id']}",
+        {"kind": "webhook", "target": HOOK["target"]},
+        format="json",
+    )
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["chat_id"] == "" and changed.json()["has_secret"] is True

@@ -210,7 +210,10 @@ def channel_create(*, org: Org, spec: Any, user=None) -> ChannelWritten:
 def channel_update(*, channel: Channel, changes: Any, partial: bool = True) -> ChannelWritten:
     """Apply `changes` (PATCH, or the whole spec with `partial=False`). A channel that becomes
     a webhook gets a secret (returned this once); one that stops being one loses its secret."""
-    spec = merged(channel_spec_of(channel), changes) if partial else changes
+    current = channel_spec_of(channel)
+    if isinstance(changes, dict) and changes.get("kind") not in (None, ChannelKind.TELEGRAM):
+        current["chat_id"] = ""  # made another kind: Telegram's chat id goes with it
+    spec = merged(current, changes) if partial else changes
     parsed = channel_check(org=channel.org, spec=spec, instance=channel)
     with transaction.atomic():
         locked = Channel.objects.select_for_update().get(pk=channel.pk)
