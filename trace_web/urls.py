@@ -5,6 +5,7 @@ from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from trace_web import surfaces
+from trace_web.alerts import api as alerts
 from trace_web.chain_sync.api import ChainStatusApi, ChainSyncListApi, ChainSyncStatusApi
 from trace_web.converters import (
     BundleRefConverter,
@@ -68,4 +69,16 @@ urlpatterns = [
     path("v1/udf/bundles", BundleListApi.as_view()),
     path("v1/udf/bundles/<bundle:ref>", BundleDetailApi.as_view()),
     path("v1/udf/signing-policy", SigningPolicyApi.as_view()),
+    path("v1/alerts", alerts.AlertListApi.as_view()),
+    path("v1/alerts/<id:alert_id>", alerts.AlertDetailApi.as_view()),
+    path("v1/alerts/<id:alert_id>/events", alerts.AlertEventsApi.as_view()),
+    path("v1/alerts/<id:alert_id>/deliveries", alerts.AlertDeliveriesApi.as_view()),
+    path(
+        "v1/alerts/<id:alert_id>/deliveries/<id:delivery_id>/retry",
+        alerts.AlertDeliveryRetryApi.as_view(),
+    ),
+    path("v1/alerts/<id:alert_id>/backtest", alerts.AlertBacktestApi.as_view()),
+    path("v1/channels", alerts.ChannelListApi.as_view()),
+    path("v1/channels/<id:channel_id>", alerts.ChannelDetailApi.as_view()),
+    path("v1/channels/<id:channel_id>/rotate-secret", alerts.ChannelSecretRotateApi.as_view()),
 ]

@@ -278,6 +278,209 @@ def udf_signing_policy_put(o: Orgs) -> None:
     assert o.globex_admin.get("/v1/udf/signing-policy").json()["require_signed"] is True
 
 
+@dataclass
+class GlobexAlerts:
+    """globex's alert, channel, event and failed delivery, with acme's own of each kind and
+    the same names, so a list that leaked would show globex's and a lookup by name could
+    find theirs."""
+
+    alert: object
+    channel: object
+    event: object
+    delivery: object
+    acme_alert: object
+    acme_channel: object
+
+
+def _alerts(o: Orgs) -> GlobexAlerts:
+    from django.utils import timezone
+
+    from tests.udf_bundles import bundle
+    from trace_web.alerts.models import AlertEvent, Channel, Delivery
+    from trace_web.alerts.services import alert_definition_create, channel_create
+    from trace_web.udf.services import bundle_upload
+
+    made = {}
+    for who, org in (("globex", o.globex_org), ("acme", o.acme.user.org_memberships.get().org)):
+        bundle_upload(org=org, data=bundle())
+        channel = channel_create(
+            org=org, spec={"name": "hook", "kind": "webhook", "target": "http://127.0.0.1:9/hook"}
+        ).channel
+        spec = {"name": "watch", "chain_id": 31337, "bundle": "demo@1.0.0", "datasets": ["logs"]}
+        made[who] = (alert_definition_create(org=org, spec={**spec, "channels": ["hook"]}), channel)
+    alert, channel = made["globex"]
+    event = AlertEvent.objects.create(
+        org=o.globex_org,
+        definition=alert,
+        dedupe_key="d",
+        match_key="m",
+        chain_id=31337,
+        block_number=9,
+        block_hash="0x" + "ab" * 32,
+        producer_task_id=1,
+        producer_attempt=1,
+    )
+    delivery = Delivery.objects.create(
+        org=o.globex_org,
+        event=event,
+        channel=channel,
+        status="failed",
+        attempt=12,
+        next_attempt_at=timezone.now(),
+    )
+    assert Channel.objects.filter(name="hook").count() == 2
+    return GlobexAlerts(alert, channel, event, delivery, *made["acme"])
+
+
+def alerts_list(o: Orgs) -> None:
+    a = _alerts(o)
+    assert [row["id"] for row in o.acme.get("/v1/alerts").json()] == [a.acme_alert.pk]
+
+
+def alerts_post(o: Orgs) -> None:
+    from trace_web.alerts.models import AlertDefinition
+
+    a = _alerts(o)
+    body = {"name": "new", "chain_id": 1, "bundle": "demo@1.0.0", "datasets": ["logs"]}
+    # globex's channel by id is no channel of acme's; by name, acme's own is the one found.
+    response = o.acme.post("/v1/alerts", {**body, "channels": [a.channel.pk]}, format="json")
+    assert response.json()["errors"] == [f"channels[0]: no channel {a.channel.pk} in this org"]
+    created = o.acme.post("/v1/alerts", {**body, "channels": ["hook"]}, format="json").json()
+    assert created["channels"][0]["id"] == a.acme_channel.pk
+    mine = AlertDefinition.objects.get(pk=created["id"])
+    assert mine.org_id != o.globex_org.pk and mine.bundle.org_id == mine.org_id
+
+
+def alert_get(o: Orgs) -> None:
+    a = _alerts(o)
+    assert o.acme.get(f"/v1/alerts/{a.alert.pk}").status_code == 404
+    assert o.globex_admin.get(f"/v1/alerts/{a.alert.pk}").status_code == 200
+
+
+def alert_patch(o: Orgs) -> None:
+    a = _alerts(o)
+    response = o.acme.patch(f"/v1/alerts/{a.alert.pk}", {"enabled": False}, format="json")
+    assert response.status_code == 404
+    a.alert.refresh_from_db()
+    assert a.alert.enabled is True
+
+
+def alert_put(o: Orgs) -> None:
+    a = _alerts(o)
+    body = {"name": "taken", "chain_id": 1, "bundle": "demo@1.0.0", "datasets": ["logs"]}
+    assert o.acme.put(f"/v1/alerts/{a.alert.pk}", body, format="json").status_code == 404
+    a.alert.refresh_from_db()
+    assert a.alert.name == "watch"
+
+
+def alert_delete(o: Orgs) -> None:
+    from trace_web.alerts.models import AlertDefinition
+
+    a = _alerts(o)
+    assert o.acme.delete(f"/v1/alerts/{a.alert.pk}").status_code == 404
+    assert AlertDefinition.objects.filter(pk=a.alert.pk).exists()
+
+
+def alert_events_get(o: Orgs) -> None:
+    a = _alerts(o)
+    assert o.acme.get(f"/v1/alerts/{a.alert.pk}/events").status_code == 404
+    assert o.acme.get(f"/v1/alerts/{a.acme_alert.pk}/events").json() == []
+    assert len(o.globex_admin.get(f"/v1/alerts/{a.alert.pk}/events").json()) == 1
+
+
+def alert_deliveries_get(o: Orgs) -> None:
+    a = _alerts(o)
+    assert o.acme.get(f"/v1/alerts/{a.alert.pk}/deliveries").status_code == 404
+    assert o.acme.get(f"/v1/alerts/{a.acme_alert.pk}/deliveries").json() == []
+
+
+def alert_delivery_retry_post(o: Orgs) -> None:
+    from trace_web.alerts.models import Delivery
+
+    a = _alerts(o)
+    for alert in (a.alert, a.acme_alert):  # theirs, and theirs through acme's own alert
+        url = f"/v1/alerts/{alert.pk}/deliveries/{a.delivery.pk}/retry"
+        assert o.acme.post(url).status_code == 404
+    assert Delivery.objects.get(pk=a.delivery.pk).status == "failed"
+
+
+def alert_backtest_post(o: Orgs) -> None:
+    a = _alerts(o)
+    yaml = """
+name: alerting
+jobs:
+  - name: evaluate
+    activation: reactive
+    runtime: udf
+    operator: alert_evaluate
+    execution_strategy: PerUpdate
+    config: {chain_id: 31337}
+    inputs: [{from: {dataset: chain.hot}}]
+"""
+    dag_sync(org=o.globex_org, yaml_text=yaml, activate=True)
+    body = {"range_start": 0, "range_end": 10}
+    before = Task.objects.count()
+    assert o.acme.post(f"/v1/alerts/{a.alert.pk}/backtest", body, format="json").status_code == 404
+    # acme's own alert: globex's job does not evaluate it.
+    mine = o.acme.post(f"/v1/alerts/{a.acme_alert.pk}/backtest", body, format="json")
+    assert mine.status_code == 409
+    assert Task.objects.count() == before
+
+
+def channels_list(o: Orgs) -> None:
+    a = _alerts(o)
+    assert [row["id"] for row in o.acme.get("/v1/channels").json()] == [a.acme_channel.pk]
+
+
+def channels_post(o: Orgs) -> None:
+    a = _alerts(o)
+    body = {"name": "hook", "kind": "email", "target": "a@example.com"}
+    response = o.acme.post("/v1/channels", body, format="json")
+    assert response.status_code == 409  # acme's own channel of that name, not globex's
+    renamed = o.acme.post("/v1/channels", {**body, "name": "mail"}, format="json")
+    assert renamed.status_code == 201
+    a.channel.refresh_from_db()
+    assert a.channel.kind == "webhook"
+
+
+def channel_get(o: Orgs) -> None:
+    a = _alerts(o)
+    assert o.acme.get(f"/v1/channels/{a.channel.pk}").status_code == 404
+
+
+def channel_patch(o: Orgs) -> None:
+    a = _alerts(o)
+    response = o.acme.patch(f"/v1/channels/{a.channel.pk}", {"target": "http://e/v"}, format="json")
+    assert response.status_code == 404
+    a.channel.refresh_from_db()
+    assert a.channel.target == "http://127.0.0.1:9/hook"
+
+
+def channel_put(o: Orgs) -> None:
+    a = _alerts(o)
+    body = {"name": "hook", "kind": "webhook", "target": "http://evil/"}
+    assert o.acme.put(f"/v1/channels/{a.channel.pk}", body, format="json").status_code == 404
+    a.channel.refresh_from_db()
+    assert a.channel.target == "http://127.0.0.1:9/hook"
+
+
+def channel_delete(o: Orgs) -> None:
+    from trace_web.alerts.models import Channel
+
+    a = _alerts(o)
+    assert o.acme.delete(f"/v1/channels/{a.channel.pk}").status_code == 404
+    assert Channel.objects.filter(pk=a.channel.pk).exists()
+
+
+def channel_rotate_secret_post(o: Orgs) -> None:
+    from trace_web.alerts.models import Channel
+
+    a = _alerts(o)
+    before = Channel.objects.get(pk=a.channel.pk).secret
+    assert o.acme.post(f"/v1/channels/{a.channel.pk}/rotate-secret").status_code == 404
+    assert Channel.objects.get(pk=a.channel.pk).secret == before
+
+
 CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/dags": dags_list,
     "GET /v1/dags/{name}": dag_get,
@@ -302,6 +505,23 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/udf/bundles/{ref}": udf_bundle_get,
     "GET /v1/udf/signing-policy": udf_signing_policy_get,
     "PUT /v1/udf/signing-policy": udf_signing_policy_put,
+    "GET /v1/alerts": alerts_list,
+    "POST /v1/alerts": alerts_post,
+    "GET /v1/alerts/{alert_id}": alert_get,
+    "PATCH /v1/alerts/{alert_id}": alert_patch,
+    "PUT /v1/alerts/{alert_id}": alert_put,
+    "DELETE /v1/alerts/{alert_id}": alert_delete,
+    "GET /v1/alerts/{alert_id}/events": alert_events_get,
+    "GET /v1/alerts/{alert_id}/deliveries": alert_deliveries_get,
+    "POST /v1/alerts/{alert_id}/deliveries/{delivery_id}/retry": alert_delivery_retry_post,
+    "POST /v1/alerts/{alert_id}/backtest": alert_backtest_post,
+    "GET /v1/channels": channels_list,
+    "POST /v1/channels": channels_post,
+    "GET /v1/channels/{channel_id}": channel_get,
+    "PATCH /v1/channels/{channel_id}": channel_patch,
+    "PUT /v1/channels/{channel_id}": channel_put,
+    "DELETE /v1/channels/{channel_id}": channel_delete,
+    "POST /v1/channels/{channel_id}/rotate-secret": channel_rotate_secret_post,
 }
 
 
@@ -350,6 +570,9 @@ def test_a_user_of_two_orgs_must_name_one(orgs, org, operation):
         .replace("{chain_id}", "31337")
         .replace("{result_id}", "00000000-0000-4000-8000-000000000000")
         .replace("{ref}", "demo@1.0.0")
+        .replace("{alert_id}", "1")
+        .replace("{channel_id}", "1")
+        .replace("{delivery_id}", "1")
     )
     before = Task.objects.count()
     response = getattr(client, method.lower())(concrete, {}, format="json")

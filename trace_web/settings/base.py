@@ -105,6 +105,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ExportFormatEnum": "trace_web.query.results.EXPORT_FORMATS",
         "QueryFormatEnum": "trace_web.query.results.QUERY_FORMATS",
+        # Tasks' statuses keep their name beside deliveries' ones.
+        "StatusEnum": "trace_web.orchestration.models.TaskStatus",
+        "AlertSeverityEnum": "trace_web.alerts.models.Severity",
+        "AlertSeverityNameEnum": "trace_web.alerts.spec.SEVERITIES",  # pydantic's, no labels
+        "ChannelKindEnum": "trace_web.alerts.models.ChannelKind",
+        "DeliveryStatusEnum": "trace_web.alerts.models.DeliveryStatus",
+        "AlertDatasetEnum": "trace_web.alerts.spec.DATASETS",
     },
     "SERVE_INCLUDE_SCHEMA": False,
     # Pinned copies from drf-spectacular-sidecar instead of an unpinned CDN: the docs pages
