@@ -33,6 +33,12 @@ WORKER_ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fast_path_on(settings):
+    """These tests prove the outbox's fast path (the alerts conftest turns it off elsewhere)."""
+    settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
+
+
 def wait_for(predicate, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -178,7 +178,7 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": unknown}, format="json").json()[
         "errors"
     ]
-    assert error.startswith("jobs[0].operator: unknown operator 'nope'; known: block_follower")
+    assert error.startswith("jobs[0].operator: unknown operator 'nope'; known: alert_evaluate, ")
     assert not DagVersion.objects.exists()
 
 
