@@ -163,6 +163,7 @@ def _handler_rows(ctx, definition, start: int, end: int) -> list[Any]:
         limits={},
         block_range=(start, end),
         bundle_sha256=definition.bundle.sha256,
+        entrypoint=definition.entrypoint,
     )
     return [
         {**row, "definition": definition.pk, "chain_id": definition.chain_id}

@@ -66,9 +66,11 @@ def handler_run(
     limits: dict[str, int | float],
     block_range: tuple[int, int] | None,
     bundle_sha256: str | None = None,
+    entrypoint: str = "",
 ) -> tuple[Any, dict[str, Any]]:
     """Run a bundle's handler in the sandbox for this attempt: the job's pinned bundle, or
-    `bundle_sha256` of the task's org (an alert definition's handler). Returns the sandbox's
+    `bundle_sha256` of the task's org (an alert definition's handler, at its `entrypoint`
+    when set, else the manifest's). Returns the sandbox's
     HandlerResult and the bundle's `{sha256, runtime, entrypoint}`; PermanentError for a
     handler that failed or a sandbox that cannot run, LeaseLost once the attempt is gone."""
     if ctx.task_api is None:
@@ -86,7 +88,9 @@ def handler_run(
     with tempfile.TemporaryDirectory(prefix="trace-udf-") as tmp:
         bundle_dir = Path(tmp) / "bundle"
         bundle_dir.mkdir()
-        bundle = ctx.task_api.bundle_materialize(bundle_dir, sha256=bundle_sha256)
+        bundle = ctx.task_api.bundle_materialize(
+            bundle_dir, sha256=bundle_sha256, entrypoint=entrypoint
+        )
         bundle_dir.chmod(0o555)
         handler = sandbox.HandlerRun(
             runtime=bundle["runtime"],

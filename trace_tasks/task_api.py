@@ -30,14 +30,17 @@ class InProcessTaskApi:
         self.claimed = claimed
         self.slot = worker_slot()
 
-    def bundle_materialize(self, dest: Path, *, sha256: str | None = None) -> dict[str, Any]:
+    def bundle_materialize(
+        self, dest: Path, *, sha256: str | None = None, entrypoint: str = ""
+    ) -> dict[str, Any]:
         """Write a bundle, checked against its manifest, under `dest`: the job's pinned one,
-        or `sha256` of the task's own org (an alert definition's handler)."""
+        or `sha256` of the task's own org (an alert definition's handler, run at `entrypoint`
+        when it names one, else at the manifest's)."""
         from trace_web.udf.services import BundleCorrupt, bundle_materialize
 
         task = self.claimed.task
         pinned = (task.job.spec or {}).get("udf") or {}
-        udf = pinned if sha256 is None else {"sha256": sha256}
+        udf = pinned if sha256 is None else {"sha256": sha256, "entrypoint": entrypoint}
         sha256 = udf.get("sha256")
         if not sha256:
             raise PermanentError(

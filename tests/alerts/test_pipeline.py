@@ -104,7 +104,9 @@ def chain(transactional_db, org, fresh_anvil, hot_engine):
     return {"url": fresh_anvil.url, "follower": follower, "recorder": recorder}
 
 
-def define(org, handler: str = TRANSFERS, *, min_wei: int = 0, channels=()) -> AlertDefinition:
+def define(
+    org, handler: str = TRANSFERS, *, min_wei: int = 0, channels=(), entrypoint: str = ""
+) -> AlertDefinition:
     uploaded = bundle_upload(
         org=org, data=bundle({"main.py": handler.encode()}, name="transfers", version="1.0.0")
     )
@@ -114,6 +116,7 @@ def define(org, handler: str = TRANSFERS, *, min_wei: int = 0, channels=()) -> A
         chain_id=CHAIN,
         bundle=uploaded.bundle,
         params={"min_wei": min_wei},
+        entrypoint=entrypoint,
     )
     definition.channels.set(channels)
     return definition
@@ -176,6 +179,23 @@ def test_a_backtest_finds_exactly_the_nodes_matching_transactions(chain, org):
     assert event.org_id == org.pk and event.producer_task_id == task.pk
     assert event.event_time is not None and int(event.payload["value"]) > 0
     assert not Delivery.objects.exists()  # a backtest delivers only when asked
+
+
+def test_a_definition_runs_its_own_entrypoint_of_the_bundle(chain, org):
+    tip = chain["follower"].tip
+    # main:handle (the manifest's module, its default function) finds every transfer; the
+    # definition names main:first, which keeps only the first.
+    handler = TRANSFERS + "\n\ndef first(ctx):\n    return handle(ctx)[:1]\n"
+    definition = define(org, handler, entrypoint="main:first")
+    task = job_run_manual(
+        org=org,
+        dag_name="alerts",
+        job_name="evaluate",
+        scope=TaskScope(range_start=0, range_end=tip + 1),
+        payload={"backtest": True, "deliver": False, "definitions": [definition.pk]},
+    )
+    run_and_sink(task)
+    assert events_of(definition) == {min(node_transfers(chain["url"], 0, tip + 1))}
 
 
 def test_live_tasks_evaluate_each_block_once_and_route_to_channels(chain, org):
