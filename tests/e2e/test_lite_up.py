@@ -1,6 +1,7 @@
 """The README's first command, end to end: `trace lite up` on a new home with no service URL set
 starts its own Postgres and Redis, migrates, bootstraps, runs the demo, and the demo's query
-over the whole chain answers, cold below the compaction line and hot above it; `trace lite
+over the whole chain answers, cold below the compaction line and hot above it; the demo's
+alert tells its matching transaction once, by a signed webhook to the local receiver; `trace lite
 status` sees every component alive; `trace lite down` stops it all, embedded services
 included, and leaves no process of it behind."""
 
@@ -27,6 +28,9 @@ DEMO_TIMEOUT_SECONDS = 420  # the demo waits for the first compacted range, then
 # The demo query's answer row: blocks, first, last, gas.
 ANSWER = re.compile(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 COLD = re.compile(r"demo: blocks \[0, (\d+)\) are cold Parquet now")
+# The alert demo: the matching transaction it sent, and the webhook the receiver verified.
+SENT = re.compile(r"demo: sent 1\.5 ETH from 0x[0-9a-f]{40} to 0x0+dead in (0x[0-9a-f]{64})$")
+RECEIVED = re.compile(r"demo: webhook received [\d.]+ s after the block was mined:$")
 
 
 def lite_env() -> dict[str, str]:
@@ -63,10 +67,14 @@ def test_lite_up_runs_the_demo_and_down_leaves_nothing(tmp_path):
     reader.start()
     try:
         deadline = time.monotonic() + DEMO_TIMEOUT_SECONDS
-        while not any(ANSWER.match(line) for line in lines):
+        while not (
+            any(ANSWER.match(line) for line in lines)
+            and any(RECEIVED.match(line) for line in lines)
+        ):
             assert up.poll() is None, "".join(lines)[-4000:]
             assert time.monotonic() < deadline, "".join(lines)[-4000:]
-            assert not any("nothing compacted" in line for line in lines), "".join(lines)
+            for failed in ("nothing compacted", "no webhook for", "alert job did not start"):
+                assert not any(failed in line for line in lines), "".join(lines)
             time.sleep(0.5)
         output = "".join(lines)
         state = json.loads((home / "lite.json").read_text())
@@ -97,6 +105,14 @@ def test_lite_up_runs_the_demo_and_down_leaves_nothing(tmp_path):
     assert gas > 0
     assert "demo: trace run_job noop-demo extract --org demo" in output
     assert " -> failed" not in output, output
+
+    # The alert demo: the transaction it sent was told once, by a webhook whose signature the
+    # receiver verified with the channel's secret.
+    (tx_hash,) = (m.group(1) for m in map(SENT.search, lines) if m)
+    at = next(i for i, line in enumerate(lines) if RECEIVED.match(line))
+    assert tx_hash in lines[at + 1] and "[delivery 1, signature verified]" in lines[at + 1], output
+    received = (home / "logs" / "alert-receiver.log").read_text()
+    assert received.count(tx_hash) == 1 and received.count("[delivery ") == 1, received
 
     # status saw every component alive; both services were the stack's own.
     assert status.returncode == 0, status.stdout + status.stderr

@@ -5,6 +5,7 @@ API, the admin and the `trace alerts` command all come through here."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from trace_web.alerts.selectors import (
     alert_evaluate_job_for,
     channel_spec_of,
     definition_spec_of,
+    definitions_of,
 )
 from trace_web.alerts.sink import SinkOutcome
 from trace_web.alerts.spec import (
@@ -320,6 +322,91 @@ def dead_letter_replay_by_id(*, dead_letter_id: int, org_id: int | None = None) 
     if dead_letter is None:
         raise NotFound(f"no dead letter {dead_letter_id}")
     return dead_letter_replay(dead_letter=dead_letter)
+
+
+# --- apply a file --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Applied:
+    """One channel or alert of an applied file: `created`, `updated` or `unchanged`, and a
+    webhook's new signing secret when this apply made one (shown this once)."""
+
+    what: str  # channel | alert
+    name: str
+    state: str
+    secret: str | None = field(default=None, repr=False)
+
+
+APPLY_KEYS = ("channels", "alerts")
+
+
+def alerts_apply(*, org: Org, yaml_text: str, user=None) -> list[Applied]:
+    """Create or update the org's channels, then its alerts, from one YAML document
+    (`channels:` and `alerts:` lists of the specs the API takes, matched by name), all or
+    nothing: one bad entry writes none, and every problem is named `alerts[1].condition…`."""
+    from trace_web.orchestration.dag_spec import DagSpecError, load_strict_yaml
+
+    try:
+        document = load_strict_yaml(yaml_text)
+    except DagSpecError as exc:
+        raise ValidationFailed.of(exc.errors) from None
+    if not isinstance(document, dict) or not document:
+        raise ValidationFailed.one("", "the file must be a mapping with `channels` and `alerts`")
+    problems = [
+        f"{key}: unknown field (use {' or '.join(APPLY_KEYS)})"
+        for key in document
+        if key not in APPLY_KEYS
+    ]
+    for key in APPLY_KEYS:
+        if not isinstance(document.get(key, []), list):
+            problems.append(f"{key}: must be a list")
+    if problems:
+        raise ValidationFailed.of(problems)
+    applied: list[Applied] = []
+    with transaction.atomic():
+        for key, apply_one in (("channels", _channel_apply), ("alerts", _alert_apply)):
+            for index, spec in enumerate(document.get(key, [])):
+                try:
+                    applied.append(apply_one(org, spec, user))
+                except (ValidationFailed, Conflict) as exc:
+                    lines = exc.details if isinstance(exc.details, list) else [exc.message]
+                    problems += [_under(f"{key}[{index}]", line) for line in lines]
+        if problems:
+            transaction.set_rollback(True)
+            raise ValidationFailed.of(problems)
+    return applied
+
+
+_FIELD_PATH = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
+
+
+def _under(prefix: str, line: str) -> str:
+    """A problem line of one entry as a problem of the file: `target: …` -> `channels[0].target:
+    …`, a line about the entry as a whole -> `channels[0]: …`."""
+    return f"{prefix}.{line}" if _FIELD_PATH.match(line) else f"{prefix}: {line}"
+
+
+def _channel_apply(org: Org, spec: Any, user) -> Applied:
+    name = spec.get("name") if isinstance(spec, dict) else None
+    existing = Channel.objects.filter(org=org, name=name).first() if name else None
+    if existing is None:
+        written = channel_create(org=org, spec=spec, user=user)
+        return Applied("channel", written.channel.name, "created", written.secret)
+    before = channel_spec_of(existing)
+    written = channel_update(channel=existing, changes=spec, partial=False)
+    state = "unchanged" if channel_spec_of(written.channel) == before else "updated"
+    return Applied("channel", written.channel.name, state, written.secret)
+
+
+def _alert_apply(org: Org, spec: Any, user) -> Applied:
+    name = spec.get("name") if isinstance(spec, dict) else None
+    existing = definitions_of(org_id=org.pk).filter(name=name).first() if name else None
+    if existing is None:
+        definition = alert_definition_create(org=org, spec=spec, user=user)
+        return Applied("alert", definition.name, "created")
+    before = definition_spec_of(existing)
+    definition = alert_definition_update(definition=existing, changes=spec, partial=False)
+    state = "unchanged" if definition_spec_of(definition) == before else "updated"
+    return Applied("alert", definition.name, state)
 
 
 # --- shared --------------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ ADMIN_USERNAME = "admin"
 DEMO_ORG = "demo"
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 DEVCHAIN_POOL_ENV = "TRACE_RPC_POOL_DEVCHAIN"
+# The alert demo (deploy/demo/alerts.yaml): its receiver component, channel, alert and the
+# address whose incoming transfers it watches.
+RECEIVER = "alert-receiver"
+DEMO_CHANNEL = "demo-webhook"
+DEMO_ALERT = "big-transfer-to-watched"
+WATCHED = "0x000000000000000000000000000000000000dead"
 READY_TIMEOUT_SECONDS = 90.0
 SUPERVISE_INTERVAL_SECONDS = 0.5
 
@@ -73,6 +79,9 @@ def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
     _install_stop_signals()
     devchain_port = _devchain_port()
     components = _devchain_components(home, devchain_port) + _components(port, flower_port)
+    # The alert demo sends a transaction from a dev account: only on Lite's own anvil.
+    receiver_port = services.free_port() if demo and devchain_port is not None else None
+    components += _receiver_components(receiver_port)
     supervisor: Supervisor | None = None
     try:
         env = _prepare(home, devchain_port, flower_port=flower_port)
@@ -91,7 +100,7 @@ def up(*, home: Path, port: int, flower_port: int, demo: bool) -> int:
         print(render_state(json.loads(_state_path(home).read_text())))
         print("Stop with Ctrl-C, or `trace lite down` from another shell.\n")
         if demo:
-            _run_demo(env)
+            _run_demo(env, home=home, receiver_port=receiver_port)
         return _supervise(supervisor, home, env)
     except KeyboardInterrupt:
         print("\nStopping Trace Lite...")
@@ -160,6 +169,16 @@ def _devchain_components(home: Path, port: int | None) -> list[Component]:
         Component("anvil", node.argv(port), url, restart=False),
         Component("chain-traffic", traffic),
     ]
+
+
+def _receiver_components(port: int | None) -> list[Component]:
+    """The demo's webhook receiver on loopback (`trace alerts receive`), verifying what it gets
+    with the demo channel's secret; its log is where the demo looks for the alert."""
+    if port is None:
+        return []
+    argv = [*MANAGE, "alerts", "receive", "--port", str(port)]
+    argv += ["--org", DEMO_ORG, "--channel", DEMO_CHANNEL]
+    return [Component(RECEIVER, argv, f"http://{services.LOOPBACK}:{port}/")]
 
 
 def _prepare(
@@ -287,9 +306,11 @@ def _wait_web_ready(supervisor: Supervisor, port: int) -> None:
     raise StackError(f"the web server did not answer on {url} in {READY_TIMEOUT_SECONDS:.0f} s")
 
 
-def _run_demo(env: dict[str, str]) -> None:
+def _run_demo(env: dict[str, str], *, home: Path, receiver_port: int | None = None) -> None:
     """Deploy the demo: two noop jobs (one run now) and, with a dev chain or a `devchain` RPC
-    pool, a tip follower into the hot tables plus a chain_sync backfilling it into Parquet."""
+    pool, a tip follower into the hot tables plus a chain_sync backfilling it into Parquet;
+    on Lite's own anvil also an alert whose webhook goes to the local receiver, and a
+    transaction it matches."""
     steps = [
         ["sync_dag", str(DEMO_DIR / "noop_dag.yaml"), "--org", DEMO_ORG, "--activate"],
         ["run_job", "noop-demo", "extract", "--org", DEMO_ORG],
@@ -299,6 +320,11 @@ def _run_demo(env: dict[str, str]) -> None:
             ["sync_dag", str(DEMO_DIR / "chain_dag.yaml"), "--org", DEMO_ORG, "--activate"],
             ["chain_sync", "apply", str(DEMO_DIR / "chain_sync.yaml"), "--org", DEMO_ORG],
         ]
+    if receiver_port is not None:
+        alerts = home / "demo-alerts.yaml"  # deploy/demo/alerts.yaml with the receiver's URL
+        url = f"http://{services.LOOPBACK}:{receiver_port}/hook"
+        alerts.write_text((DEMO_DIR / "alerts.yaml").read_text().replace("${RECEIVER_URL}", url))
+        steps.append(["alerts", "apply", str(alerts), "--org", DEMO_ORG])
     for step in steps:
         result = subprocess.run(
             [*MANAGE, *step], env=env, cwd=REPO_ROOT, capture_output=True, text=True
@@ -319,6 +345,14 @@ def _run_demo(env: dict[str, str]) -> None:
             "demo: once the first range is compacted, a query over the whole chain follows."
         )
         threading.Thread(target=_demo_query, args=(env,), name="demo-query", daemon=True).start()
+    if receiver_port is not None:
+        print(
+            f"demo: alert {DEMO_ALERT!r} watches transfers of 1 ETH or more to {WATCHED}; its"
+            f" webhooks go to the receiver on port {receiver_port} (logs/{RECEIVER}.log)."
+        )
+        threading.Thread(
+            target=_demo_alert, args=(env, home), name="demo-alert", daemon=True
+        ).start()
     print()
 
 
@@ -360,6 +394,65 @@ def _demo_query(env: dict[str, str], *, wait_seconds: float = 180.0) -> None:
     print(f"\ndemo: blocks [0, {line}) are cold Parquet now, the rest hot; one query reads both:")
     print(f"demo: trace {shlex.join(step)}")
     print("  " + (result.stdout + result.stderr).strip().replace("\n", "\n  "))
+
+
+def _demo_alert(env: dict[str, str], home: Path, *, wait_seconds: float = 180.0) -> None:
+    """Once the alert job evaluates blocks, send 1.5 ETH to the watched address, then show the
+    webhook the receiver got for that transaction and how long after the block it arrived."""
+    from trace_chain import devchain
+    from trace_chain.rpc import RpcPool
+
+    deadline = time.monotonic() + wait_seconds
+    while not _alert_job_evaluating(env["TRACE_STATE_DB_URL"]):
+        if time.monotonic() > deadline:
+            print(f"demo: the alert job did not start within {wait_seconds:.0f} s; see logs/")
+            return
+        time.sleep(1)
+    url = env[DEVCHAIN_POOL_ENV]
+    sender = devchain.dev_accounts(url)[-1]  # the traffic process sends from the first ones
+    with RpcPool("demo", [url]) as rpc:
+        tx = {"from": sender, "to": WATCHED, "value": hex(3 * 10**18 // 2)}
+        tx_hash = rpc.call("eth_sendTransaction", [tx]).lower()
+        print(f"\ndemo: sent 1.5 ETH from {sender} to {WATCHED} in {tx_hash}")
+        receipt = None
+        while receipt is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
+        mined_at = time.monotonic()
+    log = home / "logs" / f"{RECEIVER}.log"
+    while time.monotonic() < deadline:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        got = next((line for line in lines if tx_hash in line), None)
+        if got is not None:
+            after = time.monotonic() - mined_at
+            print(f"demo: webhook received {after:.1f} s after the block was mined:\n  {got}")
+            return
+        time.sleep(0.2)
+    print(f"demo: no webhook for {tx_hash} within {wait_seconds:.0f} s; see logs/")
+
+
+def _alert_job_evaluating(state_db_url: str) -> bool:
+    """Whether the demo's alert job has a cursor on the follower's output: from then on every
+    new block is evaluated (a new alert job starts at the tip, it does not backfill)."""
+    import sqlalchemy as sa
+
+    from trace_chain.db import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(state_db_url), poolclass=sa.pool.NullPool)
+    try:
+        with contextlib.suppress(sa.exc.SQLAlchemyError), engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT 1 FROM datasets_datasetcursor WHERE consumer_dag = :dag "
+                        "AND consumer_job = 'alert' AND position > 0"
+                    ),
+                    {"dag": "chain-demo"},
+                ).first()
+            )
+        return False
+    finally:
+        engine.dispose()
 
 
 def _supervise(supervisor: Supervisor, home: Path, env: dict[str, str]) -> int:
