@@ -115,3 +115,15 @@ def test_the_command_prints_each_state_and_the_new_secret_once(org, tmp_path):
         call_command("alerts", "apply", str(path), "--org", "nope")
     with pytest.raises(CommandError, match="cannot read"):
         call_command("alerts", "apply", str(tmp_path / "missing.yaml"), "--org", org.slug)
+
+
+def test_the_lite_demo_file_applies(org):
+    """deploy/demo/alerts.yaml, as `trace lite up` fills in its receiver's URL."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "deploy" / "demo" / "alerts.yaml").read_text()
+    text = text.replace("${RECEIVER_URL}", "http://127.0.0.1:8025/hook")
+    applied = alerts_apply(org=org, yaml_text=text)
+    assert [(a.what, a.state) for a in applied] == [("channel", "created"), ("alert", "created")]
+    (definition,) = AlertDefinition.objects.filter(org=org)
+    assert "transactions" in definition.datasets and definition.severity == "high"

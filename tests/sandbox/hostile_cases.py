@@ -110,7 +110,7 @@ CASES = [
         "env-proc-parent",
         "the supervisor's environment, /proc/<ppid>/environ",
         "def handle(ctx):\n    return [{'loot': open(f'/proc/{os.getppid()}/environ').read()}]\n",
-        control="database_url",  # in the test process's environment from its start
+        control="database_url",  # in the environment its parent started with
     ),
     Case(
         "env-proc-1",

@@ -95,9 +95,13 @@ print(json.dumps(module.handle(ctx), default=str))
 
 
 def run_unsandboxed(case: Case, targets: Targets) -> str:
-    """The same handler in a plain child of the worker (its environment, its uid)."""
+    """The same handler in a plain child of the worker (its environment, its uid). It runs
+    under a shell that stays its parent (`; exit` keeps the shell from exec'ing it), so
+    /proc/<ppid>/environ is an environment as it was at exec: the test process's own changes
+    it in place as pytest sets PYTEST_CURRENT_TEST, which would make the control flaky."""
+    shell = ["/bin/sh", "-c", '"$@"; exit $?', "sh"]
     done = subprocess.run(
-        [sys.executable, "-c", CONTROL_SHIM, json.dumps(targets.params)],
+        [*shell, sys.executable, "-c", CONTROL_SHIM, json.dumps(targets.params)],
         input=case.source,
         capture_output=True,
         text=True,
