@@ -21,6 +21,7 @@ from trace_operators.context import LeaseLost, PermanentError, TaskContext, Task
 from trace_operators.registry import operator_get
 from trace_tasks.task_api import InProcessTaskApi
 from trace_web.errors import StaleAttempt, TraceError
+from trace_web.observability.logs import task_log_context
 from trace_web.orchestration.services.tasks import (
     ClaimedTask,
     task_claim,
@@ -225,6 +226,21 @@ def task_run(*, task_id: int, worker_id: str | None = None) -> RunOutcome:
     if claimed is None:
         log.info("task %s not claimable (already taken, finished or capped); skipping", task_id)
         return RunOutcome(task_id, claimed=False, status="not_claimed")
+    task = claimed.task
+    with task_log_context(
+        org=task.org_id,
+        dag=task.job.dag_version.name,
+        job=task.job.name,
+        task=task.pk,
+        attempt=task.attempt,
+    ):
+        outcome = _run_claimed(claimed)
+        log.info("task %s attempt %s: %s", task.pk, task.attempt, outcome.status)
+        return outcome
+
+
+def _run_claimed(claimed: ClaimedTask) -> RunOutcome:
+    task_id = claimed.task.pk
     stop_event = threading.Event()
     heartbeat = _heartbeats.watch(claimed, stop_event)
     long_running = claimed.task.job.source_kind == "always_on"

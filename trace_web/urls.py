@@ -1,4 +1,5 @@
-"""URL map: the `/` page, admin, the REST API under /v1/, and the OpenAPI schema and docs."""
+"""URL map: the `/` page, admin, Prometheus `/metrics`, the REST API under /v1/, and the OpenAPI
+schema and docs."""
 
 from django.contrib import admin
 from django.urls import path, register_converter
@@ -14,6 +15,7 @@ from trace_web.converters import (
     NameConverter,
 )
 from trace_web.datasets.api import DatasetDetailApi, DatasetListApi
+from trace_web.observability import views as observability
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
 from trace_web.query.api import QueryApi, QueryResultApi, TaskQueryApi, TaskQueryResultApi
@@ -38,6 +40,7 @@ handler500 = "trace_web.errors.server_error"
 urlpatterns = [
     path("", surfaces.home, name="home"),
     path("admin/", admin.site.urls),
+    path("metrics", observability.metrics, name="metrics"),
     path("v1/auth/token", AuthTokenApi.as_view(), name="auth-token"),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),

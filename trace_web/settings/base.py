@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from trace_web.settings.env import env_bool, env_int, env_list, env_str
+from trace_web.settings.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 TRACE_HOME = Path(env_str("TRACE_HOME", str(BASE_DIR / ".trace"))).resolve()
@@ -133,10 +133,34 @@ SPECTACULAR_SETTINGS = {
 # Linked from the `/` page; Flower is a separate process (`trace lite up` starts it here).
 TRACE_FLOWER_URL = env_str("TRACE_FLOWER_URL", "http://127.0.0.1:5555/")
 
+# Text lines (default) or one JSON object per line; either way a task's lines carry its org,
+# DAG, job, task and attempt (trace_web.observability.logs).
+TRACE_LOG_FORMAT = env_str("TRACE_LOG_FORMAT", "text")
+if TRACE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfiguredEnv(
+        f"TRACE_LOG_FORMAT must be text or json, got {TRACE_LOG_FORMAT!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"task": {"()": "trace_web.observability.logs.TaskContextFilter"}},
+    "formatters": {
+        "text": {
+            "()": "trace_web.observability.logs.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "trace_web.observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": TRACE_LOG_FORMAT,
+            "filters": ["task"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("TRACE_LOG_LEVEL", "INFO")},
 }
+
+# GET /metrics (Prometheus): open when empty (serve it on an internal network only), else it
+# requires `Authorization: Bearer <this>`.
+TRACE_METRICS_TOKEN = env_str("TRACE_METRICS_TOKEN", "")
