@@ -20,10 +20,12 @@ import fcntl
 import functools
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from trace_tasks.sandbox import _confine
 
 _HERE = Path(__file__).resolve().parent
 _CHILD = _HERE / "_child.py"
+COVERAGE_FILE = ".coverage.sandbox"  # a measured child's data, in its run's directory
 _HEADER = struct.Struct(">cI")
 HEARTBEAT_SECONDS = 10.0
 LOG_LINES = 1000
@@ -533,6 +536,7 @@ def _run_locked(
                 "TMPDIR": tmp,
                 "HOME": tmp,
                 "LANG": "C.UTF-8",
+                **_coverage_env(tmp),
             },
             cwd="/",
             stdin=subprocess.DEVNULL,
@@ -572,7 +576,53 @@ def _run_locked(
         if proc is not None:
             _reap(proc)
         _kill_uid(uid)
+        _coverage_collect(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _coverage_env(tmp: str) -> dict[str, str]:
+    """When this worker is itself measured (the test suite sets COVERAGE_PROCESS_START), the
+    child measures its own code too (docs/testing.md, Coverage): coverage's location, the
+    data file in the run's directory and the source to measure; never otherwise."""
+    if not os.environ.get("COVERAGE_PROCESS_START"):
+        return {}
+    try:
+        import coverage
+    except ImportError:
+        return {}
+    path = str(Path(coverage.__file__).resolve().parents[1])
+    spec = os.pathsep.join((path, os.path.join(tmp, COVERAGE_FILE), str(_HERE)))
+    return {"TRACE_SANDBOX_COVERAGE": spec}
+
+
+def _coverage_collect(tmp: str) -> None:
+    """Move the child's coverage data next to the run's other data files. Only a regular file
+    is taken, read through a descriptor that does not follow links: the handler could have
+    put a link to a secret in its place."""
+    start = os.environ.get("COVERAGE_PROCESS_START")
+    if not start:
+        return
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # no link, and no FIFO to block on
+        fd = os.open(os.path.join(tmp, COVERAGE_FILE), flags)
+    except OSError:
+        return  # killed before saving, or not measured
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+            return
+        # Beside the worker's own data files, named so that `coverage combine` takes it.
+        data_file = Path(os.environ.get("COVERAGE_FILE") or Path(start).parent / ".coverage")
+        target = data_file.with_name(
+            f"{data_file.name}.sandbox.{os.getpid()}.{secrets.token_hex(4)}"
+        )
+        with open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+    try:  # a child killed while saving leaves a torn file, which `coverage combine` refuses
+        import coverage
+
+        coverage.CoverageData(basename=str(target)).read()
+    except Exception:
+        target.unlink(missing_ok=True)
 
 
 def _reap(proc: subprocess.Popen) -> None:

@@ -8,12 +8,48 @@ bundle under the worker's private temporary directory), and Landlock still check
 hierarchy beneath each one.
 """
 
-import json
 import os
-import socket
-import struct
 import sys
-import traceback
+
+
+def _coverage_start():
+    """Only in a measured test run (the supervisor sets TRACE_SANDBOX_COVERAGE when its
+    worker is under coverage): measure this child from here on, coverage imported whole before
+    the confinement and saving into the run's directory, the one place it may write."""
+    spec = os.environ.pop("TRACE_SANDBOX_COVERAGE", "")
+    if not spec:
+        return []
+    path, data_file, source = spec.split(os.pathsep)
+    sys.path.insert(0, path)
+    try:
+        import coverage
+        import coverage.sqldata  # nothing may be imported from there once confined
+    except ImportError:
+        return []
+    finally:
+        sys.path.pop(0)
+    measured = coverage.Coverage(data_file=data_file, config_file=False)
+    measured.set_option("run:source", [source])
+    measured.start()
+    return [measured]
+
+
+_measured = _coverage_start()  # saved by _final
+if _measured and __name__ == "__main__":
+    # Coverage sees only frames started after it: run this file again as a module, so its
+    # definitions are measured too, and let that copy do the work.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _child
+
+    sys.path.pop(0)
+    _child._measured = _measured
+    sys.exit(_child.main())
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import traceback  # noqa: E402
 
 sys.dont_write_bytecode = True
 _FD = int(sys.argv[1])
@@ -290,18 +326,36 @@ def _node_exec(run):
     )
 
 
+def _final(message=None, *, result=None):
+    """The last frame to the supervisor, which kills the process group once it has it: a
+    measured run's coverage is saved first."""
+    for measured in _measured:
+        # Out of memory or of file size: the run's answer matters, not its coverage.
+        with contextlib.suppress(BaseException):
+            measured.stop()
+            measured.save()
+    _measured.clear()
+    if result is not None:
+        _sock.sendall(_HEADER.pack(b"r", len(result)) + result)
+    else:
+        _send(message)
+
+
 def main():
-    run = _recv()
+    return _main(_recv())
+
+
+def _main(run):
     if run.get("runtime") == "node":
         try:
             _node_exec(run)
         except Exception as exc:  # Unavailable or an OSError while opening the paths
-            _send({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
+            _final({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
             return 3
     try:
         abi_path = _confine(run)
     except Exception as exc:  # Unavailable or an OSError while opening the paths
-        _send({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
+        _final({"type": "unavailable", "message": f"{type(exc).__name__}: {exc}"})
         return 3
     _send({"type": "ready"})
     bundle_prefix = sys.path[0]
@@ -318,19 +372,20 @@ def main():
         rows = handle(ctx)
         sys.stdout.flush()
     except MemoryError:
-        _send({"type": "error", "code": "memory_limit", "message": "the handler ran out of memory"})
+        _final(
+            {"type": "error", "code": "memory_limit", "message": "the handler ran out of memory"}
+        )
         return 1
     except BaseException as exc:  # SystemExit too: report it, do not obey it
         message = f"{type(exc).__name__}: {exc}"
         tb = _short_traceback(exc, bundle_prefix)
-        _send({"type": "error", "code": "exception", "message": message, "traceback": tb})
+        _final({"type": "error", "code": "exception", "message": message, "traceback": tb})
         return 1
     code, data = _check_rows(rows, run["limits"]["output_bytes"])
     if code:
-        _send({"type": "error", "code": code, "message": data})
+        _final({"type": "error", "code": code, "message": data})
         return 1
-    payload = data.encode()
-    _sock.sendall(_HEADER.pack(b"r", len(payload)) + payload)
+    _final(result=data.encode())
     return 0
 
 
