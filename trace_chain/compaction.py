@@ -35,12 +35,23 @@ from trace_chain.cold_segments import (
     segments_live,
 )
 from trace_chain.db import advisory_lock_key, session_advisory_lock
-from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
+from trace_chain.hot_schema import (
+    hot_blocks,
+    hot_chain_status,
+    hot_logs,
+    hot_traces,
+    hot_transactions,
+)
 from trace_chain.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-HOT = {"blocks": hot_blocks, "transactions": hot_transactions, "logs": hot_logs}
+HOT = {
+    "blocks": hot_blocks,
+    "transactions": hot_transactions,
+    "logs": hot_logs,
+    "traces": hot_traces,
+}
 PRODUCER = {"compactor": "trace", "source": "hot"}
 REVISION_CHARS = 16
 
@@ -342,7 +353,7 @@ def hot_trim(engine: Engine, *, chain_id: int, policy: Policy) -> tuple[int, int
         upto = min(upto, agreed)
         if upto <= low:
             return None
-        for table in (hot_logs, hot_transactions, hot_blocks):
+        for table in (hot_traces, hot_logs, hot_transactions, hot_blocks):
             conn.execute(
                 table.delete().where(
                     table.c.chain_id == chain_id,

@@ -17,6 +17,7 @@ from trace_chain.db import query_reader_dsn
 from trace_chain.hot_schema import hot_blocks, hot_logs, hot_transactions
 from trace_chain.query.catalog import Catalog, ColdFile
 from trace_chain.query.engine import Limits, query_execute
+from trace_operators.cryo_ingest import DATASETS as BACKFILL_DATASETS
 
 CHAIN = devchain.ANVIL_CHAIN_ID
 TOTALS = """
@@ -40,7 +41,7 @@ def chain(fresh_anvil, hot_engine, cold):
 
 def cold_files(cold, url: str, start: int, end: int) -> list[ColdFile]:
     files = []
-    for dataset in chain_schema.DATASETS:
+    for dataset in BACKFILL_DATASETS:
         _, result = ingest(url, dataset, start, end)
         prefix = result.location.removeprefix(cold.uri())
         for entry in result.manifest["files"]:
