@@ -27,14 +27,24 @@ class Column:
     nullable: bool
     description: str
     cryo: str | None = None  # Cryo's name for it, when it differs
+    # Text as the node words it (an error message), not hex: never lowercased.
+    verbatim: bool = False
 
     @property
     def cryo_name(self) -> str:
         return self.cryo or self.name
 
 
-def _c(name: str, kind: Kind, description: str, *, null: bool = False, cryo: str | None = None):
-    return Column(name, kind, null, description, cryo)
+def _c(
+    name: str,
+    kind: Kind,
+    description: str,
+    *,
+    null: bool = False,
+    cryo: str | None = None,
+    verbatim: bool = False,
+):
+    return Column(name, kind, null, description, cryo, verbatim)
 
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -153,7 +163,13 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
             null=True,
             cryo="result_output",
         ),
-        _c("error", "text", "why the frame failed, in the node's words; NULL if not", null=True),
+        _c(
+            "error",
+            "text",
+            "why the frame failed, in the node's words (not lowercased); NULL if not",
+            null=True,
+            verbatim=True,
+        ),
         _c("subtraces", "int64", "number of direct subcalls"),
         _c(
             "created_address",
@@ -197,10 +213,35 @@ def arrow_schema(dataset: str) -> Any:
     )
 
 
+# Cryo columns folded into canonical ones: a create's init code and deployed code are Cryo's
+# `action_init` and `result_code`, the schema's `input` and `output` (as trace_block's rows
+# become hot rows, trace_chain/adapter.py `trace_row`).
+CRYO_FOLDED = {"traces": {"action_input": "action_init", "result_output": "result_code"}}
+
+
 def cryo_columns(dataset: str) -> list[str]:
     """The Cryo `columns` option that extracts exactly what the canonical schema needs (Cryo
     names; `value_string` is Cryo's `value` with `u256_types: [string]`)."""
-    return [("value" if c.cryo_name == "value_string" else c.cryo_name) for c in COLUMNS[dataset]]
+    names = [("value" if c.cryo_name == "value_string" else c.cryo_name) for c in COLUMNS[dataset]]
+    return names + list(CRYO_FOLDED.get(dataset, {}).values())
+
+
+def _cryo_fold(table: Any, dataset: str) -> Any:
+    """Cryo's traces as the schema has them: rewards (no transaction) dropped, a create's
+    init and deployed code in `input` and `output`."""
+    import pyarrow.compute as pc
+
+    folded = CRYO_FOLDED.get(dataset)
+    if not folded:
+        return table
+    for name in ("action_type", *folded, *folded.values()):
+        if name not in table.column_names:
+            raise ValueError(f"cryo output for {dataset} has no column {name!r}")
+    table = table.filter(pc.not_equal(table.column("action_type"), "reward"))
+    for target, source in folded.items():
+        merged = pc.coalesce(table.column(target), table.column(source))
+        table = table.set_column(table.column_names.index(target), target, merged)
+    return table
 
 
 # Cryo options every canonical extraction uses: hex strings, not binary; wei as decimal text.
@@ -215,12 +256,13 @@ def cryo_to_canonical(table: Any, dataset: str) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    table = _cryo_fold(table, dataset)
     columns = []
     for column in COLUMNS[dataset]:
         if column.cryo_name not in table.column_names:
             raise ValueError(f"cryo output for {dataset} has no column {column.cryo_name!r}")
         values = table.column(column.cryo_name)
-        if column.kind == "text":
+        if column.kind == "text" and not column.verbatim:
             values = pc.utf8_lower(values.cast(pa.string()))
         try:
             columns.append(values.cast(arrow_type(column.kind)))

@@ -191,8 +191,9 @@ def plan(engine: Engine, *, chain_id: int, policy: Policy) -> list[Chunk]:
             return []
         low, high = bounds
         final_end = high - policy.finality_depth_blocks + 1  # blocks below are final
-        segments = segments_live(conn, chain_id=chain_id, dataset="blocks")
+        segments = segments_live(conn, chain_id=chain_id)
         hashes = _hashes(conn, chain_id, low, high + 1)
+    by_dataset = {d: [s for s in segments if s.dataset == d] for d in chain_schema.DATASETS}
     chunks: list[Chunk] = []
     start = low
     size = policy.chunk_blocks
@@ -200,9 +201,17 @@ def plan(engine: Engine, *, chain_id: int, policy: Policy) -> list[Chunk]:
         end = (start // size + 1) * size
         if end > final_end:
             break
-        overlapping = [s for s in segments if s.range_start < end and s.range_end > start]
-        if not any(_holds(s, start, end, hashes) for s in overlapping):
-            chunks.append(Chunk(start, end, rebuild=bool(overlapping)))
+        overlapping = {
+            d: [s for s in ds if s.range_start < end and s.range_end > start]
+            for d, ds in by_dataset.items()
+        }
+        # Held only if every dataset holds it: a range compacted before a dataset existed
+        # (traces) is compacted again, so the trim, which waits for every dataset, goes on.
+        holds = {d: any(_holds(s, start, end, hashes) for s in overlapping[d]) for d in by_dataset}
+        if not all(holds.values()):
+            # A rebuild (with its invalidation) only where cold's blocks differ from hot's.
+            rebuilt = bool(overlapping["blocks"]) and not holds["blocks"]
+            chunks.append(Chunk(start, end, rebuild=rebuilt))
         start = end
     return chunks
 
