@@ -191,3 +191,27 @@ jobs:
     with pytest.raises(DagSpecError, match=r"jobs\[0\]\.config\.traces: must be a boolean"):
         parse_dag_yaml(text)
     assert parse_dag_yaml(text.replace('"on"', "true"))
+
+
+def test_traces_of_another_block_are_refused_and_nothing_is_written(fresh_anvil, hot_engine):
+    """A node answering trace_block from another fork than the block (a reorg between the two
+    requests) must not get its traces stored beside the block: the range is fetched again."""
+    generate_call_traffic(fresh_anvil.url, blocks=2)
+    stale = {"on": True}
+
+    def other_fork(body, answer):
+        items = body if isinstance(body, list) else [body]
+        answers = answer if isinstance(answer, list) else [answer]
+        for item, reply in zip(items, answers, strict=True):
+            if stale["on"] and item.get("method") == "trace_block" and reply.get("result"):
+                for trace in reply["result"]:
+                    trace["blockHash"] = "0x" + "ab" * 32
+        return answer
+
+    with RpcProxy(fresh_anvil.url, transform=other_fork) as proxy:
+        follower = make_follower(proxy.url, hot_engine, Recorder(), traces=True)
+        assert follower.step() == 0 and follower.tip is None
+        assert stored_traces(hot_engine) == [] and hot_rows(hot_engine, hot_transactions, []) == []
+        stale["on"] = False  # the node agrees with itself again
+        catch_up(follower)
+    assert stored_traces(hot_engine) == node_traces(fresh_anvil.url, 0, follower.tip + 1)
