@@ -528,12 +528,6 @@ class ChainAdapter:
                 ) from None
             raise
 
-    def traces(self, block_numbers: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
-        """`hot_traces` rows per block number (TRACE_METHOD, batched like the others)."""
-        numbers = list(block_numbers)
-        answers = self._batched(TRACE_METHOD, _trace_calls(numbers))
-        return {n: _trace_rows(n, answer) for n, answer in zip(numbers, answers, strict=True)}
-
     def block_range_with_receipts(
         self, start: int, end_exclusive: int, *, traces: bool = False
     ) -> RangeRows:

@@ -4,7 +4,7 @@ range: a range is replaced whole or not at all, so readers never see half a bloc
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,7 +110,7 @@ def hot_replace_range(
     blocks: list[Mapping[str, Any]],
     transactions: list[Mapping[str, Any]],
     logs: list[Mapping[str, Any]],
-    traces: list[Mapping[str, Any]] = (),  # type: ignore[assignment]
+    traces: Sequence[Mapping[str, Any]] = (),
     epoch: int | None = None,
 ) -> dict[str, int]:
     """Atomically make [start, end) hold exactly these rows (delete, then COPY), traces

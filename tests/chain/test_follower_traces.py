@@ -215,3 +215,53 @@ def test_traces_of_another_block_are_refused_and_nothing_is_written(fresh_anvil,
         stale["on"] = False  # the node agrees with itself again
         catch_up(follower)
     assert stored_traces(hot_engine) == node_traces(fresh_anvil.url, 0, follower.tip + 1)
+
+
+# Shapes anvil does not produce here, as parity-style nodes answer them (recorded form).
+SUICIDE = {
+    "action": {
+        "address": "0xA6C3B7F6520A0EF594FC666D3874EC78C561CDBB",
+        "balance": "0x2386f26fc100000",
+        "refundAddress": "0x245133ea0fb1b77fab5886d7ffb8046dfeff3858",
+    },
+    "blockHash": "0x" + "11" * 32,
+    "blockNumber": 711983,
+    "result": None,
+    "subtraces": 0,
+    "traceAddress": [1, 0],
+    "transactionHash": "0x" + "22" * 32,
+    "transactionPosition": 4,
+    "type": "suicide",
+}
+REWARD = {
+    "action": {"author": "0x" + "33" * 20, "rewardType": "block", "value": "0x1bc16d674ec80000"},
+    "blockHash": "0x" + "11" * 32,
+    "blockNumber": 711983,
+    "result": None,
+    "subtraces": 0,
+    "traceAddress": [],
+    "transactionHash": None,
+    "transactionPosition": None,
+    "type": "reward",
+}
+
+
+def test_a_selfdestruct_maps_to_its_refund_and_a_block_reward_is_left_out():
+    from trace_chain.adapter import ChainDataError, trace_row
+
+    row = trace_row(SUICIDE)
+    assert row is not None
+    assert (row["trace_type"], row["trace_address"], row["transaction_index"]) == (
+        "suicide",
+        "1_0",
+        4,
+    )
+    assert (row["from_address"], row["to_address"], row["value"]) == (
+        "0xa6c3b7f6520a0ef594fc666d3874ec78c561cdbb",
+        "0x245133ea0fb1b77fab5886d7ffb8046dfeff3858",
+        0x2386F26FC100000,
+    )
+    assert row["gas_used"] is None and row["call_type"] is None and row["input"] is None
+    assert trace_row(REWARD) is None
+    with pytest.raises(ChainDataError, match="unknown type 'vote'"):
+        trace_row({**SUICIDE, "type": "vote"})
