@@ -242,6 +242,50 @@ def log_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+TRACE_METHOD = "trace_block"  # parity style; docs/schema.md says why this one
+
+
+def trace_row(trace: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One `hot_traces` row from a parity-style trace (`trace_block`), or None for a trace
+    that belongs to no transaction (block and uncle rewards): the schema leaves those out.
+    Raises ChainDataError for a trace kind the schema has no mapping for."""
+    kind = trace.get("type")
+    action = trace.get("action") or {}
+    result = trace.get("result") or {}
+    if kind == "reward" or trace.get("transactionPosition") is None:
+        return None
+    if kind == "call":
+        source, target, value = action.get("from"), action.get("to"), action.get("value")
+        data, output, created = action.get("input"), result.get("output"), None
+    elif kind == "create":
+        source, target, value = action.get("from"), None, action.get("value")
+        data, output, created = action.get("init"), result.get("code"), result.get("address")
+    elif kind == "suicide":
+        source, target = action.get("address"), action.get("refundAddress")
+        value, data, output, created = action.get("balance"), None, None, None
+    else:
+        raise ChainDataError(f"trace of unknown type {kind!r} in block {trace.get('blockNumber')}")
+    return {
+        "block_number": to_int(trace["blockNumber"]),
+        "block_hash": _lower(trace["blockHash"]),
+        "transaction_index": to_int(trace["transactionPosition"]),
+        "transaction_hash": _lower(trace["transactionHash"]),
+        "trace_address": "_".join(str(int(i)) for i in trace.get("traceAddress") or ()),
+        "trace_type": kind,
+        "call_type": _lower(action.get("callType")) if kind == "call" else None,
+        "from_address": _lower(source),
+        "to_address": _lower(target),
+        "value": to_int(value) or 0,
+        "gas": to_int(action.get("gas")),
+        "gas_used": to_int(result.get("gasUsed")) if trace.get("result") else None,
+        "input": _lower(data),
+        "output": _lower(output),
+        "error": trace.get("error"),
+        "subtraces": to_int(trace.get("subtraces")) or 0,
+        "created_address": _lower(created),
+    }
+
+
 @dataclass
 class RangeRows:
     """Normalized rows for the blocks `start <= number < end_exclusive`, in chain order."""
@@ -251,6 +295,11 @@ class RangeRows:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    traces: list[dict[str, Any]] = field(default_factory=list)  # only when asked for
+
+
+class TracesUnsupported(ChainDataError):
+    """The node does not answer the trace method the `traces` dataset is read with."""
 
 
 # --- adaptive batching ------------------------------------------------------------------------
@@ -464,12 +513,30 @@ class ChainAdapter:
 
     # -- ranges as rows --
 
-    def block_range_with_receipts(self, start: int, end_exclusive: int) -> RangeRows:
-        """Blocks, transactions (with receipt fields) and logs of `start <= n < end_exclusive`
-        as hot-table rows. Raises `RangeChanged` if the chain moved under the fetches.
+    # -- traces --
 
-        With eth_getBlockReceipts the blocks and their receipts are requested together (all
-        batches of both in flight at once); rows are built from the answers as sent."""
+    def traces_check(self) -> None:
+        """Refuse a node that cannot give traces: ask it for the latest block's (cheap on an
+        empty or small block). Raises TracesUnsupported naming the method."""
+        try:
+            self.pool.call(TRACE_METHOD, ["latest"])
+        except RpcError as exc:
+            if exc.is_method_not_found:
+                raise TracesUnsupported(
+                    f"rpc pool {self.pool.name!r} does not support {TRACE_METHOD} "
+                    f"({exc.rpc_message}), which `traces: true` needs"
+                ) from None
+            raise
+
+    def block_range_with_receipts(
+        self, start: int, end_exclusive: int, *, traces: bool = False
+    ) -> RangeRows:
+        """Blocks, transactions (with receipt fields) and logs of `start <= n < end_exclusive`
+        as hot-table rows, and with `traces` their traces. Raises `RangeChanged` if the chain
+        moved under the fetches.
+
+        With eth_getBlockReceipts the blocks and their receipts (and traces) are requested
+        together (all batches in flight at once); rows are built from the answers as sent."""
         rows = RangeRows(start, end_exclusive)
         if end_exclusive <= start:
             return rows
@@ -479,6 +546,8 @@ class ChainAdapter:
         }
         if self._block_receipts_supported is not False:
             calls["eth_getBlockReceipts"] = _block_receipt_calls(numbers)
+        if traces:
+            calls[TRACE_METHOD] = _trace_calls(numbers)
         answers = self._fetch(calls)
         blocks = _raise_failure(answers["eth_getBlockByNumber"])
         blocks = [_block_answer(n, answer) for n, answer in zip(numbers, blocks, strict=True)]
@@ -509,6 +578,12 @@ class ChainAdapter:
             for tx, receipt in zip(txs, block_receipts, strict=True):
                 rows.transactions.append(transaction_row(tx, receipt))
                 rows.logs.extend(log_row(entry) for entry in receipt.get("logs") or ())
+        if traces:
+            answers_by_block = _raise_failure(answers[TRACE_METHOD])
+            for number, block, answer in zip(numbers, blocks, answers_by_block, strict=True):
+                block_traces = _trace_rows(number, answer)
+                _check_traces(number, block, block_traces)
+                rows.traces.extend(block_traces)
         return rows
 
     # -- batching --
@@ -606,6 +681,33 @@ def _raise_failure(outcome: list[Any] | BaseException) -> list[Any]:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+def _trace_calls(numbers: Sequence[int]) -> Calls:
+    return [(TRACE_METHOD, [hex(n)]) for n in numbers]
+
+
+def _trace_rows(number: int, answer: Any) -> list[dict[str, Any]]:
+    if answer is None:
+        raise BlockNotFound(number, "traces of block")
+    rows = [row for row in map(trace_row, answer) if row is not None]
+    if any(row["block_number"] != number for row in rows):
+        raise RangeChanged(f"traces asked for block {number} are of another block")
+    return rows
+
+
+def _check_traces(number: int, block: Mapping[str, Any], traces: list[dict[str, Any]]) -> None:
+    """Traces of the block fetched beside them: same hash, one top-level call per
+    transaction (a reorg between the two requests shows as a mismatch here)."""
+    block_hash = _lower(block["hash"])
+    if any(row["block_hash"] != block_hash for row in traces):
+        raise RangeChanged(f"block {number}: traces are of another block")
+    tops = [
+        (r["transaction_index"], r["transaction_hash"]) for r in traces if not r["trace_address"]
+    ]
+    expected = [(to_int(t["transactionIndex"]), _lower(t["hash"])) for t in block["transactions"]]
+    if tops != expected:
+        raise RangeChanged(f"block {number}: traces do not match the block's transactions")
 
 
 def _block_receipt_calls(numbers: Sequence[int]) -> Calls:

@@ -1,5 +1,5 @@
-"""The one chain schema: every column of `blocks`, `transactions` and `logs` — its name, type,
-encoding and meaning — shared by the hot tables, Cryo backfills and compacted Parquet.
+"""The one chain schema: every column of `blocks`, `transactions`, `logs` and `traces` — its
+name, type, encoding and meaning — shared by the hot tables, Cryo backfills and compacted Parquet.
 
 The hot tables are built from these columns (trace_chain/hot_schema.py), Cryo's output is
 rewritten to them before it is published (`cryo_to_canonical`), compaction writes them, and
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
-DATASETS = ("blocks", "transactions", "logs")
+DATASETS = ("blocks", "transactions", "logs", "traces")
 
 Kind = Literal["int64", "text", "wei", "bool"]
 
@@ -27,14 +27,24 @@ class Column:
     nullable: bool
     description: str
     cryo: str | None = None  # Cryo's name for it, when it differs
+    # Text as the node words it (an error message), not hex: never lowercased.
+    verbatim: bool = False
 
     @property
     def cryo_name(self) -> str:
         return self.cryo or self.name
 
 
-def _c(name: str, kind: Kind, description: str, *, null: bool = False, cryo: str | None = None):
-    return Column(name, kind, null, description, cryo)
+def _c(
+    name: str,
+    kind: Kind,
+    description: str,
+    *,
+    null: bool = False,
+    cryo: str | None = None,
+    verbatim: bool = False,
+):
+    return Column(name, kind, null, description, cryo, verbatim)
 
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -83,12 +93,99 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         _c("topic3", "text", "third indexed argument", null=True),
         _c("data", "text", "non-indexed arguments, 0x hex", null=True),
     ),
+    # Internal calls as `trace_block` (parity style) reports them, one row per call frame,
+    # transactions' top-level calls included (docs/schema.md says why that method).
+    "traces": (
+        _c("chain_id", "int64", "EIP-155 chain id"),
+        _c("block_number", "int64", "height of the block holding it"),
+        _c("block_hash", "text", "hash of the block holding it"),
+        _c("transaction_index", "int64", "position of its transaction in the block"),
+        _c("transaction_hash", "text", "hash of the transaction it is part of"),
+        _c(
+            "trace_address",
+            "text",
+            "path of the call in its transaction's call tree: child indices joined by `_`; "
+            "'' (empty) for the top-level call, `0` for its first subcall, `0_1` for that "
+            "one's second",
+        ),
+        _c(
+            "trace_type",
+            "text",
+            "`call`, `create` or `suicide` (selfdestruct)",
+            cryo="action_type",
+        ),
+        _c(
+            "call_type",
+            "text",
+            "`call`, `delegatecall`, `staticcall` or `callcode`; NULL unless a call",
+            null=True,
+            cryo="action_call_type",
+        ),
+        _c(
+            "from_address",
+            "text",
+            "caller (creator, or the self-destructing contract), 0x + 40 hex",
+            cryo="action_from",
+        ),
+        _c(
+            "to_address",
+            "text",
+            "callee (for a suicide the refund address); NULL for a create",
+            null=True,
+            cryo="action_to",
+        ),
+        _c(
+            "value",
+            "wei",
+            "wei moved by the frame (a suicide's: the balance refunded)",
+            cryo="action_value",
+        ),
+        _c("gas", "int64", "gas given to the frame", null=True, cryo="action_gas"),
+        _c(
+            "gas_used",
+            "int64",
+            "gas the frame used, as trace_block counts it (the top-level call without the "
+            "transaction's intrinsic gas); NULL when the node reports no result",
+            null=True,
+            cryo="result_gas_used",
+        ),
+        _c(
+            "input",
+            "text",
+            "call data, or a create's init code, 0x hex",
+            null=True,
+            cryo="action_input",
+        ),
+        _c(
+            "output",
+            "text",
+            "return (or revert) data, or a create's deployed code, 0x hex",
+            null=True,
+            cryo="result_output",
+        ),
+        _c(
+            "error",
+            "text",
+            "why the frame failed, in the node's words (not lowercased); NULL if not",
+            null=True,
+            verbatim=True,
+        ),
+        _c("subtraces", "int64", "number of direct subcalls"),
+        _c(
+            "created_address",
+            "text",
+            "address of the contract a create made; NULL otherwise",
+            null=True,
+            cryo="result_address",
+        ),
+    ),
 }
 # What identifies a row within a chain (the hot tables' primary keys, the sort of every file).
 KEYS = {
     "blocks": ("block_number",),
     "transactions": ("block_number", "transaction_index"),
     "logs": ("block_number", "log_index"),
+    "traces": ("block_number", "transaction_index", "trace_address"),
 }
 
 
@@ -116,10 +213,35 @@ def arrow_schema(dataset: str) -> Any:
     )
 
 
+# Cryo columns folded into canonical ones: a create's init code and deployed code are Cryo's
+# `action_init` and `result_code`, the schema's `input` and `output` (as trace_block's rows
+# become hot rows, trace_chain/adapter.py `trace_row`).
+CRYO_FOLDED = {"traces": {"action_input": "action_init", "result_output": "result_code"}}
+
+
 def cryo_columns(dataset: str) -> list[str]:
     """The Cryo `columns` option that extracts exactly what the canonical schema needs (Cryo
     names; `value_string` is Cryo's `value` with `u256_types: [string]`)."""
-    return [("value" if c.cryo_name == "value_string" else c.cryo_name) for c in COLUMNS[dataset]]
+    names = [("value" if c.cryo_name == "value_string" else c.cryo_name) for c in COLUMNS[dataset]]
+    return names + list(CRYO_FOLDED.get(dataset, {}).values())
+
+
+def _cryo_fold(table: Any, dataset: str) -> Any:
+    """Cryo's traces as the schema has them: rewards (no transaction) dropped, a create's
+    init and deployed code in `input` and `output`."""
+    import pyarrow.compute as pc
+
+    folded = CRYO_FOLDED.get(dataset)
+    if not folded:
+        return table
+    for name in ("action_type", *folded, *folded.values()):
+        if name not in table.column_names:
+            raise ValueError(f"cryo output for {dataset} has no column {name!r}")
+    table = table.filter(pc.not_equal(table.column("action_type"), "reward"))
+    for target, source in folded.items():
+        merged = pc.coalesce(table.column(target), table.column(source))
+        table = table.set_column(table.column_names.index(target), target, merged)
+    return table
 
 
 # Cryo options every canonical extraction uses: hex strings, not binary; wei as decimal text.
@@ -134,12 +256,13 @@ def cryo_to_canonical(table: Any, dataset: str) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    table = _cryo_fold(table, dataset)
     columns = []
     for column in COLUMNS[dataset]:
         if column.cryo_name not in table.column_names:
             raise ValueError(f"cryo output for {dataset} has no column {column.cryo_name!r}")
         values = table.column(column.cryo_name)
-        if column.kind == "text":
+        if column.kind == "text" and not column.verbatim:
             values = pc.utf8_lower(values.cast(pa.string()))
         try:
             columns.append(values.cast(arrow_type(column.kind)))

@@ -35,12 +35,23 @@ from trace_chain.cold_segments import (
     segments_live,
 )
 from trace_chain.db import advisory_lock_key, session_advisory_lock
-from trace_chain.hot_schema import hot_blocks, hot_chain_status, hot_logs, hot_transactions
+from trace_chain.hot_schema import (
+    hot_blocks,
+    hot_chain_status,
+    hot_logs,
+    hot_traces,
+    hot_transactions,
+)
 from trace_chain.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-HOT = {"blocks": hot_blocks, "transactions": hot_transactions, "logs": hot_logs}
+HOT = {
+    "blocks": hot_blocks,
+    "transactions": hot_transactions,
+    "logs": hot_logs,
+    "traces": hot_traces,
+}
 PRODUCER = {"compactor": "trace", "source": "hot"}
 REVISION_CHARS = 16
 
@@ -180,8 +191,9 @@ def plan(engine: Engine, *, chain_id: int, policy: Policy) -> list[Chunk]:
             return []
         low, high = bounds
         final_end = high - policy.finality_depth_blocks + 1  # blocks below are final
-        segments = segments_live(conn, chain_id=chain_id, dataset="blocks")
+        segments = segments_live(conn, chain_id=chain_id)
         hashes = _hashes(conn, chain_id, low, high + 1)
+    by_dataset = {d: [s for s in segments if s.dataset == d] for d in chain_schema.DATASETS}
     chunks: list[Chunk] = []
     start = low
     size = policy.chunk_blocks
@@ -189,9 +201,17 @@ def plan(engine: Engine, *, chain_id: int, policy: Policy) -> list[Chunk]:
         end = (start // size + 1) * size
         if end > final_end:
             break
-        overlapping = [s for s in segments if s.range_start < end and s.range_end > start]
-        if not any(_holds(s, start, end, hashes) for s in overlapping):
-            chunks.append(Chunk(start, end, rebuild=bool(overlapping)))
+        overlapping = {
+            d: [s for s in ds if s.range_start < end and s.range_end > start]
+            for d, ds in by_dataset.items()
+        }
+        # Held only if every dataset holds it: a range compacted before a dataset existed
+        # (traces) is compacted again, so the trim, which waits for every dataset, goes on.
+        holds = {d: any(_holds(s, start, end, hashes) for s in overlapping[d]) for d in by_dataset}
+        if not all(holds.values()):
+            # A rebuild (with its invalidation) only where cold's blocks differ from hot's.
+            rebuilt = bool(overlapping["blocks"]) and not holds["blocks"]
+            chunks.append(Chunk(start, end, rebuild=rebuilt))
         start = end
     return chunks
 
@@ -342,7 +362,7 @@ def hot_trim(engine: Engine, *, chain_id: int, policy: Policy) -> tuple[int, int
         upto = min(upto, agreed)
         if upto <= low:
             return None
-        for table in (hot_logs, hot_transactions, hot_blocks):
+        for table in (hot_traces, hot_logs, hot_transactions, hot_blocks):
             conn.execute(
                 table.delete().where(
                     table.c.chain_id == chain_id,

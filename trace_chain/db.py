@@ -93,7 +93,7 @@ def migrate_data_db(url: str | None = None, revision: str = "head") -> None:
 # (trust or peer on the data DB's host, or a libpq password file): no secret ever sits in a DSN
 # DuckDB could reveal.
 QUERY_ROLE = "trace_query"
-QUERY_TABLES = ("hot_blocks", "hot_transactions", "hot_logs", "cold_segments")
+QUERY_TABLES = ("hot_blocks", "hot_transactions", "hot_logs", "hot_traces", "cold_segments")
 
 
 def query_reader_dsn(url: str | None = None) -> str:

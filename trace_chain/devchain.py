@@ -32,6 +32,9 @@ NODE_MODULES = REPO_ROOT / "node_modules"
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 EMITTER_SOURCE = CONTRACTS_DIR / "TraceEmitter.sol"
 EMITTER_ARTIFACT = CONTRACTS_DIR / "TraceEmitter.json"
+# Internal-call traffic for the `traces` dataset (trace_chain/devchain_calls.py).
+CALLER_SOURCE = CONTRACTS_DIR / "TraceCaller.sol"
+CALLER_ARTIFACT = CONTRACTS_DIR / "TraceCaller.json"
 ANVIL_CHAIN_ID = 31337
 LOOPBACK = "127.0.0.1"
 ANVIL_PATH_ENV = "TRACE_ANVIL_PATH"
@@ -323,6 +326,7 @@ _COMPILE_JS = r"""
 const solc = require('solc');
 const { keccak256 } = require('js-sha3');
 const source = require('fs').readFileSync(0, 'utf8');
+const [fileName, contractName] = process.argv.slice(1);
 const settings = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: 'cancun',
@@ -330,7 +334,7 @@ const settings = {
   metadata: { appendCBOR: false },
   outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.methodIdentifiers'] } },
 };
-const sources = { 'TraceEmitter.sol': { content: source } };
+const sources = { [fileName]: { content: source } };
 const input = { language: 'Solidity', sources, settings };
 const out = JSON.parse(solc.compile(JSON.stringify(input)));
 const errors = (out.errors || []).filter((e) => e.severity === 'error');
@@ -338,7 +342,7 @@ if (errors.length) {
   console.error(errors.map((e) => e.formattedMessage).join('\n'));
   process.exit(1);
 }
-const c = out.contracts['TraceEmitter.sol'].TraceEmitter;
+const c = out.contracts[fileName][contractName];
 const selectors = {};
 for (const [sig, id] of Object.entries(c.evm.methodIdentifiers)) selectors[sig] = '0x' + id;
 const events = {};
@@ -352,7 +356,7 @@ for (const item of c.abi.filter((x) => x.type === 'event')) {
   };
 }
 console.log(JSON.stringify({
-  contract: 'TraceEmitter', compiler: 'solc-js ' + solc.version(), settings,
+  contract: contractName, compiler: 'solc-js ' + solc.version(), settings,
   bytecode: '0x' + c.evm.bytecode.object, selectors, events, abi: c.abi,
 }, null, 2));
 """
@@ -362,14 +366,20 @@ def compile_emitter() -> dict[str, Any]:
     """Compile TraceEmitter.sol with the solc-js from node_modules (needs `npm ci` and node).
 
     Used to produce the committed artifact and by the test that proves the two match."""
+    return compile_contract(EMITTER_SOURCE, "TraceEmitter")
+
+
+def compile_contract(source: Path, contract: str) -> dict[str, Any]:
+    """Compile `contract` of the Solidity file `source` with the solc-js from node_modules
+    (needs `npm ci` and node): the artifact committed beside the source."""
     node = shutil.which("node")
     if node is None:
-        raise AnvilError("node is not on PATH; install Node.js 20+ to compile the emitter")
+        raise AnvilError(f"node is not on PATH; install Node.js 20+ to compile {contract}")
     if not (NODE_MODULES / "solc").is_dir():
         raise AnvilNotInstalled(f"solc-js is not installed; run `npm ci` in {REPO_ROOT}")
     done = subprocess.run(
-        [node, "-e", _COMPILE_JS],
-        input=EMITTER_SOURCE.read_bytes(),
+        [node, "-e", _COMPILE_JS, source.name, contract],
+        input=source.read_bytes(),
         cwd=REPO_ROOT,
         capture_output=True,
         timeout=120,
@@ -602,7 +612,7 @@ def traffic_forever(url: str, *, every: float = 1.0, per_round: int = 3) -> None
 
 
 def _main(argv: Sequence[str]) -> int:
-    """`python -m trace_chain.devchain compile-emitter` rewrites the committed artifact;
+    """`python -m trace_chain.devchain compile-emitter` rewrites the committed artifacts;
     `python -m trace_chain.devchain run [--block-time S]` runs anvil until Ctrl-C;
     `python -m trace_chain.devchain traffic URL` sends demo transactions until Ctrl-C."""
     if argv[:1] == ["traffic"] and len(argv) == 2:
@@ -612,6 +622,10 @@ def _main(argv: Sequence[str]) -> int:
     if argv[:1] == ["compile-emitter"]:
         EMITTER_ARTIFACT.write_text(json.dumps(compile_emitter(), indent=2) + "\n")
         print(f"wrote {EMITTER_ARTIFACT}")
+        CALLER_ARTIFACT.write_text(
+            json.dumps(compile_contract(CALLER_SOURCE, "TraceCaller"), indent=2) + "\n"
+        )
+        print(f"wrote {CALLER_ARTIFACT}")
         return 0
     if argv[:1] == ["run"]:
         block_time = float(argv[2]) if argv[1:2] == ["--block-time"] else None

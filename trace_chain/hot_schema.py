@@ -54,6 +54,20 @@ hot_logs = sa.Table(
     sa.Index("ix_hot_logs_topic0", "chain_id", "topic0", "block_number"),
 )
 
+# Written only by followers with `traces: true` (trace_operators/block_follower.py); keyed like
+# the others by (chain_id, block_number, ...) so reorg deletes and range scans use the key.
+hot_traces = sa.Table(
+    "hot_traces",
+    metadata,
+    *_columns("traces"),
+    sa.PrimaryKeyConstraint(
+        "chain_id", "block_number", "transaction_index", "trace_address", name="pk_hot_traces"
+    ),
+    sa.Index("ix_hot_traces_hash", "chain_id", "transaction_hash"),
+    sa.Index("ix_hot_traces_from", "chain_id", "from_address", "block_number"),
+    sa.Index("ix_hot_traces_to", "chain_id", "to_address", "block_number"),
+)
+
 # One row per chain: what the follower last saw, for lag and reorg observability.
 hot_chain_status = sa.Table(
     "hot_chain_status",
@@ -105,3 +119,4 @@ hot_rewrites = sa.Table(
 BLOCK_COLUMNS = [c.name for c in hot_blocks.columns]
 TRANSACTION_COLUMNS = [c.name for c in hot_transactions.columns]
 LOG_COLUMNS = [c.name for c in hot_logs.columns]
+TRACE_COLUMNS = [c.name for c in hot_traces.columns]

@@ -4,7 +4,7 @@ range: a range is replaced whole or not at all, so readers never see half a bloc
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,12 +15,14 @@ from trace_chain.db import advisory_lock_key, session_advisory_lock
 from trace_chain.hot_schema import (
     BLOCK_COLUMNS,
     LOG_COLUMNS,
+    TRACE_COLUMNS,
     TRANSACTION_COLUMNS,
     hot_blocks,
     hot_chain_status,
     hot_followers,
     hot_logs,
     hot_rewrites,
+    hot_traces,
     hot_transactions,
 )
 
@@ -34,7 +36,9 @@ TRANSACTION_KEYS = {
     "gas_limit": "gas",
 }
 LOG_KEYS: dict[str, str] = {}
-HOT_TABLES = (hot_logs, hot_transactions, hot_blocks)
+TRACE_KEYS: dict[str, str] = {}
+# Every hot table holding chain rows: reorgs, resets and compaction delete from all of them.
+HOT_TABLES = (hot_traces, hot_logs, hot_transactions, hot_blocks)
 
 
 def _copy(
@@ -106,10 +110,12 @@ def hot_replace_range(
     blocks: list[Mapping[str, Any]],
     transactions: list[Mapping[str, Any]],
     logs: list[Mapping[str, Any]],
+    traces: Sequence[Mapping[str, Any]] = (),
     epoch: int | None = None,
 ) -> dict[str, int]:
-    """Atomically make [start, end) hold exactly these rows (delete, then COPY). With an
-    `epoch`, only if it is still the chain's writer epoch (else StaleWriter)."""
+    """Atomically make [start, end) hold exactly these rows (delete, then COPY), traces
+    included (none when the follower does not fetch them). With an `epoch`, only if it is
+    still the chain's writer epoch (else StaleWriter)."""
     with engine.begin() as conn:
         _check_epoch(conn, chain_id, epoch)
         _delete(conn, chain_id, start, end)
@@ -124,6 +130,7 @@ def hot_replace_range(
                 transactions,
             ),
             "logs": _copy(conn, hot_logs, LOG_COLUMNS, LOG_KEYS, chain_id, logs),
+            "traces": _copy(conn, hot_traces, TRACE_COLUMNS, TRACE_KEYS, chain_id, traces),
         }
 
 

@@ -12,9 +12,13 @@ While catching up it fetches the next batch while it writes the current one, eac
 blocks and receipts as several JSON-RPC batch requests in flight (`fetch_concurrency`); writes
 stay one at a time and in order, each checked against the lease and the stored tip first.
 
+With `traces: true` it also fetches each block's traces (`trace_block`, parity style) with
+the block and writes them to `hot_traces` in the block's transaction, so reorgs and resets
+delete and rewrite them with the rest; a node that lacks the method is refused at start.
+
 Config: chain_id, rpc_pool, start_block (0), batch_size (100), emit_every_blocks (1),
 window_blocks (64), poll_interval_seconds (chain block time / 4), reset_outputs (false),
-fetch_concurrency (4).
+fetch_concurrency (4), traces (false).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class FollowerConfig(StrictModel):
     poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     reset_outputs: bool = False
     fetch_concurrency: Annotated[int, Field(ge=1, le=32)] = 4
+    traces: bool = False
 
 
 # Trusted code: it writes the shared hot tables.
@@ -59,7 +64,10 @@ def content_config(config: dict[str, Any]) -> dict[str, Any]:
     """The hot rows depend on the chain and where following starts, not on the RPC pool or
     how it polls and batches."""
     parsed = config_parse(config)
-    return {"chain_id": parsed.chain_id, "start_block": parsed.start_block}
+    content: dict[str, Any] = {"chain_id": parsed.chain_id, "start_block": parsed.start_block}
+    if parsed.traces:  # the rows include traces; off keeps existing followers' identity
+        content["traces"] = True
+    return content
 
 
 class HashWindow:
@@ -111,10 +119,12 @@ class Follower:
         self._last_status_at = 0.0
         self._known_head: int | None = None  # the head seen last while catching up
         # The next batch, fetched while this one is written (reads only; see _step).
-        self.prefetch = RangePrefetch(
-            lambda start, end: self.adapter.block_range_with_receipts(start, end),
-            name=f"follow-{config.chain_id}",
-        )
+        self.prefetch = RangePrefetch(self._fetch_range, name=f"follow-{config.chain_id}")
+
+    def _fetch_range(self, start: int, end: int):
+        if self.config.traces:
+            return self.adapter.block_range_with_receipts(start, end, traces=True)
+        return self.adapter.block_range_with_receipts(start, end)
 
     def close(self) -> None:
         """Stop fetching ahead and end the adapter's request threads."""
@@ -135,6 +145,8 @@ class Follower:
                 f"rpc_pool {self.config.rpc_pool!r} serves chain {node_chain}, "
                 f"not chain_id {self.config.chain_id}"
             )
+        if self.config.traces:
+            self._check_traces_supported()
         chain_id = self.config.chain_id
         hot_store.hot_follower_org_register(self.engine, chain_id=chain_id, org_id=self.ctx.org_id)
         cursor = hot_store.follower_get(self.engine, chain_id=chain_id, follower=self.key)
@@ -149,6 +161,14 @@ class Follower:
                 self.unemitted_from = max(cursor["emitted_upto"], self.config.start_block)
         self.prepared = True
         self._catch_up_rewrites()
+
+    def _check_traces_supported(self) -> None:
+        from trace_chain.adapter import TracesUnsupported
+
+        try:
+            self.adapter.traces_check()
+        except TracesUnsupported as exc:
+            raise PermanentError(f"config.traces: {exc}") from None
 
     def resume(self) -> None:
         """Become the chain's writer (the caller holds the chain's writer lock): continue from
@@ -388,6 +408,7 @@ class Follower:
             blocks=blocks[:keep],
             transactions=[t for t in rows.transactions if wanted(t)],
             logs=[entry for entry in rows.logs if wanted(entry)],
+            traces=[trace for trace in rows.traces if wanted(trace)],
             epoch=self.epoch,
         )
         self._catching_up = last < head

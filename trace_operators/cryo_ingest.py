@@ -44,7 +44,7 @@ from trace_operators.validation import (
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("blocks", "transactions", "logs")
+DATASETS = ("blocks", "transactions", "logs", "traces")
 DEFAULT_MAX_FILES = 1000
 DEFAULT_MAX_BYTES = 5 * 1024**3
 STAGING_DIR_ENV = "TRACE_STAGING_DIR"
@@ -115,7 +115,7 @@ class IngestConfig(StrictModel):
     (not hashed) are Cryo's own names."""
 
     chain_id: ChainId
-    dataset: Literal["blocks", "transactions", "logs"]
+    dataset: Literal["blocks", "transactions", "logs", "traces"]
     rpc_pool: PoolName | None = None
     rpc_url: HttpUrl | None = None
     max_files: PositiveCount = DEFAULT_MAX_FILES

@@ -331,7 +331,7 @@ def test_chunked_partition_has_one_file_per_chunk(chain_with_traffic, cold):
     "changes, scope, message",
     [
         ({"chain_id": None}, (0, 5), "config.chain_id: required"),
-        ({"dataset": "traces"}, (0, 5), "config.dataset: must be one of"),
+        ({"dataset": "state_diffs"}, (0, 5), "config.dataset: must be one of"),
         ({"colour": "blue"}, (0, 5), r"config\.colour: unknown field"),
         ({"rpc_pool": "main"}, (0, 5), "exactly one of rpc_pool"),
         ({"max_bytes": 0}, (0, 5), "config.max_bytes: must be >= 1"),

@@ -60,6 +60,18 @@ def test_sub_second_block_time_mines_on_an_interval():
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run solc-js")
+def test_committed_caller_bytecode_is_what_solc_js_compiles_from_the_source():
+    from trace_chain.devchain_calls import caller_artifact
+
+    compiled = devchain.compile_contract(devchain.CALLER_SOURCE, "TraceCaller")
+    committed = caller_artifact()
+    assert (compiled["bytecode"], compiled["selectors"]) == (
+        committed["bytecode"],
+        committed["selectors"],
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run solc-js")
 def test_committed_emitter_bytecode_is_what_solc_js_compiles_from_the_source():
     committed = devchain.emitter_artifact()
     compiled = devchain.compile_emitter()

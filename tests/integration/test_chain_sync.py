@@ -85,7 +85,11 @@ def complete(scheduled, rows=10):
 
 
 def test_invalid_chain_sync_names_the_field(org):
-    bad = fixed().replace("to_block: 25", "to_block: 0").replace("dataset: logs", "dataset: traces")
+    bad = (
+        fixed()
+        .replace("to_block: 25", "to_block: 0")
+        .replace("dataset: logs", "dataset: state_diffs")
+    )
     with pytest.raises(ValidationFailed) as excinfo:
         chain_sync_apply(org=org, yaml_text=bad)
     errors = excinfo.value.details
@@ -95,6 +99,19 @@ def test_invalid_chain_sync_names_the_field(org):
     with pytest.raises(ValidationFailed) as excinfo:
         chain_sync_apply(org=org, yaml_text=missing)
     assert "to_block: required when mode is 'fixed_target'" in excinfo.value.details
+
+
+def test_traces_is_a_stream_of_its_own_beside_the_other_three(org):
+    every = ("blocks", "transactions", "logs", "traces")
+    chain_sync_apply(org=org, yaml_text=fixed(datasets=every))
+    assert chain_sync_plan() == 8  # four streams, max_inflight 2 each
+    assert [r[:2] for r in ranges("traces")] == [(0, 10), (10, 20)]
+    jobs = {t.job.name: t.job.config for t in Task.objects.select_related("job")}
+    assert jobs["traces"]["dataset"] == "traces"
+    twice = fixed(datasets=(*every, "traces"))
+    with pytest.raises(ValidationFailed) as excinfo:
+        chain_sync_apply(org=org, yaml_text=twice)
+    assert "streams[4].dataset: 'traces' listed twice" in excinfo.value.details
 
 
 def test_planner_tops_up_and_completes_each_range_exactly_once(org):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.chain.compaction_helpers import PER_RANGE, hot_low, live, node_totals
 from tests.chain.test_block_follower import catch_up
-from trace_chain import devchain
+from trace_chain import chain_schema, devchain
 from trace_tasks.runner import task_run
 from trace_web.datasets.models import PartitionVersion
 from trace_web.orchestration.models import Task
@@ -82,7 +82,9 @@ def test_the_example_dag_compacts_through_the_control_plane(
         assert task_run(task_id=task.pk, worker_id="platform").status == "completed"
     assert hot_low(hot_engine) > 10
     committed = PartitionVersion.objects.filter(dataset_version__dataset__job_name="compact")
-    assert committed.count() == 3 * len(live(hot_engine))  # one per dataset and range
+    assert committed.count() == len(chain_schema.DATASETS) * len(
+        live(hot_engine)
+    )  # per dataset, range
     assert all(p.location.startswith(cold.uri()) and p.manifest["files"] for p in committed)
     catalog = query_catalog(org=org, role="admin", hot_dsn=_reader())
     outcome = query_run(

@@ -146,7 +146,7 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
     (error,) = api.post("/v1/dags/follow/versions", {"yaml": huge}, format="json").json()["errors"]
     assert error == f"jobs[0].config.chain_id: must be <= {2**63 - 1}"
     cryo = noop_dag().replace("operator: noop", "operator: cryo_ingest", 1)
-    cryo = cryo.replace("config: {}", "config: {chain_id: 1, dataset: traces, rpc_pool: p}", 1)
+    cryo = cryo.replace("config: {}", "config: {chain_id: 1, dataset: state_diffs, rpc_pool: p}", 1)
     (error,) = api.post("/v1/dags/chain/versions", {"yaml": cryo}, format="json").json()["errors"]
     assert error.startswith("jobs[0].config.dataset: must be one of 'blocks'")
     for contract, expected in (
@@ -155,10 +155,10 @@ def test_operator_config_is_checked_at_deploy_naming_the_field(api):
         ("[]", "jobs[0].config.contract: must not be empty"),
         ("'0xzz'", "jobs[0].config.contract[0]: must be a 0x-hex string"),
     ):
-        filters = cryo.replace("dataset: traces", f"dataset: logs, contract: {contract}")
+        filters = cryo.replace("dataset: state_diffs", f"dataset: logs, contract: {contract}")
         response = api.post("/v1/dags/chain/versions", {"yaml": filters}, format="json")
         assert response.json()["errors"] == [expected], contract
-    wrong = cryo.replace("dataset: traces", "dataset: blocks, contract: '0x11', rpc_url: x")
+    wrong = cryo.replace("dataset: state_diffs", "dataset: blocks, contract: '0x11', rpc_url: x")
     response = api.post("/v1/dags/chain/versions", {"yaml": wrong}, format="json")
     assert response.json()["errors"] == [
         "jobs[0].config.rpc_url: must match ^https?://\\S+$",

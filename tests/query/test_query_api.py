@@ -18,6 +18,7 @@ from tests.chain.test_block_follower import Recorder, catch_up, make_follower
 from tests.chain.test_cryo_ingest import ingest
 from trace_chain import chain_schema, devchain
 from trace_chain.query.audit import query_audit
+from trace_operators.cryo_ingest import DATASETS as BACKFILL_DATASETS
 from trace_web.datasets.models import Dataset, PartitionVersion
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orgs.models import Role
@@ -43,7 +44,7 @@ jobs:
     operator: cryo_ingest
     config: {{chain_id: {CHAIN}, dataset: {ds}, rpc_pool: devchain}}
 """
-    for ds in chain_schema.DATASETS
+    for ds in BACKFILL_DATASETS
 )
 
 
@@ -57,7 +58,7 @@ def world(org, fresh_anvil, hot_engine, cold, settings):
     dag_sync(org=org, yaml_text=FOLLOW, activate=True)
     dag_sync(org=org, yaml_text=BACKFILL, activate=True)
     line = traffic.first_block + 5
-    for dataset in chain_schema.DATASETS:
+    for dataset in BACKFILL_DATASETS:
         _, result = ingest(fresh_anvil.url, dataset, 0, line)
         version = Dataset.objects.get(org=org, job_name=dataset).versions.get()
         PartitionVersion.objects.create(

@@ -14,9 +14,11 @@ from tests.chain.test_block_follower import Recorder, catch_up, make_follower
 from tests.chain.test_cryo_ingest import ingest
 from trace_chain import chain_schema, devchain
 from trace_chain.db import query_reader_dsn
-from trace_chain.hot_schema import hot_blocks, hot_logs, hot_transactions
+from trace_chain.devchain_calls import generate_call_traffic
+from trace_chain.hot_schema import hot_blocks, hot_logs, hot_traces, hot_transactions
 from trace_chain.query.catalog import Catalog, ColdFile
 from trace_chain.query.engine import Limits, query_execute
+from trace_operators.cryo_ingest import DATASETS as BACKFILL_DATASETS
 
 CHAIN = devchain.ANVIL_CHAIN_ID
 TOTALS = """
@@ -24,6 +26,8 @@ SELECT
   (SELECT count(*) FROM blocks) AS blocks,
   (SELECT count(*) FROM transactions) AS transactions,
   (SELECT count(*) FROM logs) AS logs,
+  (SELECT count(*) FROM traces) AS traces,
+  (SELECT sum(value) FROM traces WHERE trace_address <> '') AS internal_value,
   (SELECT sum(value) FROM transactions) AS value,
   (SELECT sum(gas_used) FROM blocks) AS gas,
   (SELECT count(DISTINCT block_number) FROM blocks) AS distinct_blocks
@@ -32,15 +36,21 @@ SELECT
 
 @pytest.fixture
 def chain(fresh_anvil, hot_engine, cold):
-    traffic = devchain.generate_traffic(fresh_anvil.url, blocks=12, txs_per_block=3)
-    follower = make_follower(fresh_anvil.url, hot_engine, Recorder())
+    # Internal calls before and after the transfers and logs, so both sides of any line
+    # below have traces of contracts calling contracts.
+    calls = generate_call_traffic(fresh_anvil.url, blocks=2)
+    traffic = devchain.generate_traffic(
+        fresh_anvil.url, blocks=12, txs_per_block=3, emitter=calls.emitter
+    )
+    generate_call_traffic(fresh_anvil.url, blocks=2, emitter=calls.emitter, caller=calls.caller)
+    follower = make_follower(fresh_anvil.url, hot_engine, Recorder(), traces=True)
     catch_up(follower)
     return fresh_anvil.url, traffic, follower.tip
 
 
 def cold_files(cold, url: str, start: int, end: int) -> list[ColdFile]:
     files = []
-    for dataset in chain_schema.DATASETS:
+    for dataset in BACKFILL_DATASETS:
         _, result = ingest(url, dataset, start, end)
         prefix = result.location.removeprefix(cold.uri())
         for entry in result.manifest["files"]:
@@ -77,6 +87,10 @@ def node_totals(engine, tip: int) -> dict:
                 sa.select(sa.func.count()).select_from(hot_transactions)
             ).scalar(),
             "logs": conn.execute(sa.select(sa.func.count()).select_from(hot_logs)).scalar(),
+            "traces": conn.execute(sa.select(sa.func.count()).select_from(hot_traces)).scalar(),
+            "internal_value": conn.execute(
+                sa.select(sa.func.sum(hot_traces.c.value)).where(hot_traces.c.trace_address != "")
+            ).scalar(),
             "value": Decimal(value),
             "gas": conn.execute(sa.select(sa.func.sum(hot_blocks.c.gas_used))).scalar(),
             "distinct_blocks": tip + 1,
@@ -86,7 +100,7 @@ def node_totals(engine, tip: int) -> dict:
 def compact(engine, below: int) -> None:
     """What compaction does after its cold partitions are committed: delete the hot rows."""
     with engine.begin() as conn:
-        for table in (hot_logs, hot_transactions, hot_blocks):
+        for table in (hot_traces, hot_logs, hot_transactions, hot_blocks):
             conn.execute(table.delete().where(table.c.block_number < below))
 
 
@@ -113,6 +127,8 @@ def test_totals_are_equal_before_and_after_compaction_moves_the_line(
         cold_only["transactions"] + _hot_count(hot_engine, hot_transactions)
         == (expected["transactions"])
     )
+    assert cold_only["traces"] > 0 and _hot_count(hot_engine, hot_traces) > 0
+    assert cold_only["traces"] + _hot_count(hot_engine, hot_traces) == expected["traces"]
 
 
 def test_a_gap_in_history_shows_as_missing_blocks_not_as_double_rows(

@@ -25,7 +25,7 @@ class ChainStatusOut(serializers.Serializer):
 
 
 class ChainSyncStreamStatusOut(serializers.Serializer):
-    dataset = serializers.ChoiceField(choices=["blocks", "transactions", "logs"])
+    dataset = serializers.ChoiceField(choices=["blocks", "transactions", "logs", "traces"])
     cursor = serializers.IntegerField(help_text="Next block to plan; all below are scheduled")
     target = serializers.IntegerField(
         allow_null=True,

@@ -23,7 +23,7 @@ from trace_operators.validation import (
 )
 from trace_web.orchestration.dag_spec import NAME_RE, DagSpecError, load_strict_yaml
 
-Dataset = Literal["blocks", "transactions", "logs"]
+Dataset = Literal["blocks", "transactions", "logs", "traces"]
 
 
 class StreamSpec(StrictModel):
@@ -43,7 +43,7 @@ class ChainSyncSpec(StrictModel):
     tail_lag: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # default: finality depth
     stale_head_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 120.0
     enabled: bool = True
-    streams: Annotated[list[StreamSpec], Field(min_length=1, max_length=3)]
+    streams: Annotated[list[StreamSpec], Field(min_length=1, max_length=4)]
 
     def content_hash(self) -> str:
         data = self.model_dump(mode="json")
