@@ -144,6 +144,7 @@ def _condition_rows(ctx, definition, start: int, end: int) -> list[dict[str, Any
             "block_hash": m["block_hash"],
             "tx_hash": m.get("tx_hash"),
             "log_index": m.get("log_index"),
+            "key": m.get("key"),
             "block_time": m.get("block_time"),
             "payload": m.get("payload") or {},
         }

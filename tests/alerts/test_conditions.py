@@ -131,9 +131,15 @@ def test_event_signatures_give_their_topic0_and_argument_kinds():
     [
         ("not a mapping", "condition: must be a mapping"),
         ({}, "condition.match: required"),
-        ({"match": "block"}, "condition.match: must be 'transaction' or 'log', got 'block'"),
+        (
+            {"match": "block"},
+            "condition.match: must be 'transaction', 'log' or 'trace', got 'block'",
+        ),
         ({"match": "log", "event": TRANSFER, "x": 1}, "condition.x: unknown field"),
-        ({"match": "log", "from": [ALICE]}, "condition.from: only for match 'transaction'"),
+        (
+            {"match": "log", "from": [ALICE]},
+            "condition.from: only for match 'transaction' or 'trace'",
+        ),
         ({"match": "transaction", "event": TRANSFER}, "condition.event: only for match 'log'"),
         ({"match": "log", "address": []}, "condition.address: must not be empty"),
         ({"match": "log", "address": "0x12"}, "condition.address: must be a list"),
@@ -232,7 +238,7 @@ def test_every_problem_is_reported_at_once():
             "event": "Transfer(address indexed from, uint7 value)",
         }
     )
-    assert "condition.from: only for match 'transaction'" in errors
+    assert "condition.from: only for match 'transaction' or 'trace'" in errors
     assert "condition.address[0]: must be an address, 0x + 40 hex digits" in errors
 
 
@@ -452,6 +458,7 @@ def test_a_log_condition_finds_exactly_the_matching_events_as_the_node_logged_th
         "block_hash": node_log["blockHash"],
         "tx_hash": chain["sent"]["big_ping"],
         "log_index": int(node_log["logIndex"], 16),
+        "key": None,
         "block_time": chain["times"][int(node_log["blockNumber"], 16)],
         "payload": match["payload"],
     }
@@ -735,10 +742,15 @@ def test_the_documented_examples_are_accepted():
         text = text[end:].strip()
     (yaml_block,) = code_blocks(section, "yaml")
     examples.append(yaml.safe_load(yaml_block)["condition"])
-    assert len(examples) == 4
+    assert len(examples) == 5
     for example in examples:
         condition_parse(example)
-    approval = condition_parse(examples[3])
+    calls = condition_parse(examples[3])
+    assert calls.match == "trace" and calls.dataset == "traces"
+    create = {"trace_type": "create", "value": 0, "error": None}
+    assert calls.where.evaluate(create)
+    assert not calls.where.evaluate({**create, "trace_type": "call", "value": 2 * 10**18})
+    approval = condition_parse(examples[4])
     unlimited = {"value": 2**256 - 1, "spender": "0x" + "12" * 20}
     assert approval.where.evaluate(unlimited)
     permit2 = "0x000000000022d473030f116ddee9f6b43ac78ba3"

@@ -1,6 +1,7 @@
-"""The declarative condition language of alerts: one match (a transaction or a log) with
-address, selector or event filters and a `where` expression over the row and its decoded
-arguments; parsed strictly, compiled to one gated query, evaluated row by row.
+"""The declarative condition language of alerts: one match (a transaction, a log, or a trace:
+an internal call) with address, selector or event filters and a `where` expression over the
+row and its decoded arguments; parsed strictly, compiled to one gated query, evaluated row by
+row.
 Importable without Django (operators use it): only `condition_parse` imports trace_web.errors.
 
 The facade the alert_evaluate operator and the API's serializers call (docs/alerts.md,
@@ -44,8 +45,8 @@ def condition_parse(data: Any) -> Condition:
 
 
 def condition_datasets(cond: Condition) -> list[str]:
-    """The chain relations the condition reads: its match's (`logs`, `transactions`) and
-    `blocks`, for the block time."""
+    """The chain relations the condition reads: its match's (`logs`, `transactions`,
+    `traces`) and `blocks`, for the block time."""
     return sorted({cond.dataset, "blocks"})
 
 
@@ -58,7 +59,8 @@ def condition_sql(cond: Condition, *, chain_id: int, range_start: int, range_end
 
 def condition_matches(cond: Condition, columns: list[str], rows: list[list]) -> list[dict]:
     """One dict per matching row: `block_number`, `block_hash`, `tx_hash`, `log_index` (None
-    for a transaction), `block_time` (unix seconds or None) and `payload` (the row's columns
+    but for a log), `key` (`trace:<trace_address>` for a trace, else None), `block_time`
+    (unix seconds or None) and `payload` (the row's columns
     and, under `args`, the decoded arguments, JSON-safe). Rows that do not decode are left
     out and counted in a log line; `condition_evaluate` returns them too."""
     return condition_rows_matches(cond, columns, rows)

@@ -5,6 +5,7 @@ each match described as the alert-event fields plus a JSON-safe payload."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ PAYLOAD_HEX_MAX = 4096
 # A payload is cut to this size (JSON, compact): half the sink's limit (16 KB), so the rest
 # of an event row never pushes a batch into the dead-letter queue.
 PAYLOAD_MAX_BYTES = 8 * 1024
+KEY_MAX_PATH = 190  # a trace_address longer than this is keyed by its digest
 
 
 @dataclass
@@ -129,12 +131,23 @@ def _arguments(cond: Condition, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    identity = {
         "block_number": row.get("block_number"),
         "block_hash": row.get("block_hash"),
         "tx_hash": row.get("transaction_hash"),
         "log_index": row.get("log_index"),
     }
+    if "trace_address" in row:
+        identity["trace_address"] = row["trace_address"]
+    return identity
+
+
+def trace_key(trace_address: str) -> str:
+    """The event key of a trace match: several calls of one transaction are several events.
+    A deep call's path past the sink's 200-character key is named by its digest."""
+    if len(trace_address) <= KEY_MAX_PATH:
+        return f"trace:{trace_address}"
+    return "trace#" + hashlib.sha256(trace_address.encode()).hexdigest()
 
 
 def _match(
@@ -163,6 +176,7 @@ def _match(
         "block_hash": env["block_hash"],
         "tx_hash": env["transaction_hash"],
         "log_index": env.get("log_index") if cond.match == "log" else None,
+        "key": trace_key(env["trace_address"]) if cond.match == "trace" else None,
         "block_time": time,
         "payload": payload,
     }

@@ -35,9 +35,10 @@ Address = Annotated[str, StringConstraints(pattern=ADDRESS_RE)]
 Addresses = Annotated[list[Address], Field(min_length=1, max_length=MAX_ADDRESSES)]
 SignatureText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 WhereText = Annotated[str, StringConstraints(min_length=1, max_length=WHERE_MAX_CHARS)]
-MATCHES = {"log": "logs", "transaction": "transactions"}
-# Fields of one kind of match, so a field given to the other is named, not just "unknown".
-_KEYS = {"log": {"address", "event"}, "transaction": {"from", "to", "selector", "function"}}
+MATCHES = {"log": "logs", "transaction": "transactions", "trace": "traces"}
+# Fields of each kind of match, so a field given to another is named, not just "unknown".
+_CALL_KEYS = {"from", "to", "selector", "function"}
+_KEYS = {"log": {"address", "event"}, "transaction": _CALL_KEYS, "trace": _CALL_KEYS}
 
 
 class LogConditionModel(StrictModel):
@@ -56,14 +57,27 @@ class TransactionConditionModel(StrictModel):
     where: WhereText | None = None
 
 
+class TraceConditionModel(TransactionConditionModel):
+    """An internal call (or a transaction's top-level call): the same filters, over `traces`."""
+
+    match: Literal["trace"]  # type: ignore[assignment]
+
+
+_MODELS = {
+    "log": LogConditionModel,
+    "transaction": TransactionConditionModel,
+    "trace": TraceConditionModel,
+}
+
+
 @dataclass(frozen=True)
 class Condition:
     """A checked condition: what `condition_sql` pushes down and `condition_matches`
     evaluates. Addresses and the selector are lowercase; `signature` is the event (logs) or
-    the function (transactions); `fields` is every name the where-expression may use (the
-    columns and the arguments, less an argument named like a column)."""
+    the function (transactions, traces); `fields` is every name the where-expression may use
+    (the columns and the arguments, less an argument named like a column)."""
 
-    match: Literal["log", "transaction"]
+    match: Literal["log", "transaction", "trace"]
     addresses: tuple[str, ...] = ()  # the log's emitter
     from_addresses: tuple[str, ...] = ()
     to_addresses: tuple[str, ...] = ()
@@ -119,14 +133,17 @@ def condition_build(data: Any) -> Condition:
     if not isinstance(match, str) or match not in MATCHES:
         shown = repr(match) if isinstance(match, str) and len(match) <= 40 else None
         got = f", got {shown}" if shown else ""
-        message = "required" if "match" not in data else f"must be 'transaction' or 'log'{got}"
+        kinds = "must be 'transaction', 'log' or 'trace'"
+        message = "required" if "match" not in data else f"{kinds}{got}"
         raise Problems([(f"{PREFIX}.match", message)])
-    other = next(k for k in _KEYS if k != match)
+    foreign = sorted({k for keys in _KEYS.values() for k in keys} - _KEYS[match])
     problems: list[Problem] = [
-        (f"{PREFIX}.{key}", f"only for match {other!r}") for key in _KEYS[other] if key in data
+        (f"{PREFIX}.{key}", f"only for match {' or '.join(map(repr, _owners(key)))}")
+        for key in foreign
+        if key in data
     ]
-    body = {k: v for k, v in data.items() if k not in _KEYS[other]}
-    model = LogConditionModel if match == "log" else TransactionConditionModel
+    body = {k: v for k, v in data.items() if k not in foreign}
+    model = _MODELS[match]
     parsed = None
     try:
         parsed = validate(model, body, prefix=PREFIX)
@@ -222,6 +239,10 @@ def _semantic(parsed: Any, problems: list[Problem]) -> Condition | None:
         fields=fields,
         arguments=frozenset(signature.fields()) if signature else frozenset(),
     )
+
+
+def _owners(key: str) -> list[str]:
+    return [match for match, keys in _KEYS.items() if key in keys]
 
 
 def _attr(key: str) -> str:
