@@ -32,6 +32,7 @@ def home(request: HttpRequest) -> HttpResponse:
         (reverse("schema-redoc"), "API reference", "Redoc: every endpoint and its bodies"),
         (reverse("schema"), "OpenAPI schema", "the machine-readable description (YAML)"),
         (settings.TRACE_FLOWER_URL, "Flower", "Celery workers and queues (its own process)"),
+        (reverse("metrics"), "Metrics", "backlogs for Prometheus: queues, outbox, tip lag"),
     ]
     items = format_html_join(
         "\n", '<dt><a href="{}">{}</a></dt><dd>{}</dd>', ((u, t, d) for u, t, d in links)

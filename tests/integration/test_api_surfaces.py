@@ -63,6 +63,7 @@ def test_home_page_links_every_surface(settings, db):
         "/v1/schema/redoc/",
         "/v1/schema/",
         "http://flower.example:5566/",
+        "/metrics",
     ):
         assert f'href="{href}"' in page, href
     assert Client().post("/").status_code == 405
