@@ -96,14 +96,15 @@ locals {
   )
 
   # Settings every process reads (Django loads the whole settings package in every role).
-  common_environment = merge({
+  base_environment = {
     AWS_REGION             = local.region
     TRACE_BROKER_URL       = "sqs://" # credentials: the task role, through boto3
     TRACE_SQS_REGION       = local.region
     TRACE_SQS_QUEUE_URLS   = jsonencode(var.queue_urls)
     TRACE_OBJECT_STORE_URL = "s3://${var.bucket_names["cold"]}"
     TRACE_LOG_FORMAT       = "json"
-  }, var.environment)
+  }
+  common_environment = merge(local.base_environment, var.environment)
 
   delivery_environment = {
     TRACE_DELIVERY_REDIS_URL = var.redis_url
