@@ -10,10 +10,11 @@ resource "aws_cloudwatch_log_group" "role" {
   tags              = var.tags
 }
 
+# Not encrypted with SNS's AWS-managed key on purpose: CloudWatch and EventBridge cannot use
+# that key, so they could not publish to the topic. Alarm texts carry no secrets.
 resource "aws_sns_topic" "alarms" {
-  name              = "${var.name}-alarms"
-  kms_master_key_id = "alias/aws/sns"
-  tags              = var.tags
+  name = "${var.name}-alarms"
+  tags = var.tags
 }
 
 resource "aws_sns_topic_subscription" "email" {
