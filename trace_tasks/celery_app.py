@@ -9,7 +9,7 @@ import os
 from celery import Celery
 from kombu import Queue as KombuQueue
 
-from trace_tasks.queues import Queue
+from trace_tasks.queues import Queue, sqs_queue_urls
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trace_web.settings")
 
@@ -27,7 +27,19 @@ def broker_transport_options() -> dict:
     options: dict = {"visibility_timeout": 3600}
     if settings.TRACE_BROKER_KEY_PREFIX:
         options["global_keyprefix"] = settings.TRACE_BROKER_KEY_PREFIX
+    if is_sqs():
+        # The queues Terraform made (each with its dead-letter queue), by URL: kombu neither
+        # lists nor creates queues, so the task roles need no such rights.
+        options["region"] = settings.TRACE_SQS_REGION
+        options["predefined_queues"] = {
+            name: {"url": url}
+            for name, url in sqs_queue_urls(settings.TRACE_SQS_QUEUE_URLS).items()
+        }
     return options
+
+
+def is_sqs() -> bool:
+    return settings.TRACE_BROKER_URL.startswith("sqs://")
 
 
 app = Celery(
@@ -61,6 +73,9 @@ app.conf.update(
     accept_content=["json"],
     timezone="UTC",
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+    # Remote control needs a per-worker broadcast queue, which predefined SQS queues cannot
+    # have; nothing in Trace uses it (state is in Postgres).
+    worker_enable_remote_control=not is_sqs(),
 )
 
 

@@ -1,6 +1,7 @@
 """The one enum of queues, one Celery queue and one worker pool each, and the rule that picks a
 job's queue: its runtime's, except that long-running sources get the `stream` pool."""
 
+import json
 from enum import StrEnum
 
 
@@ -20,3 +21,25 @@ def queue_for(*, runtime: str, source_kind: str) -> Queue:
     if source_kind == "always_on" and runtime == Queue.PLATFORM:
         return Queue.STREAM
     return Queue(runtime)
+
+
+def sqs_queue_urls(raw: str) -> dict[str, str]:
+    """`TRACE_SQS_QUEUE_URLS` (a JSON object of queue name -> SQS queue URL) checked: every
+    queue named, nothing else, each URL https. A missing queue would only fail when its first
+    wake-up is sent; this fails at start-up instead."""
+    try:
+        urls = json.loads(raw or "{}")
+    except ValueError as exc:
+        raise ValueError(f"TRACE_SQS_QUEUE_URLS must be a JSON object: {exc}") from None
+    if not isinstance(urls, dict):
+        raise ValueError("TRACE_SQS_QUEUE_URLS must be a JSON object of queue name -> URL")
+    names = {q.value for q in Queue}
+    missing, unknown = sorted(names - set(urls)), sorted(set(urls) - names)
+    if missing or unknown:
+        raise ValueError(f"TRACE_SQS_QUEUE_URLS: missing {missing}, unknown {unknown}")
+    bad = sorted(
+        k for k, v in urls.items() if not (isinstance(v, str) and v.startswith("https://"))
+    )
+    if bad:
+        raise ValueError(f"TRACE_SQS_QUEUE_URLS: not an https URL for {bad}")
+    return urls
