@@ -3,6 +3,7 @@
     python -m tests.mutation.run outbox routing     # the named targets (see TARGETS)
     python -m tests.mutation.run --ci               # the CI subset; fails on a new survivor
     python -m tests.mutation.run --list
+    python -m tests.mutation.run commits --only 'x_output_commit__mutmut_2*'   # some mutants
 
 The whole suite per mutant is far too slow on two cores, so each target names the module to
 mutate and the tests that guard it. Each target runs in its own work directory
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -306,15 +308,22 @@ def _anvil_env() -> dict[str, str]:
         return {}  # the tests that need it fail with the `npm ci` hint
 
 
-def run_target(name: str, redis_db: int) -> dict[str, str]:
-    """Run mutmut on one target; returns {mutant: status} for every mutant."""
+def run_target(name: str, redis_db: int, only: tuple[str, ...] = ()) -> dict[str, str]:
+    """Run mutmut on one target; returns {mutant: status} for every mutant, or with `only`
+    (mutant names or fnmatch patterns, with or without the module prefix) for those."""
     target = TARGETS[name]
     root = prepare(name, target)
     env = isolated_env(name, redis_db)
     print(f"== {name}: {target.module} <- {' '.join(target.tests)}", flush=True)
     mutmut = [sys.executable, "-m", "mutmut"]
-    run = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=root, env=env, check=False)
+    module = target.module.removesuffix(".py").replace("/", ".") + "."
+    named = [p if p.startswith(module) else module + p for p in only]
+    run = subprocess.run(
+        [*mutmut, "run", "--max-children", "1", *named], cwd=root, env=env, check=False
+    )
     statuses = results(root, env)
+    if named:
+        statuses = {m: s for m, s in statuses.items() if any(fnmatch(m, p) for p in named)}
     if run.returncode != 0 or not statuses:
         raise SystemExit(f"mutmut failed on {name} (exit {run.returncode}); see its output above")
     # The confirmation pass: the first run forks each mutant's tests from the process that
@@ -351,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"any of: {', '.join(TARGETS)}")
     parser.add_argument("--ci", action="store_true", help=f"the CI subset: {CI_TARGETS}")
     parser.add_argument("--list", action="store_true", help="print the targets and exit")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=(),
+        metavar="MUTANT",
+        help="run only these mutants of the (one) target: names or fnmatch patterns, e.g."
+        " 'x_output_commit__mutmut_2*' (the module prefix is added)",
+    )
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("REDISDB", "6")))
     args = parser.parse_args(argv)
     if args.list:
@@ -361,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in TARGETS]
     if unknown or not names:
         parser.error(f"name targets from: {', '.join(TARGETS)}" if not names else f"{unknown}")
+    if args.only and len(names) != 1:
+        parser.error("--only needs exactly one target")
     unexplained = {}
     for name in names:
-        statuses = run_target(name, args.redis_db)
+        statuses = run_target(name, args.redis_db, tuple(args.only))
         killed = sum(status == "killed" for status in statuses.values())
         print(f"  {name}: {len(statuses)} mutants, {killed} killed")
         for mutant, status in statuses.items():
