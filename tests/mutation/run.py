@@ -86,6 +86,12 @@ TARGETS: dict[str, Target] = {
         ("tests/integration/test_chain_sync.py",),
     ),
     "runner": Target("trace_tasks/runner.py", ("tests/integration/test_runner.py",)),
+    # The sink called directly (test_sink.py) and through the dead-letter command; the
+    # pipeline's tests (anvil, the sandbox: a minute per mutant) are not in the selection.
+    "sink": Target(
+        "trace_web/alerts/sink.py",
+        ("tests/alerts/test_sink.py", "tests/alerts/test_api_dlq_command.py"),
+    ),
     "task_statements": Target(
         "trace_web/orchestration/services/task_statements.py",
         (
@@ -103,6 +109,7 @@ OUTBOX = "trace_web.orchestration.services.outbox."
 STATEMENTS = "trace_web.orchestration.services.task_statements."
 ROUTING = "trace_web.orchestration.services.routing."
 COMMITS = "trace_web.orchestration.services.commits."
+SINK = "trace_web.alerts.sink."
 UNREACHABLE_DEFAULT = (
     "a default for a key that is always there: commits receive a report's items as"
     " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
@@ -228,6 +235,13 @@ EQUIVALENT: dict[str, str] = {
     " written back unchanged (only updated_at moves, which nothing reads)",
     COMMITS + "x_per_update_cursor_advance__mutmut_16": "save() of every field of a cursor held"
     " FOR UPDATE: the other fields go back unchanged",
+    SINK + "x_dead_letter_replay__mutmut_11": "`verify=None` for `verify=False`: both falsy,"
+    " the same read without the checksum",
+    **{
+        SINK + name: "save() of every field of the dead letter held FOR UPDATE (select_for_update"
+        " in this transaction): the other fields are written back unchanged"
+        for name in ("x_dead_letter_replay__mutmut_34", "x_dead_letter_replay__mutmut_39")
+    },
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
