@@ -110,6 +110,7 @@ STATEMENTS = "trace_web.orchestration.services.task_statements."
 ROUTING = "trace_web.orchestration.services.routing."
 COMMITS = "trace_web.orchestration.services.commits."
 SINK = "trace_web.alerts.sink."
+TASKS = "trace_web.orchestration.services.tasks."
 UNREACHABLE_DEFAULT = (
     "a default for a key that is always there: commits receive a report's items as"
     " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
@@ -235,6 +236,10 @@ EQUIVALENT: dict[str, str] = {
     " written back unchanged (only updated_at moves, which nothing reads)",
     COMMITS + "x_per_update_cursor_advance__mutmut_16": "save() of every field of a cursor held"
     " FOR UPDATE: the other fields go back unchanged",
+    TASKS + "x_task_release__mutmut_8": "save() of every field of the task row _lock_current"
+    " holds FOR UPDATE: the other fields are written back unchanged",
+    TASKS + "x__lock_for_operator__mutmut_6": "select_related(None): the job is loaded when"
+    " read instead of joined, the same row (one query more)",
     SINK + "x_dead_letter_replay__mutmut_11": "`verify=None` for `verify=False`: both falsy,"
     " the same read without the checksum",
     **{
