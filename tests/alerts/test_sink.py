@@ -261,7 +261,7 @@ def test_a_new_evaluation_retracts_what_it_no_longer_finds_where_it_read(org, de
         org=org, spec={"name": "minnow", "chain_id": 31337, "condition": TO_ALICE}
     )
     others = make_event(other, block=5)
-    already = make_event(definition, block=5, state="retracted")
+    make_event(definition, block=5, state="retracted")  # not found either: retracted already
     notified = set(Delivery.objects.values_list("pk", flat=True))
     again = published_record(
         org,
@@ -273,22 +273,24 @@ def test_a_new_evaluation_retracts_what_it_no_longer_finds_where_it_read(org, de
     )
     outcome = publication_sink(record=again)
     assert (outcome.existing, outcome.retracted) == (1, 1)
-    states = {
-        e.block_number
-        if e.dedupe_key != event_keys(EventRow.model_validate(dropped))[0]
-        else "b": (
-            e.state,
-            e.retracted_at is not None,
-        )
-        for e in AlertEvent.objects.filter(definition=definition, backtest=False).exclude(
-            pk=already.pk
+    name_of = {
+        event_keys(EventRow.model_validate(row))[0]: name
+        for name, row in (
+            ("kept", kept),
+            ("dropped", dropped),
+            ("unseen", unseen),
+            ("outside", outside),
         )
     }
+    states = {
+        name_of[e.dedupe_key]: (e.state, e.retracted_at is not None)
+        for e in AlertEvent.objects.filter(dedupe_key__in=name_of)
+    }
     assert states == {
-        5: ("active", False),
-        "b": ("retracted", True),
-        6: ("active", False),
-        12: ("active", False),
+        "kept": ("active", False),
+        "dropped": ("retracted", True),
+        "unseen": ("active", False),  # a height it did not read
+        "outside": ("active", False),  # [12, 12) holds no height
     }
     [retraction] = Delivery.objects.exclude(pk__in=notified)
     assert outcome.deliveries == 1 and retraction.purpose == "retract"
