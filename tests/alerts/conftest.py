@@ -74,23 +74,25 @@ def make_delivery(event, channel, *, status: str = "pending", purpose: str = "no
     )
 
 
-def dead_letter(org, definition, rows: list, *, task_id: int = 41, error: str = "refused"):
-    """A refused publication as the sink records it: its batch (JSONL rows) in the object
-    store, and the trusted record pointing at it, for `definition`'s chain."""
+def published_record(org, definition, rows: list, *, task_id: int = 41, **fields) -> dict:
+    """The trusted record of a publication as sink_enqueue writes it, its batch (JSONL rows,
+    or raw bytes for a row that is a bytes object) put in the object store, for
+    `definition`'s chain; `fields` override the record's."""
     import hashlib
     import json
 
     from django.conf import settings
 
     from trace_chain.object_store import object_store_from_url
-    from trace_web.alerts.models import DeadLetterBatch
 
     store = object_store_from_url(settings.TRACE_OBJECT_STORE_URL)
-    data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    data = b"".join(
+        (row if isinstance(row, bytes) else json.dumps(row).encode()) + b"\n" for row in rows
+    )
     key = f"orgs/{org.pk}/alerts/evaluate/{task_id}/1/batch-0.jsonl"
     store.put_bytes(data, key)
     root = store.uri() if store.uri().endswith("/") else store.uri() + "/"
-    record = {
+    return {
         "org_id": org.pk,
         "task_id": task_id,
         "attempt": 1,
@@ -110,7 +112,16 @@ def dead_letter(org, definition, rows: list, *, task_id: int = 41, error: str = 
                 "row_count": len(rows),
             }
         ],
+        **fields,
     }
+
+
+def dead_letter(org, definition, rows: list, *, task_id: int = 41, error: str = "refused"):
+    """A refused publication as the sink records it: its batch (JSONL rows) in the object
+    store, and the trusted record pointing at it, for `definition`'s chain."""
+    from trace_web.alerts.models import DeadLetterBatch
+
+    record = published_record(org, definition, rows, task_id=task_id)
     return DeadLetterBatch.objects.create(
         org=org, task_id=task_id, attempt=1, record=record, error=error
     )

@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 
 from tests.dags import noop_dag
+from trace_operators import cryo_ingest, parquet_compact
 from trace_web.datasets.models import (
     DataInvalidation,
     DatasetCursor,
+    DatasetVersion,
     InvalidationProcessing,
     PartitionVersion,
 )
@@ -19,7 +21,39 @@ from trace_web.orchestration.services.commits import per_update_cursor_advance
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orchestration.services.routing import invalidations_schedule
 from trace_web.orchestration.services.sources import job_run_manual
-from trace_web.orchestration.services.tasks import task_claim, task_complete, task_events
+from trace_web.orchestration.services.tasks import (
+    TaskScope,
+    task_claim,
+    task_complete,
+    task_events,
+)
+
+# An append job of two outputs: its definition (strategy, key, output) is what names a version.
+LEDGER_DAG = """
+name: ledger
+jobs:
+  - name: extract
+    activation: manual
+    operator: noop
+    outputs: 2
+    update_strategy: append
+    unique_key: [tx_hash]
+"""
+CRYO_CONFIG = {"chain_id": 31337, "dataset": "blocks", "rpc_pool": "devchain"}
+# Operators that declare their own prefixes: cryo_ingest its range's partition, parquet_compact
+# one version prefix per dataset.
+BACKFILL_DAG = """
+name: backfill
+jobs:
+  - name: blocks
+    activation: manual
+    operator: cryo_ingest
+    config: {chain_id: 31337, dataset: blocks, rpc_pool: devchain}
+  - name: compact
+    activation: manual
+    operator: parquet_compact
+    config: {chain_id: 31337}
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +68,15 @@ def claimed(org):
     return task_claim(task_id=task.pk, worker_id="w1")
 
 
-def own_prefix(org, settings):
+def store_root(settings):
     from trace_chain.object_store import object_store_from_url
 
     root = object_store_from_url(settings.TRACE_OBJECT_STORE_URL).uri()
-    root = root if root.endswith("/") else root + "/"
-    return f"{root}orgs/{org.pk}/chain/extract/"
+    return root if root.endswith("/") else root + "/"
+
+
+def own_prefix(org, settings):
+    return f"{store_root(settings)}orgs/{org.pk}/chain/extract/"
 
 
 def routed_events():
@@ -250,3 +287,69 @@ def test_a_publication_without_a_partition_or_range_is_refused_naming_the_field(
     ):
         task_events(lease=claimed.lease, events=[{"output": 0, "publication": publication}])
     assert not PartitionVersion.objects.exists()
+
+
+def test_outputs_commit_into_the_versions_their_dag_sync_registered(org):
+    dag_sync(org=org, yaml_text=LEDGER_DAG, activate=True)
+    registered = {
+        v.dataset.output_index: v for v in DatasetVersion.objects.select_related("dataset")
+    }
+    assert registered[1].definition["update_strategy"] == "append"
+    assert registered[1].definition["unique_key"] == ["tx_hash"]
+    task = job_run_manual(org=org, dag_name="ledger", job_name="extract")
+    lease = task_claim(task_id=task.pk, worker_id="w").lease
+    events = [{"output": 1, "partition_key": "p"}, {"output": 0, "partition_key": "p"}]
+    accepted = task_events(lease=lease, events=events)
+    # The commit's own definition (strategy, key, output) names the same version: no new one.
+    assert [e["dataset_version_id"] for e in accepted] == [registered[1].pk, registered[0].pk]
+    assert [e["generation"] for e in accepted] == [1, 1]
+    assert DatasetVersion.objects.count() == 2
+
+
+def test_an_operator_publishes_under_its_own_ranges_partition_only(org, settings):
+    dag_sync(org=org, yaml_text=BACKFILL_DAG, activate=True)
+    scope = TaskScope(range_start=100, range_end=200)
+    task = job_run_manual(org=org, dag_name="backfill", job_name="blocks", scope=scope)
+    lease = task_claim(task_id=task.pk, worker_id="w").lease
+    root = store_root(settings)
+    ranged = {"output": 0, "range_start": 100, "range_end": 200}
+    [mine] = cryo_ingest.output_prefixes(CRYO_CONFIG, 100, 200)
+    [version] = cryo_ingest.output_prefixes(CRYO_CONFIG, None, None)
+    [neighbour] = cryo_ingest.output_prefixes(CRYO_CONFIG, 200, 300)
+    assert mine.startswith(version) and mine != version
+    # Another range of the same version, or the version prefix itself: not this task's.
+    for elsewhere in (neighbour, version + "x/"):
+        with pytest.raises(ValidationFailed, match=r"events\[0\]\.publication\.location: "):
+            publication = {"location": root + elsewhere + "0.parquet"}
+            task_events(lease=lease, events=[{**ranged, "publication": publication}])
+    # Nor the platform's default prefix for the job.
+    default = f"{root}orgs/{org.pk}/backfill/blocks/100_200/"
+    with pytest.raises(ValidationFailed, match=r"publication\.location: "):
+        task_events(lease=lease, events=[{**ranged, "publication": {"location": default}}])
+    location = root + mine + "0.parquet"
+    task_events(lease=lease, events=[{**ranged, "publication": {"location": location}}])
+    part = PartitionVersion.objects.get()
+    assert (part.partition_key, part.location) == ("100_200", location)
+
+
+def test_a_job_of_several_prefixes_may_publish_under_any_of_them(org, settings):
+    dag_sync(org=org, yaml_text=BACKFILL_DAG, activate=True)
+    task = job_run_manual(org=org, dag_name="backfill", job_name="compact")
+    lease = task_claim(task_id=task.pk, worker_id="w").lease
+    prefixes = parquet_compact.output_prefixes({"chain_id": 31337}, None, None)
+    assert len(prefixes) > 1
+    for key, prefix in enumerate(prefixes):
+        location = f"{store_root(settings)}{prefix}{key}/"
+        item = {"output": 0, "partition_key": f"k{key}", "publication": {"location": location}}
+        task_events(lease=lease, events=[item])
+    assert PartitionVersion.objects.count() == len(prefixes)
+
+
+def test_an_invalidation_past_the_jobs_last_output_is_refused_naming_where_it_was(org, claimed):
+    events = [
+        {"type": "invalidation", "output": 0, "partition_key": "p"},
+        {"type": "invalidation", "output": 1, "partition_key": "p"},
+    ]
+    with pytest.raises(ValidationFailed, match=r"events\[1\]\.output: 1 out of range"):
+        task_events(lease=claimed.lease, events=events)
+    assert not DataInvalidation.objects.exists()

@@ -10,17 +10,23 @@ import pytest
 from django.utils import timezone
 
 from tests.dags import noop_dag
-from trace_web.errors import StaleAttempt, ValidationFailed
+from trace_web.errors import NotFound, StaleAttempt, ValidationFailed
 from trace_web.orchestration.models import Outbox, OutboxStatus, Task, TaskStatus
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orchestration.services.outbox import outbox_drain
 from trace_web.orchestration.services.sources import job_run_manual
 from trace_web.orchestration.services.tasks import (
+    task_cancel,
     task_claim,
     task_complete,
     task_events,
     task_fail,
     task_heartbeat,
+    task_lease_check,
+    task_lock_current,
+    task_release,
+    task_retry,
+    task_run_now,
     tasks_reap_expired,
     tasks_requeue_due,
 )
@@ -324,3 +330,126 @@ def test_publication_must_point_into_the_jobs_own_prefix(org, other_org, dag, se
         outputs=[{"output": 0, "partition_key": "p", "publication": {"location": f"{own}p/"}}],
     )
     assert Task.objects.get(pk=task.pk).status == TaskStatus.COMPLETED
+
+
+CAPPED = """
+name: capped
+jobs:
+  - name: work
+    activation: manual
+    operator: noop
+    outputs: 0
+    scaling: {max_concurrency: 1}
+"""
+
+
+def test_a_released_attempt_ends_canceled_and_frees_its_slot(org):
+    dag_sync(org=org, activate=True, yaml_text=noop_dag())
+    elsewhere = run(org)  # another job's queued task, older: not this slot's to take
+    dag_sync(org=org, activate=True, yaml_text=CAPPED)
+    first, waiting = (job_run_manual(org=org, dag_name="capped", job_name="work") for _ in "ab")
+    claimed = task_claim(task_id=first.pk, worker_id="w1")
+    assert task_claim(task_id=waiting.pk, worker_id="w2") is None  # the cap: one at a time
+    Outbox.objects.update(status=OutboxStatus.DONE)
+    released = task_release(lease=claimed.lease, reason="worker shutting down")
+    task = Task.objects.get(pk=first.pk)
+    assert (released.pk, released.status) == (first.pk, TaskStatus.CANCELED)
+    assert (task.status, task.attempt, task.lease_token, task.lease_expires_at) == (
+        TaskStatus.CANCELED,
+        1,
+        None,
+        None,
+    )
+    assert task.next_retry_at is None and task.finished_at is not None
+    last = task.transitions.last()
+    assert (last.attempt, last.from_status, last.to_status) == (1, "Running", "Canceled")
+    assert (last.reason, last.worker_id) == ("worker shutting down", "w1")
+    assert Outbox.objects.filter(
+        status=OutboxStatus.PENDING, kind="wake_task", payload__task_id=waiting.pk
+    ).exists()
+    assert not Outbox.objects.filter(
+        status=OutboxStatus.PENDING, payload__task_id=elsewhere.pk
+    ).exists()
+    assert task_claim(task_id=waiting.pk, worker_id="w2") is not None
+    with pytest.raises(StaleAttempt):  # fenced: the released attempt is over
+        task_release(lease=claimed.lease, reason="again")
+    assert Task.objects.get(pk=first.pk).transitions.count() == 3
+
+
+def test_a_task_waiting_for_its_retry_is_run_now_not_retried(org, dag, settings):
+    settings.TRACE_RETRY_BACKOFF_BASE_SECONDS = 600
+    task = run(org)
+    task_fail(lease=task_claim(task_id=task.pk, worker_id="w1").lease, error="boom")
+    with pytest.raises(ValidationFailed) as refused:
+        task_retry(task_id=task.pk, org_id=org.pk)
+    assert str(refused.value) == (
+        f"task {task.pk} is Failed (it waits for its automatic retry: use run-now to start it "
+        "now); only a task that failed for good or was canceled can be retried"
+    )
+    ran = task_run_now(task_id=task.pk, org_id=org.pk)
+    task.refresh_from_db()
+    assert (ran.pk, task.status, task.attempt, task.next_retry_at) == (
+        task.pk,
+        TaskStatus.QUEUED,
+        2,
+        None,
+    )
+    assert task.transitions.last().reason == "run now"
+    with pytest.raises(ValidationFailed) as refused:
+        task_run_now(task_id=task.pk, org_id=org.pk)
+    assert str(refused.value) == (
+        f"task {task.pk} is Queued: it is already queued; only a Failed task waiting for its "
+        "retry can be run now"
+    )
+
+
+def test_a_task_failed_for_good_or_canceled_is_retried_with_a_fresh_budget(org, dag):
+    failed, canceled, running = run(org), run(org), run(org)
+    lease = task_claim(task_id=failed.pk, worker_id="w1").lease
+    task_fail(lease=lease, error="bad config", retryable=False)
+    task_cancel(task_id=canceled.pk, org_id=org.pk)
+    task_claim(task_id=running.pk, worker_id="w2")
+    for task in (failed, canceled):
+        retried = task_retry(task_id=task.pk, org_id=org.pk, reason="fixed it")
+        task.refresh_from_db()
+        assert (retried.pk, task.status, task.attempt) == (task.pk, TaskStatus.QUEUED, 2)
+        assert task.max_attempts == 4  # attempt 2 and the job's two automatic retries after it
+        assert task.transitions.last().reason == "fixed it"
+    with pytest.raises(ValidationFailed) as refused:
+        task_retry(task_id=running.pk, org_id=org.pk)
+    assert str(refused.value) == (
+        f"task {running.pk} is Running; only a task that failed for good or was canceled can "
+        "be retried"
+    )
+    with pytest.raises(ValidationFailed, match="it is running; only a Failed task waiting"):
+        task_run_now(task_id=running.pk, org_id=org.pk)
+    task_cancel(task_id=canceled.pk, org_id=org.pk)
+    with pytest.raises(ValidationFailed, match=r"Canceled: it has finished \(retry it instead\)"):
+        task_run_now(task_id=canceled.pk, org_id=org.pk)
+
+
+def test_an_operator_acts_only_on_its_own_orgs_tasks(org, other_org, dag):
+    task = run(org)
+    task_cancel(task_id=task.pk, org_id=org.pk)
+    for action in (task_retry, task_run_now):
+        for task_id, org_id in ((task.pk, other_org.pk), (task.pk + 1000, org.pk)):
+            with pytest.raises(NotFound) as missing:
+                action(task_id=task_id, org_id=org_id)
+            assert str(missing.value) == f"no task {task_id}"
+    task.refresh_from_db()
+    assert (task.status, task.attempt) == (TaskStatus.CANCELED, 1)
+
+
+def test_only_the_current_lease_passes_the_lease_check_and_locks_the_row(org, dag):
+    task = run(org)
+    claimed = task_claim(task_id=task.pk, worker_id="w1")
+    assert task_lease_check(lease=claimed.lease) is None
+    assert task_lock_current(lease=claimed.lease).pk == task.pk
+    wrong = Lease(task.pk, 1, str(uuid.uuid4()))
+    task_complete(lease=claimed.lease)
+    for lease in (claimed.lease, wrong):
+        with pytest.raises(StaleAttempt) as stale:
+            task_lease_check(lease=lease)
+        assert str(stale.value) == f"task {task.pk} attempt 1: lease is not current"
+        with pytest.raises(StaleAttempt, match=f"task {task.pk} attempt 1: lease is not current"):
+            task_lock_current(lease=lease)

@@ -3,6 +3,7 @@
     python -m tests.mutation.run outbox routing     # the named targets (see TARGETS)
     python -m tests.mutation.run --ci               # the CI subset; fails on a new survivor
     python -m tests.mutation.run --list
+    python -m tests.mutation.run commits --only 'x_output_commit__mutmut_2*'   # some mutants
 
 The whole suite per mutant is far too slow on two cores, so each target names the module to
 mutate and the tests that guard it. Each target runs in its own work directory
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +86,12 @@ TARGETS: dict[str, Target] = {
         ("tests/integration/test_chain_sync.py",),
     ),
     "runner": Target("trace_tasks/runner.py", ("tests/integration/test_runner.py",)),
+    # The sink called directly (test_sink.py) and through the dead-letter command; the
+    # pipeline's tests (anvil, the sandbox: a minute per mutant) are not in the selection.
+    "sink": Target(
+        "trace_web/alerts/sink.py",
+        ("tests/alerts/test_sink.py", "tests/alerts/test_api_dlq_command.py"),
+    ),
     "task_statements": Target(
         "trace_web/orchestration/services/task_statements.py",
         (
@@ -101,6 +109,8 @@ OUTBOX = "trace_web.orchestration.services.outbox."
 STATEMENTS = "trace_web.orchestration.services.task_statements."
 ROUTING = "trace_web.orchestration.services.routing."
 COMMITS = "trace_web.orchestration.services.commits."
+SINK = "trace_web.alerts.sink."
+TASKS = "trace_web.orchestration.services.tasks."
 UNREACHABLE_DEFAULT = (
     "a default for a key that is always there: commits receive a report's items as"
     " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
@@ -226,6 +236,17 @@ EQUIVALENT: dict[str, str] = {
     " written back unchanged (only updated_at moves, which nothing reads)",
     COMMITS + "x_per_update_cursor_advance__mutmut_16": "save() of every field of a cursor held"
     " FOR UPDATE: the other fields go back unchanged",
+    TASKS + "x_task_release__mutmut_8": "save() of every field of the task row _lock_current"
+    " holds FOR UPDATE: the other fields are written back unchanged",
+    TASKS + "x__lock_for_operator__mutmut_6": "select_related(None): the job is loaded when"
+    " read instead of joined, the same row (one query more)",
+    SINK + "x_dead_letter_replay__mutmut_11": "`verify=None` for `verify=False`: both falsy,"
+    " the same read without the checksum",
+    **{
+        SINK + name: "save() of every field of the dead letter held FOR UPDATE (select_for_update"
+        " in this transaction): the other fields are written back unchanged"
+        for name in ("x_dead_letter_replay__mutmut_34", "x_dead_letter_replay__mutmut_39")
+    },
     OUTBOX + "x_outbox_drain__mutmut_1": "the default batch size 200 -> 201: observable only"
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
@@ -306,15 +327,22 @@ def _anvil_env() -> dict[str, str]:
         return {}  # the tests that need it fail with the `npm ci` hint
 
 
-def run_target(name: str, redis_db: int) -> dict[str, str]:
-    """Run mutmut on one target; returns {mutant: status} for every mutant."""
+def run_target(name: str, redis_db: int, only: tuple[str, ...] = ()) -> dict[str, str]:
+    """Run mutmut on one target; returns {mutant: status} for every mutant, or with `only`
+    (mutant names or fnmatch patterns, with or without the module prefix) for those."""
     target = TARGETS[name]
     root = prepare(name, target)
     env = isolated_env(name, redis_db)
     print(f"== {name}: {target.module} <- {' '.join(target.tests)}", flush=True)
     mutmut = [sys.executable, "-m", "mutmut"]
-    run = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=root, env=env, check=False)
+    module = target.module.removesuffix(".py").replace("/", ".") + "."
+    named = [p if p.startswith(module) else module + p for p in only]
+    run = subprocess.run(
+        [*mutmut, "run", "--max-children", "1", *named], cwd=root, env=env, check=False
+    )
     statuses = results(root, env)
+    if named:
+        statuses = {m: s for m, s in statuses.items() if any(fnmatch(m, p) for p in named)}
     if run.returncode != 0 or not statuses:
         raise SystemExit(f"mutmut failed on {name} (exit {run.returncode}); see its output above")
     # The confirmation pass: the first run forks each mutant's tests from the process that
@@ -351,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"any of: {', '.join(TARGETS)}")
     parser.add_argument("--ci", action="store_true", help=f"the CI subset: {CI_TARGETS}")
     parser.add_argument("--list", action="store_true", help="print the targets and exit")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=(),
+        metavar="MUTANT",
+        help="run only these mutants of the (one) target: names or fnmatch patterns, e.g."
+        " 'x_output_commit__mutmut_2*' (the module prefix is added)",
+    )
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("REDISDB", "6")))
     args = parser.parse_args(argv)
     if args.list:
@@ -361,9 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in TARGETS]
     if unknown or not names:
         parser.error(f"name targets from: {', '.join(TARGETS)}" if not names else f"{unknown}")
+    if args.only and len(names) != 1:
+        parser.error("--only needs exactly one target")
     unexplained = {}
     for name in names:
-        statuses = run_target(name, args.redis_db)
+        statuses = run_target(name, args.redis_db, tuple(args.only))
         killed = sum(status == "killed" for status in statuses.values())
         print(f"  {name}: {len(statuses)} mutants, {killed} killed")
         for mutant, status in statuses.items():

@@ -170,16 +170,21 @@ def dead_letter_replay(*, dead_letter: DeadLetterBatch) -> SinkOutcome:
         locked = DeadLetterBatch.objects.select_for_update().get(pk=dead_letter.pk)
         if locked.status != DeadLetterStatus.PENDING:
             raise ValidationFailed.one("status", f"dead letter {locked.pk} was already replayed")
+        refused: BatchRefused | None = None
         try:
             with transaction.atomic():
                 outcome = _apply(record, rows)
         except BatchRefused as exc:
+            refused = exc
             locked.error = str(exc)[:4000]
             locked.save(update_fields=["error"])
-            raise ValidationFailed.one("batch", f"still refused: {exc}") from None
-        locked.status = DeadLetterStatus.REPLAYED
-        locked.replayed_at = timezone.now()
-        locked.save(update_fields=["status", "replayed_at"])
+        else:
+            locked.status = DeadLetterStatus.REPLAYED
+            locked.replayed_at = timezone.now()
+            locked.save(update_fields=["status", "replayed_at"])
+    # Raised once the new reason is committed: raised inside the block it was rolled back.
+    if refused is not None:
+        raise ValidationFailed.one("batch", f"still refused: {refused}")
     dead_letter.refresh_from_db()
     return outcome
 
