@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.alerts.test_pipeline import events_of, node_transfers
-from tests.chain.compaction_helpers import hot_low
-from tests.chain.test_block_follower import catch_up
+from tests.chain.compaction_helpers import follow_in_process, hot_low
 from tests.integration.test_compaction_dag import small
 from trace_chain import devchain
 from trace_tasks.runner import task_run
@@ -22,7 +21,7 @@ from trace_web.orchestration.models import Task
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orchestration.services.outbox import outbox_drain
 from trace_web.orchestration.services.sources import job_run_manual, sources_monitor
-from trace_web.orchestration.services.tasks import TaskScope, task_claim, task_events
+from trace_web.orchestration.services.tasks import TaskScope
 
 DAG = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "chain_compact_dag.yaml"
 ALERT_JOB = """
@@ -53,12 +52,6 @@ def completed(task) -> None:
 def test_a_backtest_over_compacted_history_finds_what_live_evaluation_found(
     org, fresh_anvil, hot_engine, cold, settings
 ):
-    from trace_chain.adapter import ChainAdapter
-    from trace_chain.rpc import RpcPool
-    from trace_operators.block_follower import Follower, config_parse
-    from trace_operators.context import TaskContext
-    from trace_operators.context import TaskScope as OperatorScope
-
     settings.TRACE_OBJECT_STORE_URL = cold.uri()
     url = fresh_anvil.url
     devchain.generate_traffic(url, blocks=18, txs_per_block=2)
@@ -70,32 +63,13 @@ def test_a_backtest_over_compacted_history_finds_what_live_evaluation_found(
     )
     dag_sync(org=org, yaml_text=small(DAG.read_text()) + ALERT_JOB, activate=True)
     assert sources_monitor() == 1
-    follow = Task.objects.get(job__name="follow")
-    claimed = task_claim(task_id=follow.pk, worker_id="stream")
-
     live = Task.objects.filter(job__name="evaluate", trigger="event")
 
-    def announce(events):
-        accepted = task_events(lease=claimed.lease, events=events)
-        outbox_drain()  # routes each announcement: compaction and evaluation tasks
-        for task in live.filter(status="Queued"):  # live evaluation as blocks arrive
+    def evaluate_live():  # live evaluation as blocks arrive
+        for task in live.filter(status="Queued"):
             completed(task)
-        return accepted
 
-    ctx = TaskContext(
-        task_id=follow.pk,
-        attempt=follow.attempt,
-        org_id=org.pk,
-        dag_name="chain-compact",
-        job_name="follow",
-        config=follow.job.config,
-        scope=OperatorScope(),
-        emit_events=announce,
-    )
-    with RpcPool("test", [url], timeout=10.0, max_retries=1) as pool:
-        follower = Follower(ctx, config_parse(follow.job.config), ChainAdapter(pool), hot_engine)
-        follower.resume()
-        catch_up(follower)
+    follower = follow_in_process(url, hot_engine, after_announce=evaluate_live)
     tip = follower.tip
     assert live.filter(status="Completed").count() >= 3
     for task in Task.objects.filter(job__name="compact").order_by("pk"):

@@ -212,3 +212,41 @@ def expected_line(tip: int, config: dict) -> int:
 
 
 __all__ = ["compaction"]
+
+
+def follow_in_process(url: str, engine, *, after_announce=lambda: None):
+    """Claim the active DAG's `follow` source task and run its follower to the node's tip in
+    this process: each announcement committed through the lease (task_events), routed at once
+    (outbox_drain), then `after_announce()`. Returns the follower (its `tip`)."""
+    from tests.chain.test_block_follower import catch_up
+    from trace_chain.adapter import ChainAdapter
+    from trace_chain.rpc import RpcPool
+    from trace_operators.block_follower import Follower, config_parse
+    from trace_web.orchestration.models import Task
+    from trace_web.orchestration.services.outbox import outbox_drain
+    from trace_web.orchestration.services.tasks import task_claim, task_events
+
+    follow = Task.objects.get(job__name="follow")
+    claimed = task_claim(task_id=follow.pk, worker_id="stream")
+
+    def announce(events):
+        accepted = task_events(lease=claimed.lease, events=events)
+        outbox_drain()
+        after_announce()
+        return accepted
+
+    ctx = TaskContext(
+        task_id=follow.pk,
+        attempt=follow.attempt,
+        org_id=follow.org_id,
+        dag_name=follow.job.dag_version.name,
+        job_name="follow",
+        config=follow.job.config,
+        scope=TaskScope(),
+        emit_events=announce,
+    )
+    with RpcPool("test", [url], timeout=10.0, max_retries=1) as pool:
+        follower = Follower(ctx, config_parse(follow.job.config), ChainAdapter(pool), engine)
+        follower.resume()
+        catch_up(follower)
+    return follower

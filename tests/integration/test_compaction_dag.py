@@ -9,16 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.chain.compaction_helpers import PER_RANGE, hot_low, live, node_totals
-from tests.chain.test_block_follower import catch_up
+from tests.chain.compaction_helpers import PER_RANGE, follow_in_process, hot_low, live, node_totals
 from trace_chain import chain_schema, devchain
 from trace_tasks.runner import task_run
 from trace_web.datasets.models import PartitionVersion
 from trace_web.orchestration.models import Task
 from trace_web.orchestration.services.dags import dag_sync
-from trace_web.orchestration.services.outbox import outbox_drain
 from trace_web.orchestration.services.sources import sources_monitor
-from trace_web.orchestration.services.tasks import task_claim, task_events
 
 DAG = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "chain_compact_dag.yaml"
 
@@ -42,10 +39,6 @@ def small(yaml_text: str) -> str:
 def test_the_example_dag_compacts_through_the_control_plane(
     org, fresh_anvil, hot_engine, cold, settings, tmp_path
 ):
-    from trace_chain.adapter import ChainAdapter
-    from trace_chain.rpc import RpcPool
-    from trace_operators.block_follower import Follower, config_parse
-    from trace_operators.context import TaskContext, TaskScope
     from trace_web.query.selectors import query_catalog
     from trace_web.query.services import query_run
 
@@ -54,28 +47,7 @@ def test_the_example_dag_compacts_through_the_control_plane(
     devchain.generate_traffic(url, blocks=18, txs_per_block=2)
     dag_sync(org=org, yaml_text=small(DAG.read_text()), activate=True)
     assert sources_monitor() == 1
-    follow = Task.objects.get(job__name="follow")
-    claimed = task_claim(task_id=follow.pk, worker_id="stream")
-
-    def announce(events):
-        accepted = task_events(lease=claimed.lease, events=events)
-        outbox_drain()  # routes each announcement to a compaction task
-        return accepted
-
-    ctx = TaskContext(
-        task_id=follow.pk,
-        attempt=follow.attempt,
-        org_id=org.pk,
-        dag_name="chain-compact",
-        job_name="follow",
-        config=follow.job.config,
-        scope=TaskScope(),
-        emit_events=announce,
-    )
-    pool = RpcPool("test", [url], timeout=10.0, max_retries=1)
-    follower = Follower(ctx, config_parse(follow.job.config), ChainAdapter(pool), hot_engine)
-    follower.resume()
-    catch_up(follower)
+    follower = follow_in_process(url, hot_engine)  # each announcement routed to compaction
     compactions = Task.objects.filter(job__name="compact").order_by("pk")
     assert compactions.count() == (follower.tip + 1) // 5
     for task in compactions:
@@ -92,7 +64,6 @@ def test_the_example_dag_compacts_through_the_control_plane(
     )
     got = {row.pop("r"): row for row in outcome.table.to_pylist()}
     assert got == node_totals(url, follower.tip)
-    pool.close()
 
 
 def _reader() -> str:

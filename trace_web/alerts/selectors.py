@@ -41,6 +41,12 @@ def channels_of(*, org_id: int) -> QuerySet[Channel]:
     return Channel.objects.filter(org_id=org_id)
 
 
+def channel_secret(*, org_id: int, name: str) -> str | None:
+    """The named channel's signing secret as it is now (None: no such channel, or no secret)."""
+    secret = channels_of(org_id=org_id).filter(name=name).values_list("secret", flat=True).first()
+    return secret or None
+
+
 def channel_get(*, org_id: int, channel_id: int) -> Channel:
     found = channels_of(org_id=org_id).filter(pk=channel_id).first()
     if found is None:

@@ -152,14 +152,14 @@ def _org(slug: str):
 
 
 def _secret_reader(org, name: str):
-    """The channel's signing secret as it is now (None until the channel exists)."""
+    """The channel's signing secret as it is at each call (a channel made or rotated after the
+    receiver started verifies at once)."""
     from django.db import close_old_connections
 
-    from trace_web.alerts.models import Channel
+    from trace_web.alerts.selectors import channel_secret
 
     def read() -> str | None:
-        close_old_connections()
-        secret = Channel.objects.filter(org=org, name=name).values_list("secret", flat=True).first()
-        return secret or None
+        close_old_connections()  # a long-running command: a connection dropped meanwhile
+        return channel_secret(org_id=org.pk, name=name)
 
     return read
