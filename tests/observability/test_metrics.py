@@ -127,3 +127,61 @@ def test_the_token_guards_the_endpoint_when_set(db, hot_engine, settings):
         client, HTTP_AUTHORIZATION="Bearer scrape-me"
     )
     assert client.post("/metrics").status_code == 405
+
+
+def test_worker_gauges_count_running_and_recently_finished_tasks_per_celery_node(org, hot_engine):
+    dag_sync(org=org, yaml_text=noop_dag(), activate=True)
+    tasks = [job_run_manual(org=org, dag_name="chain", job_name="extract") for _ in range(5)]
+    now = timezone.now()
+    a, b = "platform@host-a", "platform@host-b"
+    # Two processes of one node count as one worker; an old finish is outside the window.
+    for task, status, worker, started, finished in (
+        (tasks[0], "Running", f"{a}:101:7", now, None),
+        (tasks[1], "Running", f"{a}:102:7", now, None),
+        (tasks[2], "Completed", f"{b}:103:7", now - timedelta(seconds=12), now),
+        (tasks[3], "Failed", f"{b}:103:7", now - timedelta(seconds=3), now),
+        (
+            tasks[4],
+            "Completed",
+            f"{b}:104:7",
+            now - timedelta(hours=2, seconds=50),
+            now - timedelta(hours=2),
+        ),
+    ):
+        Task.objects.filter(pk=task.pk).update(
+            status=status, worker_id=worker, started_at=started, finished_at=finished
+        )
+    got = scrape(Client())
+    assert got[("trace_worker_running_tasks", (("worker", a),))] == 2
+    assert ("trace_worker_running_tasks", (("worker", b),)) not in got
+    assert got[("trace_worker_finished_tasks", (("status", "Completed"), ("worker", b)))] == 1
+    assert got[("trace_worker_finished_tasks", (("status", "Failed"), ("worker", b)))] == 1
+    assert got[("trace_worker_task_seconds", (("worker", b),))] == pytest.approx(15)
+
+
+def test_broker_queue_depth_counts_wakeups_not_yet_taken(db, hot_engine, settings):
+    from tests.plugin_services import delete_broker_keys
+    from trace_tasks.publisher import send_wake
+
+    delete_broker_keys(settings.TRACE_BROKER_URL, settings.TRACE_BROKER_KEY_PREFIX)
+    before = scrape(Client())
+    assert before[("trace_metrics_broker_up", ())] == 1
+    assert before[("trace_broker_queue_messages", (("queue", "platform"),))] == 0
+    for task_id in (1, 2, 3):
+        send_wake(task_id=task_id, queue="platform")
+    send_wake(task_id=4, queue="udf")
+    got = scrape(Client())
+    assert got[("trace_broker_queue_messages", (("queue", "platform"),))] == 3
+    assert got[("trace_broker_queue_messages", (("queue", "udf"),))] == 1
+    assert got[("trace_broker_queue_messages", (("queue", "stream"),))] == 0
+
+
+def test_without_the_broker_the_database_gauges_still_answer(db, hot_engine, settings):
+    from tests.faults import free_port
+
+    settings.TRACE_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS = 0.5
+    got = scrape(Client())
+    assert got[("trace_metrics_broker_up", ())] == 0
+    assert not [key for key in got if key[0] == "trace_broker_queue_messages"]
+    assert got[("trace_tasks", (("queue", "platform"), ("status", "Queued")))] == 0

@@ -10,14 +10,19 @@ process answers the same whatever worker did the work):
 - per chain, the head the follower last saw, the hot tip, the tip lag (head - hot tip) and
   how long ago the follower last reported (left out, with `trace_metrics_data_db_up` 0, when
   the data DB does not answer: the state DB's gauges still come);
-- per chain_sync stream, the blocks left to its plan target and its failed ranges.
+- per chain_sync stream, the blocks left to its plan target and its failed ranges;
+- per worker (Celery node), the tasks it is running and the tasks it finished in the last
+  WORKER_WINDOW_SECONDS with their run time (from the task table: a worker process needs no
+  metrics server of its own, and a killed one is still counted by what it left);
+- per queue, the messages the broker holds (`trace_metrics_broker_up` 0 when it does not
+  answer).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
@@ -29,6 +34,8 @@ from trace_tasks.queues import Queue, queue_for
 
 log = logging.getLogger(__name__)
 
+WORKER_WINDOW_SECONDS = 300
+
 
 class BacklogCollector(Collector):
     def collect(self) -> Iterator[Metric]:
@@ -38,6 +45,8 @@ class BacklogCollector(Collector):
         yield from _alerting(now)
         yield from _chains(now)
         yield from _chain_syncs()
+        yield from _workers(now)
+        yield from _broker()
 
 
 def _age(now: datetime, since: datetime | None) -> float:
@@ -223,3 +232,79 @@ def _chain_syncs() -> Iterator[Metric]:
             backlog.add_metric(label, max(target - stream.cursor, 0))
         failed.add_metric(label, stream.failed)
     yield from (backlog, failed)
+
+
+def worker_name(worker_id: str) -> str:
+    """The Celery node of a task's `worker_id` (`<node>:<pid>:<thread>`): one series per worker,
+    not per process, so restarts add no series."""
+    parts = worker_id.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else worker_id
+
+
+def _workers(now: datetime) -> Iterator[Metric]:
+    from trace_web.orchestration.models import Task, TaskStatus
+
+    running = GaugeMetricFamily(
+        "trace_worker_running_tasks", "Tasks Running, per worker (Celery node)", labels=["worker"]
+    )
+    finished = GaugeMetricFamily(
+        "trace_worker_finished_tasks",
+        f"Tasks finished in the last {WORKER_WINDOW_SECONDS} s, per worker and final status",
+        labels=["worker", "status"],
+    )
+    seconds = GaugeMetricFamily(
+        "trace_worker_task_seconds",
+        f"Run time (start to finish) of the tasks a worker finished in the last "
+        f"{WORKER_WINDOW_SECONDS} s, summed",
+        labels=["worker"],
+    )
+    counts: dict[str, int] = {}
+    for worker_id, n in (
+        Task.objects.filter(status=TaskStatus.RUNNING)
+        .values_list("worker_id")
+        .annotate(n=Count("id"))
+    ):
+        name = worker_name(worker_id)
+        counts[name] = counts.get(name, 0) + n
+    for name, n in sorted(counts.items()):
+        running.add_metric([name], n)
+    done: dict[tuple[str, str], int] = {}
+    spent: dict[str, float] = {}
+    since = now - timedelta(seconds=WORKER_WINDOW_SECONDS)
+    for worker_id, status, started_at, finished_at in Task.objects.filter(
+        finished_at__gte=since,
+        status__in=[TaskStatus.COMPLETED, TaskStatus.FAILED],
+    ).values_list("worker_id", "status", "started_at", "finished_at"):
+        if not worker_id:
+            continue  # failed or canceled before any worker claimed it
+        name = worker_name(worker_id)
+        done[(name, status)] = done.get((name, status), 0) + 1
+        if started_at is not None:
+            spent[name] = spent.get(name, 0.0) + _age(finished_at, started_at)
+    for (name, status), n in sorted(done.items()):
+        finished.add_metric([name, status], n)
+    for name, total in sorted(spent.items()):
+        seconds.add_metric([name], total)
+    yield from (running, finished, seconds)
+
+
+def _broker() -> Iterator[Metric]:
+    from trace_tasks.broker_stats import queue_depths
+
+    depth = GaugeMetricFamily(
+        "trace_broker_queue_messages",
+        "Messages waiting in the broker per queue (sent, not yet taken by a worker)",
+        labels=["queue"],
+    )
+    up = GaugeMetricFamily("trace_metrics_broker_up", "1 when the broker answered this scrape")
+    try:
+        depths = queue_depths()
+    except Exception:  # kombu raises the transport's own errors (redis, botocore, socket)
+        log.warning("metrics: the broker did not answer; queue depths left out", exc_info=True)
+        up.add_metric([], 0)
+        yield up
+        return
+    up.add_metric([], 1)
+    for name, n in depths.items():
+        depth.add_metric([name], n)
+    yield from (up, depth)
