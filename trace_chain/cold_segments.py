@@ -96,3 +96,35 @@ def segment_insert(conn: Connection, **fields: Any) -> int:
     return conn.execute(
         cold_segments.insert().values(state=LIVE, **fields).returning(cold_segments.c.id)
     ).scalar_one()
+
+
+def segments_sweep(
+    conn: Connection, *, older_than_seconds: float, limit: int
+) -> list[tuple[int, str, bool]]:
+    """Segments replaced more than `older_than_seconds` ago, locked for this transaction
+    (SKIP LOCKED: two sweepers never take the same rows): `(id, location, delete_files)`.
+    `delete_files` is False when another segment that is not being swept names the same
+    prefix (a re-run that wrote the same content to the same place is live there, or a
+    younger replaced one still has readers): the row goes, its files stay."""
+    old = sa.select(cold_segments.c.id, cold_segments.c.location).where(
+        cold_segments.c.state == REPLACED,
+        cold_segments.c.replaced_at
+        < sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+    )
+    rows = conn.execute(
+        old.order_by(cold_segments.c.id).limit(limit).with_for_update(skip_locked=True)
+    ).all()
+    ids = [row.id for row in rows]
+    kept = set(
+        conn.execute(
+            sa.select(cold_segments.c.location).where(
+                cold_segments.c.location.in_({row.location for row in rows}),
+                cold_segments.c.id.not_in(ids),
+            )
+        ).scalars()
+    )
+    return [(row.id, row.location, row.location not in kept) for row in rows]
+
+
+def segments_forget(conn: Connection, ids: list[int]) -> None:
+    conn.execute(cold_segments.delete().where(cold_segments.c.id.in_(ids)))

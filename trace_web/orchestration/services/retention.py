@@ -144,8 +144,31 @@ def tasks_prune(*, batch_size: int | None = None) -> int:
     return tasks
 
 
+def cold_prune(*, batch_size: int) -> int:
+    """Replaced cold partitions past TRACE_COLD_REPLACED_RETENTION_SECONDS: files and rows.
+    A data DB or store that does not answer skips this tick's sweep (logged), not the state
+    DB's retention."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trace_chain.cold_sweep import replaced_sweep
+    from trace_chain.db import data_engine
+    from trace_chain.object_store import ObjectStoreError, object_store_from_env
+
+    try:
+        return replaced_sweep(
+            data_engine(),
+            object_store_from_env(),
+            older_than_seconds=settings.TRACE_COLD_REPLACED_RETENTION_SECONDS,
+            batch_size=batch_size,
+        )
+    except (SQLAlchemyError, ObjectStoreError, OSError):
+        log.warning("cold sweep skipped this tick", exc_info=True)
+        return 0
+
+
 def state_prune(*, max_batches: int = 50) -> int:
-    """One dispatcher tick of retention: outbox, task and expired query-export batches until
+    """One dispatcher tick of retention: outbox, task, expired query-export and replaced
+    cold-partition batches until
     all are short or `max_batches` rounds ran (the rest waits for the next tick); returns rows
     deleted."""
     from trace_web.query.services import query_results_prune
@@ -156,7 +179,8 @@ def state_prune(*, max_batches: int = 50) -> int:
         outbox = outbox_prune(batch_size=batch_size)
         tasks = tasks_prune(batch_size=batch_size)
         exports = query_results_prune(batch_size=batch_size)
-        total += outbox + tasks + exports
-        if max(outbox, tasks, exports) < batch_size:
+        cold = cold_prune(batch_size=batch_size)
+        total += outbox + tasks + exports + cold
+        if max(outbox, tasks, exports, cold) < batch_size:
             break
     return total
