@@ -97,12 +97,13 @@ locals {
 
   # Settings every process reads (Django loads the whole settings package in every role).
   base_environment = {
-    AWS_REGION             = local.region
-    TRACE_BROKER_URL       = "sqs://" # credentials: the task role, through boto3
-    TRACE_SQS_REGION       = local.region
-    TRACE_SQS_QUEUE_URLS   = jsonencode(var.queue_urls)
-    TRACE_OBJECT_STORE_URL = "s3://${var.bucket_names["cold"]}"
-    TRACE_LOG_FORMAT       = "json"
+    AWS_REGION                = local.region
+    TRACE_BROKER_URL          = "sqs://" # credentials: the task role, through boto3
+    TRACE_SQS_REGION          = local.region
+    TRACE_SQS_QUEUE_URLS      = jsonencode(var.queue_urls)
+    TRACE_SQS_SMOKE_QUEUE_URL = var.smoke_queue_url
+    TRACE_OBJECT_STORE_URL    = "s3://${var.bucket_names["cold"]}"
+    TRACE_LOG_FORMAT          = "json"
   }
   common_environment = merge(local.base_environment, var.environment)
 
