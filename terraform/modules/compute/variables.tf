@@ -202,3 +202,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "deletion_protection" {
+  description = "Deletion protection on the load balancer (as on the databases): a destroy fails until it is turned off."
+  type        = bool
+  default     = true
+}
