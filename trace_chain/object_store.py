@@ -231,8 +231,8 @@ class S3ObjectStore(ObjectStore):
         self.region_name = region_name
         self.addressing_style = addressing_style
         self.url = f"s3://{bucket}/{self.prefix}"
-        # Tries per request (botocore's standard retry mode); set before the first request to
-        # fail fast instead (`trace smoke`).
+        # Retries after a request's first try (botocore's max_attempts, standard mode); set
+        # before the first request to fail fast instead (`trace smoke`).
         self.max_attempts = 5
         self._client = client
 

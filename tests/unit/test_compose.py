@@ -106,3 +106,11 @@ def test_published_ports_bind_to_loopback_only():
     assert {n for n, _ in published} == {"web", "flower", "minio"}
     for name, port in published:
         assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_beats_healthcheck_is_a_valid_trace_smoke_command():
+    from trace_web.cli import _parser
+
+    argv = SERVICES["beat"]["healthcheck"]["test"]
+    assert argv[:3] == ["CMD", "trace", "smoke"]
+    assert _parser().parse_args(argv[2:]).only == ["state-db", "broker"]

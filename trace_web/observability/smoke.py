@@ -105,7 +105,7 @@ def check_broker(timeout: float) -> str:
         options["predefined_queues"][name] = {"url": settings.TRACE_SQS_SMOKE_QUEUE_URL}
         options["wait_time_seconds"] = 1  # short polls until the deadline below
         options["client-config"] = {
-            "retries": {"max_attempts": 1},
+            "retries": {"total_max_attempts": 1},
             "connect_timeout": timeout,
             "read_timeout": timeout,
         }
@@ -145,7 +145,7 @@ def check_object_store(timeout: float) -> str:
 
     store = object_store_from_url(settings.TRACE_OBJECT_STORE_URL)
     if isinstance(store, S3ObjectStore):
-        store.max_attempts = 1
+        store.max_attempts = 0  # botocore's retries after the first try: none
     prefix = f"{SMOKE_PREFIX}{uuid.uuid4().hex}/"
     key, payload = prefix + "probe.bin", uuid.uuid4().bytes
     store.put_bytes(payload, key)
@@ -170,7 +170,9 @@ def check_sns(timeout: float) -> str:
         "sns",
         endpoint_url=settings.TRACE_SNS_ENDPOINT_URL or None,
         region_name=settings.TRACE_SNS_REGION,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=timeout, read_timeout=timeout),
+        config=Config(
+            retries={"total_max_attempts": 1}, connect_timeout=timeout, read_timeout=timeout
+        ),
     )
     answer = client.publish(TopicArn=topic, Subject="trace smoke", Message="trace smoke test")
     return f"published {answer['MessageId']} to {topic}"
