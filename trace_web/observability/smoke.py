@@ -49,6 +49,8 @@ def check_state_db(timeout: float) -> str:
     from django.db.migrations.executor import MigrationExecutor
 
     connection = connections["default"]
+    # Before the first connect: a host that drops packets fails within the timeout too.
+    connection.settings_dict.setdefault("OPTIONS", {})["connect_timeout"] = max(1, round(timeout))
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     executor = MigrationExecutor(connection)
