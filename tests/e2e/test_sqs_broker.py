@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import processes
 from tests.aws import aws_test_env, sqs_broker_env, sqs_depth, sqs_queues_create
 from tests.chain.test_object_store import moto_s3_server as moto_server
 from tests.dags import noop_dag
@@ -34,11 +35,16 @@ def sqs_broker(settings, monkeypatch):
         yield endpoint, urls, env
 
 
-def test_a_dag_runs_end_to_end_over_sqs(services, org, sqs_broker):
+def test_a_dag_runs_end_to_end_over_sqs(transactional_db, org, sqs_broker, tmp_path, request):
     endpoint, urls, env = sqs_broker
     dag_sync(org=org, yaml_text=noop_dag(), activate=True)
-    # As ECS starts a worker (terraform/modules/compute: no gossip, mingle or heartbeat).
-    worker = services.worker("sqs", queues=Queue.PLATFORM.value, concurrency=1, env=env)
+    # With the flags ECS starts a worker with (terraform/modules/compute: worker_flags).
+    argv = ["worker", "-Q", Queue.PLATFORM.value, "-n", "sqs@%h", "--concurrency", "1"]
+    flags = ["--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    worker = processes.ServiceProcess(
+        "sqs", processes.celery_argv(*argv, *flags), tmp_path, ready_marker="ready.", env=env
+    )
+    request.addfinalizer(worker.stop)
     # Queued, and its wake-up published to SQS right after the commit (the outbox flush).
     upstream = job_run_manual(org=org, dag_name="chain", job_name="extract")
     downstream = wait_for(
