@@ -231,6 +231,9 @@ class S3ObjectStore(ObjectStore):
         self.region_name = region_name
         self.addressing_style = addressing_style
         self.url = f"s3://{bucket}/{self.prefix}"
+        # Retries after a request's first try (botocore's max_attempts, standard mode); set
+        # before the first request to fail fast instead (`trace smoke`).
+        self.max_attempts = 5
         self._client = client
 
     @property
@@ -247,7 +250,7 @@ class S3ObjectStore(ObjectStore):
                 region_name=self.region_name,
                 config=Config(
                     s3={"addressing_style": style},
-                    retries={"max_attempts": 5, "mode": "standard"},
+                    retries={"max_attempts": self.max_attempts, "mode": "standard"},
                 ),
             )
         return self._client

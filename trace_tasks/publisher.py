@@ -70,6 +70,22 @@ def _publish(name: str, *, args: list, queue: Queue) -> None:
     _breaker.reset()
 
 
+def publish_transport_options() -> dict:
+    """One try, short timeouts: Redis's socket options, and for SQS botocore's (whose defaults,
+    60 s reads and up to 5 tries, would hold a caller far longer than the publish timeout)."""
+    timeout = settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS
+    return {
+        "max_retries": 0,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "client-config": {
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "retries": {"total_max_attempts": 1},
+        },
+    }
+
+
 @contextmanager
 def _producer(app):
     """A pooled producer whose connection gives up fast: one connect try and socket timeouts
@@ -77,15 +93,10 @@ def _producer(app):
     broker_connection_timeout and wait for ever on a broker that stopped answering)."""
     from kombu import pools
 
-    timeout = settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS
     connection = app.connection_for_write(
         settings.TRACE_BROKER_URL,
-        connect_timeout=timeout,
-        transport_options={
-            "max_retries": 0,
-            "socket_connect_timeout": timeout,
-            "socket_timeout": timeout,
-        },
+        connect_timeout=settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS,
+        transport_options=publish_transport_options(),
     )
     # Pools are keyed by the connection's parameters, so every call shares one pool.
     with pools.producers[connection].acquire(block=True) as producer:

@@ -3,6 +3,7 @@ job's queue: its runtime's, except that long-running sources get the `stream` po
 
 import json
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class Queue(StrEnum):
@@ -25,8 +26,9 @@ def queue_for(*, runtime: str, source_kind: str) -> Queue:
 
 def sqs_queue_urls(raw: str) -> dict[str, str]:
     """`TRACE_SQS_QUEUE_URLS` (a JSON object of queue name -> SQS queue URL) checked: every
-    queue named, nothing else, each URL https. A missing queue would only fail when its first
-    wake-up is sent; this fails at start-up instead."""
+    queue named, nothing else, each URL https (or http on loopback: a local SQS such as moto).
+    A missing queue would only fail when its first wake-up is sent; this fails at start-up
+    instead."""
     try:
         urls = json.loads(raw or "{}")
     except ValueError as exc:
@@ -37,9 +39,15 @@ def sqs_queue_urls(raw: str) -> dict[str, str]:
     missing, unknown = sorted(names - set(urls)), sorted(set(urls) - names)
     if missing or unknown:
         raise ValueError(f"TRACE_SQS_QUEUE_URLS: missing {missing}, unknown {unknown}")
-    bad = sorted(
-        k for k, v in urls.items() if not (isinstance(v, str) and v.startswith("https://"))
-    )
+    bad = sorted(k for k, v in urls.items() if not _is_queue_url(v))
     if bad:
         raise ValueError(f"TRACE_SQS_QUEUE_URLS: not an https URL for {bad}")
     return urls
+
+
+def _is_queue_url(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme == "https" or (parts.scheme == "http" and loopback)

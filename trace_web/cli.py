@@ -1,6 +1,6 @@
 """The `trace` command: `trace lite up|status|down|env`, `trace data-migrate`, `trace
-worker-alive`, and every other `trace <command>` handed to Django's manage.py with the Lite env
-file loaded.
+worker-alive`, `trace smoke`, and every other `trace <command>` handed to Django's manage.py
+with the Lite env file loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from trace_web.lite.envfile import load_lite_env, trace_home
 
-OWN_COMMANDS = {"lite", "data-migrate", "worker-alive", "-h", "--help"}
+OWN_COMMANDS = {"lite", "data-migrate", "worker-alive", "smoke", "-h", "--help"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +75,35 @@ def _parser() -> argparse.ArgumentParser:
         "--max-age", type=float, default=60.0, help="seconds since the last touch (default 60)"
     )
     alive.set_defaults(handler=_worker_alive)
+
+    smoke = commands.add_parser(
+        "smoke",
+        help="check the databases, the broker, the object store (and SNS) answer: "
+        "one ok/FAIL line each, exit 1 on any failure",
+    )
+    smoke.add_argument(
+        "--only",
+        type=_check_names,
+        help="comma-separated checks to run (default all): state-db,data-db,broker,"
+        "object-store,sns",
+    )
+    smoke.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds each check may take (default 10)"
+    )
+    smoke.set_defaults(handler=_smoke)
     return parser
+
+
+def _check_names(raw: str) -> list[str]:
+    from trace_web.observability.smoke import CHECKS
+
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CHECKS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown check(s) {unknown or names}; known: {', '.join(CHECKS)}"
+        )
+    return names
 
 
 def _home(args: argparse.Namespace) -> Path:
@@ -135,6 +163,25 @@ def _worker_alive(args: argparse.Namespace) -> int:
     alive, why = worker_alive(node=args.node, max_age=args.max_age)
     print(why, file=sys.stdout if alive else sys.stderr)
     return 0 if alive else 1
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    load_lite_env()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trace_web.settings")
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:  # settings that do not load: one line, not a traceback
+        print(f"FAIL settings      {' '.join(str(exc).split())}")
+        return 1
+    from trace_web.observability.smoke import smoke_checks
+
+    failed = False
+    for result in smoke_checks(only=args.only, timeout=args.timeout):
+        print(result.line(), flush=True)
+        failed = failed or result.failed
+    return 1 if failed else 0
 
 
 def _manage(argv: list[str]) -> int:

@@ -34,7 +34,7 @@ def test_procfile_runs_lites_worker_layout():
 
 
 def test_compose_runs_lites_worker_layout_with_a_liveness_check():
-    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     workers = {name: s for name, s in services.items() if name.startswith("worker-")}
     assert {layout(s["command"]) for s in workers.values()} == lite_layout()
     for service in workers.values():

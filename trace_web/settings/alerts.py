@@ -29,5 +29,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alerts@trace.localhost")
 # SMS through AWS SNS (boto3's usual credentials); an endpoint URL for moto or a VPC endpoint.
 TRACE_SNS_ENDPOINT_URL = env_str("TRACE_SNS_ENDPOINT_URL", "")
 TRACE_SNS_REGION = env_str("TRACE_SNS_REGION", "us-east-1")
+# `trace smoke` publishes one message to this SNS topic when set (its `sns` check), through the
+# SMS channel's endpoint and region; unset, that check is skipped.
+TRACE_SMOKE_SNS_TOPIC_ARN = env_str("TRACE_SMOKE_SNS_TOPIC_ARN", "")
 # A backtest (POST /v1/alerts/{id}/backtest) covers at most this many blocks.
 TRACE_ALERT_BACKTEST_MAX_BLOCKS = env_int("TRACE_ALERT_BACKTEST_MAX_BLOCKS", 1_000_000)

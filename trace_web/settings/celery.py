@@ -14,6 +14,9 @@ TRACE_BROKER_KEY_PREFIX = env_str("TRACE_BROKER_KEY_PREFIX", "")
 # ...}, so kombu uses the queues Terraform made (terraform/) and never lists or creates any.
 TRACE_SQS_REGION = env_str("TRACE_SQS_REGION", "us-east-1")
 TRACE_SQS_QUEUE_URLS = env_str("TRACE_SQS_QUEUE_URLS", "")
+# SQS only: the queue `trace smoke` sends to and receives from (no worker consumes it; made by
+# terraform/modules/queues as <name>-smoke). Redis needs none: smoke uses a temporary queue.
+TRACE_SQS_SMOKE_QUEUE_URL = env_str("TRACE_SQS_SMOKE_QUEUE_URL", "")
 # Publishing a wake-up gives up after this (connect and socket timeout, one try): callers do
 # not wait on a broker that is down, the outbox keeps what was not published.
 TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS", 2.0)

@@ -132,6 +132,9 @@ module "compute" {
   bucket_arns                 = module.data.bucket_arns
   queue_urls                  = module.queues.queue_urls
   queue_arns                  = module.queues.queue_arns
+  smoke_queue_url             = module.queues.smoke_queue_url
+  smoke_queue_arn             = module.queues.smoke_queue_arn
+  deletion_protection         = var.deletion_protection
   log_group_names             = module.observability.log_group_names
   pools                       = local.pools
   web = {

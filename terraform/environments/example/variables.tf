@@ -42,7 +42,7 @@ variable "multi_az" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the databases from deletion."
+  description = "Protect the databases and the load balancer from deletion."
   type        = bool
   default     = true
 }

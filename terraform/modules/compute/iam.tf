@@ -76,6 +76,16 @@ data "aws_iam_policy_document" "task" {
     }
   }
 
+  # `trace smoke`'s broker check, from any platform role (run as a one-off task).
+  dynamic "statement" {
+    for_each = each.key == "migrate" ? [] : [1]
+    content {
+      sid       = "SmokeQueue"
+      actions   = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      resources = [var.smoke_queue_arn]
+    }
+  }
+
   dynamic "statement" {
     for_each = length(each.value.sends_to) == 0 ? [] : [1]
     content {

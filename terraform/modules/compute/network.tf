@@ -164,16 +164,20 @@ resource "aws_vpc_security_group_ingress_rule" "web_from_alb" {
 }
 
 resource "aws_lb" "web" {
+  #checkov:skip=CKV_AWS_91:no access-log bucket yet (ELB logs need one with the ELB service's write policy); not done, see terraform/README.md
+  #checkov:skip=CKV2_AWS_28:no WAF in front yet: the API throttles per user and per client address itself; not done, see terraform/README.md
   name                       = "${var.name}-web"
   load_balancer_type         = "application"
   internal                   = var.web.internal
   subnets                    = var.web.internal ? var.private_subnet_ids : var.public_subnet_ids
   security_groups            = [aws_security_group.alb.id]
   drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
   tags                       = var.tags
 }
 
 resource "aws_lb_target_group" "web" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the balancer (HTTPS listener); balancer to task is HTTP inside the VPC, to a security group that admits only the balancer
   name        = "${var.name}-web"
   port        = 8000
   protocol    = "HTTP"

@@ -84,6 +84,16 @@ variable "queue_arns" {
   type        = map(string)
 }
 
+variable "smoke_queue_url" {
+  description = "URL of the queue `trace smoke` sends to and receives from (TRACE_SQS_SMOKE_QUEUE_URL)."
+  type        = string
+}
+
+variable "smoke_queue_arn" {
+  description = "ARN of the smoke queue: every platform role may send to, receive from and delete on it."
+  type        = string
+}
+
 variable "log_group_names" {
   description = "CloudWatch log group per role: web, beat, worker-<queue>, migrate."
   type        = map(string)
@@ -191,4 +201,10 @@ variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Deletion protection on the load balancer (as on the databases): a destroy fails until it is turned off."
+  type        = bool
+  default     = true
 }

@@ -39,3 +39,14 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
     sourceQueueArns   = [aws_sqs_queue.queue[each.key].arn]
   })
 }
+
+# `trace smoke` sends a message here and receives it back (TRACE_SQS_SMOKE_QUEUE_URL): no worker
+# consumes it and nothing else is sent to it, so a minute's retention is plenty and no DLQ is
+# needed (a smoke message that is never received just expires).
+resource "aws_sqs_queue" "smoke" {
+  #checkov:skip=CKV2_AWS_73:no dead-letter queue: smoke messages are received by the run that sent them or expire after a minute
+  name                      = "${var.name}-smoke"
+  message_retention_seconds = 60
+  sqs_managed_sse_enabled   = true
+  tags                      = merge(var.tags, { Role = "smoke" })
+}

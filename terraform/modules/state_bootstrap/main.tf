@@ -3,6 +3,9 @@
 # for the state lock.
 
 resource "aws_s3_bucket" "state" {
+  #checkov:skip=CKV_AWS_18:the Terraform state bucket, versioned; no access-log bucket yet
+  #checkov:skip=CKV_AWS_144:one region by design; the state is versioned
+  #checkov:skip=CKV2_AWS_62:nothing consumes state bucket events
   bucket = var.bucket_name
   tags   = var.tags
 
@@ -84,6 +87,7 @@ resource "aws_s3_bucket_policy" "state" {
 }
 
 resource "aws_dynamodb_table" "lock" {
+  #checkov:skip=CKV_AWS_119:the lock table holds lock ids and state digests only, encrypted at rest with the AWS owned key
   name         = var.lock_table_name
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "LockID"
