@@ -13,16 +13,12 @@ def queue_depths() -> dict[str, int]:
     """Messages waiting per queue. One connection try with the publish timeouts, so a broker
     that does not answer costs a scrape at most a few seconds; raises what kombu raises."""
     from trace_tasks.celery_app import app
+    from trace_tasks.publisher import publish_transport_options
 
-    timeout = settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS
     connection = app.connection_for_read(
         settings.TRACE_BROKER_URL,
-        connect_timeout=timeout,
-        transport_options={
-            "max_retries": 0,
-            "socket_connect_timeout": timeout,
-            "socket_timeout": timeout,
-        },
+        connect_timeout=settings.TRACE_BROKER_PUBLISH_TIMEOUT_SECONDS,
+        transport_options=publish_transport_options(),
     )
     with connection:
         channel = connection.default_channel

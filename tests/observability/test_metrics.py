@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerts.factories import DeliveryFactory
 from tests.dags import noop_dag
+from tests.e2e.test_sqs_broker import sqs_broker  # noqa: F401 - a fixture
 from tests.integration.test_chain_sync import fixed
 from trace_chain import hot_store
 from trace_web.alerts.models import DeliveryStatus
@@ -185,3 +186,15 @@ def test_without_the_broker_the_database_gauges_still_answer(db, hot_engine, set
     assert got[("trace_metrics_broker_up", ())] == 0
     assert not [key for key in got if key[0] == "trace_broker_queue_messages"]
     assert got[("trace_tasks", (("queue", "platform"), ("status", "Queued")))] == 0
+
+
+@pytest.mark.usefixtures("sqs_broker")
+def test_broker_queue_depth_on_sqs(db, hot_engine):
+    from trace_tasks.publisher import send_wake
+
+    for task_id in (1, 2):
+        send_wake(task_id=task_id, queue="platform")
+    got = scrape(Client())
+    assert got[("trace_metrics_broker_up", ())] == 1
+    assert got[("trace_broker_queue_messages", (("queue", "platform"),))] == 2
+    assert got[("trace_broker_queue_messages", (("queue", "delivery"),))] == 0
