@@ -225,6 +225,7 @@ def file_uri(path: str) -> str:
 @dataclass
 class SyncResult:
     identifier: tuple[str, str]
+    dataset: str
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     snapshot_id: int | None = None  # the table's current snapshot after the sync
@@ -234,6 +235,16 @@ class SyncResult:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.removed)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "table": ".".join(self.identifier),
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "snapshot_id": self.snapshot_id,
+            "metadata_location": self.metadata_location,
+            "partial": self.partial,
+        }
 
 
 def table_sync(
@@ -257,7 +268,7 @@ def table_sync(
     current = {task.file.file_path: task.file for task in table.scan().plan_files()}
     stale = [path for path in current if path not in set(wanted)]
     new = [path for path in wanted if path not in current]
-    result = SyncResult(identifier)
+    result = SyncResult(identifier, dataset)
     # A partition of a range without rows of this dataset has an empty file: it holds nothing
     # to read, and Iceberg scans skip empty files, so it is not registered.
     added = [parquet_file_to_data_file(table.io, table.metadata, path) for path in new]
@@ -303,6 +314,47 @@ def dataset_sync(
     )
     result.partial = [file_uri(f.path) for f in plan.partial]
     return result
+
+
+def chain_sync(
+    *,
+    catalog: Catalog | Callable[[], Catalog],
+    engine: Any,
+    org_id: int,
+    chain_id: int,
+    datasets: Sequence[str],
+    settings: IcebergSettings | None = None,
+    check: Callable[[], None] = lambda: None,
+    wait: Callable[[], None] = lambda: None,
+) -> list[SyncResult]:
+    """Sync the org's tables of `datasets` of one chain, one at a time under a data-DB advisory
+    lock per org and chain (a second sync would only lose Iceberg's commit race). `catalog` (or
+    a function giving it, called once the lock is held) says what is committed; `check` runs
+    before each table and just before each commit (the operator's lease check)."""
+    from trace_chain.db import advisory_lock_key, session_advisory_lock
+
+    settings = settings or iceberg_settings_from_env()
+    key = advisory_lock_key(f"trace.iceberg:{int(org_id)}:{int(chain_id)}")
+    results = []
+    with session_advisory_lock(engine, key=key, wait=wait):
+        committed = catalog() if callable(catalog) else catalog
+        tables = iceberg_catalog(settings)
+        for dataset in datasets:
+            check()
+            with engine.connect() as conn:
+                results.append(
+                    dataset_sync(
+                        catalog=committed,
+                        iceberg=tables,
+                        settings=settings,
+                        org_id=org_id,
+                        chain_id=chain_id,
+                        dataset=dataset,
+                        data_conn=conn,
+                        before_commit=check,
+                    )
+                )
+    return results
 
 
 def snapshot_files(table: Any) -> Iterable[tuple[int, list[str]]]:

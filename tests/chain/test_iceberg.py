@@ -20,6 +20,7 @@ from trace_chain import chain_schema, devchain, iceberg
 from trace_chain.db import query_reader_dsn
 from trace_chain.query.catalog import Catalog, ColdFile
 from trace_chain.query.engine import Limits, query_execute
+from trace_operators.context import LeaseLost, PermanentError
 
 ORG = 3
 DATASETS = ("blocks", "transactions", "logs")
@@ -233,3 +234,97 @@ def test_settings_are_checked_by_name(cold):
         "s3://bucket/iceberg",
         None,
     )
+
+
+def test_the_operator_syncs_every_configured_dataset(compacted, hot_engine, settings, tmp_path):
+    from trace_operators.context import TaskContext, TaskScope
+    from trace_operators.registry import operator_get
+
+    def context(**overrides) -> TaskContext:
+        fields = {
+            "task_id": 9,
+            "attempt": 1,
+            "org_id": ORG,
+            "dag_name": "chain",
+            "job_name": "iceberg",
+            "config": {"chain_id": CHAIN, "datasets": ["blocks", "logs"]},
+            "scope": TaskScope(),
+            "cold_catalog": _catalog,
+        }
+        return TaskContext(**{**fields, **overrides})
+
+    ctx = context()
+    summary = operator_get("iceberg_sync")(ctx)
+    assert sorted(summary) == ["blocks", "logs"] and ctx.outputs == []
+    for dataset in ("blocks", "logs"):
+        assert summary[dataset]["added"] == len(live(hot_engine, dataset))
+        assert summary[dataset]["table"] == f"{settings.namespace}.org{ORG}_chain{CHAIN}_{dataset}"
+        assert _duckdb_rows(dataset, summary[dataset]["metadata_location"]) == _trace_rows(
+            dataset, tmp_path
+        )
+    assert not iceberg.iceberg_catalog(settings).table_exists(
+        iceberg.table_identifier(settings, org_id=ORG, chain_id=CHAIN, dataset="transactions")
+    )
+    again = operator_get("iceberg_sync")(context())
+    assert [again[d]["added"] + again[d]["removed"] for d in ("blocks", "logs")] == [0, 0]
+    assert again["blocks"]["snapshot_id"] == summary["blocks"]["snapshot_id"]
+    # A lost lease stops it before any commit; outside the platform runtime it refuses.
+    lost = context(config={"chain_id": CHAIN, "datasets": ["transactions"]})
+    lost.stop_event.set()
+    with pytest.raises(LeaseLost):
+        operator_get("iceberg_sync")(lost)
+    with pytest.raises(PermanentError, match="platform runtime"):
+        operator_get("iceberg_sync")(context(cold_catalog=None))
+
+
+def test_the_operator_config_is_checked_field_by_field():
+    from trace_operators.registry import operator_config_problems
+
+    assert operator_config_problems("iceberg_sync", {"chain_id": CHAIN}, "platform") == []
+    problems = dict(
+        operator_config_problems(
+            "iceberg_sync",
+            {"chain_id": "1", "datasets": ["blocks", "blocks"], "extra": 1},
+            "udf",
+        )
+    )
+    assert set(problems) == {"runtime", "config.chain_id", "config.datasets", "config.extra"}
+    assert "at most once" in problems["config.datasets"]
+    bad = dict(operator_config_problems("iceberg_sync", {"chain_id": 1, "datasets": ["x"]}, None))
+    assert set(bad) == {"config.datasets[0]"}
+
+
+FOLLOW = f"""
+name: follow
+jobs:
+  - name: follow
+    activation: source
+    source: {{kind: always_on}}
+    operator: block_follower
+    config: {{chain_id: {CHAIN}, rpc_pool: devchain}}
+"""
+
+
+def test_the_command_syncs_what_the_org_reads_and_nothing_of_another_org(
+    compacted, hot_engine, settings, org, other_org, capsys, tmp_path
+):
+    import json
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from trace_web.orchestration.services.dags import dag_sync
+
+    dag_sync(org=org, yaml_text=FOLLOW, activate=True)  # acme follows the chain; globex not
+    call_command(
+        "iceberg", "sync", "--org", org.slug, "--chain-id", str(CHAIN), "--dataset", "logs"
+    )
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["dataset"] == "logs" and line["added"] == len(live(hot_engine, "logs"))
+    assert line["table"] == f"{settings.namespace}.org{org.pk}_chain{CHAIN}_logs"
+    assert _duckdb_rows("logs", line["metadata_location"]) == _trace_rows("logs", tmp_path)
+    call_command("iceberg", "sync", "--org", other_org.slug, "--chain-id", str(CHAIN))
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert [(x["dataset"], x["added"]) for x in lines] == [(d, 0) for d in chain_schema.DATASETS]
+    with pytest.raises(CommandError, match="no org 'nobody'"):
+        call_command("iceberg", "sync", "--org", "nobody", "--chain-id", str(CHAIN))
