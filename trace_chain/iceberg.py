@@ -83,16 +83,17 @@ def iceberg_settings_from_env(environ: Mapping[str, str] | None = None) -> Icebe
 
 
 def iceberg_catalog(settings: IcebergSettings) -> Any:
-    """The pyiceberg catalog the settings name, its namespace created if missing."""
+    """The pyiceberg catalog the settings name. The SQL catalog's namespace is created if
+    missing; Glue's database is Terraform's (terraform/modules/analytics), never created here,
+    so the task role needs no right to create databases."""
     properties = {"warehouse": settings.warehouse}
     if settings.s3_endpoint:
         properties["s3.endpoint"] = settings.s3_endpoint
     if settings.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
-        catalog = GlueCatalog("trace", **properties, **{"glue.region": settings.glue_region})
-    else:
-        catalog = _sql_catalog(settings.sql_url or "", properties)
+        return GlueCatalog("trace", **properties, **{"glue.region": settings.glue_region})
+    catalog = _sql_catalog(settings.sql_url or "", properties)
     catalog.create_namespace_if_not_exists(settings.namespace)
     return catalog
 
