@@ -263,6 +263,7 @@ def table_sync(
     operator checks its lease there; tests inject failures). Files are registered as they
     are: their footers give the row counts and column bounds; nothing is rewritten."""
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
+    from pyiceberg.utils.concurrent import ExecutorFactory
 
     table = table_ensure(catalog, identifier, dataset)
     wanted = list(dict.fromkeys(files))
@@ -272,7 +273,11 @@ def table_sync(
     result = SyncResult(identifier, dataset)
     # A partition of a range without rows of this dataset has an empty file: it holds nothing
     # to read, and Iceberg scans skip empty files, so it is not registered.
-    added = [parquet_file_to_data_file(table.io, table.metadata, path) for path in new]
+    # Footers read in parallel, on pyiceberg's own pool (as its add_files does).
+    footers = ExecutorFactory.get_or_create().map(
+        lambda path: parquet_file_to_data_file(table.io, table.metadata, path), new
+    )
+    added = list(footers)
     added = [data_file for data_file in added if data_file.record_count > 0]
     new = [data_file.file_path for data_file in added]
     if stale or new:
