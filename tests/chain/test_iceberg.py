@@ -176,6 +176,31 @@ def test_a_rebuilt_range_replaces_its_files_in_one_snapshot(
         assert _rows(_table(settings, dataset).scan().to_arrow()) == rows
 
 
+def test_segments_a_deep_reorg_left_above_the_line_leave_the_table(
+    compacted, hot_engine, settings, tmp_path
+):
+    """Before compaction rebuilds them, the stale segments above the moved line are not what
+    Trace reads (hot answers there): the table drops them, keeping what cold still answers."""
+    url, follower = compacted
+    first = _sync(settings, hot_engine, "blocks")
+    devchain.reorg(url, 8)
+    follower.step()  # rewinds to the first segment the node disagrees with
+    catch_up(follower)  # and writes the hot rows again from there
+    line = hot_low(hot_engine)
+    assert line is not None and 0 < line <= follower.tip
+    result = _sync(settings, hot_engine, "blocks")
+    assert result.added == [] and result.removed  # the stale segments go
+    assert sorted(result.removed) == sorted(p for p in first.added if _file_range(p)[0] >= line)
+    columns = ", ".join(chain_schema.column_names("blocks"))
+    expected = query_execute(
+        f"SELECT {columns} FROM blocks WHERE block_number < {line}",
+        catalog=_catalog(),
+        limits=Limits(),
+        temp_dir=tmp_path / "q-line",
+    ).table
+    assert _rows(_table(settings, "blocks").scan().to_arrow()) == _rows(expected)
+
+
 def _raise() -> None:
     raise Crash("killed between reading the files and committing")
 
@@ -344,10 +369,11 @@ def test_the_glue_catalog_over_moto_registers_and_replaces_in_one_snapshot(monke
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # boto3 (Glue) and the S3 file IO
         monkeypatch.setenv("AWS_REGION", "us-east-1")
         monkeypatch.setenv(iceberg.CATALOG_ENV, "glue")
-        monkeypatch.setenv(iceberg.NAMESPACE_ENV, "trace_test")
+        database = f"trace_{uuid.uuid4().hex[:12]}"  # moto's state outlives its server
+        monkeypatch.setenv(iceberg.NAMESPACE_ENV, database)
         monkeypatch.setenv(iceberg.WAREHOUSE_ENV, f"s3://{bucket}/iceberg")
         boto3.client("glue", endpoint_url=endpoint).create_database(
-            DatabaseInput={"Name": "trace_test"}
+            DatabaseInput={"Name": database}
         )
         s3 = boto3.client("s3", endpoint_url=endpoint)
 
@@ -382,7 +408,7 @@ def test_the_glue_catalog_over_moto_registers_and_replaces_in_one_snapshot(monke
             sorted(_block(b, "a" if b < 5 else "b")["block_hash"] for b in range(10)),
         ]
         glue = boto3.client("glue", endpoint_url=endpoint)
-        stored = glue.get_table(DatabaseName="trace_test", Name=name[1])["Table"]
+        stored = glue.get_table(DatabaseName=database, Name=name[1])["Table"]
         assert stored["Parameters"]["metadata_location"] == second.metadata_location
 
 
