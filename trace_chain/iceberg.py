@@ -12,6 +12,7 @@ docs/cold_storage.md ("Iceberg") and docs/configuration.md.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,23 @@ def iceberg_settings_from_env(environ: Mapping[str, str] | None = None) -> Icebe
     return IcebergSettings(kind, namespace, warehouse.rstrip("/"), sql_url, region, endpoint)
 
 
+_CATALOGS: dict[IcebergSettings, Any] = {}
+_CATALOGS_LOCK = threading.Lock()
+
+
 def iceberg_catalog(settings: IcebergSettings) -> Any:
-    """The pyiceberg catalog the settings name. The SQL catalog's namespace is created if
-    missing; Glue's database is Terraform's (terraform/modules/analytics), never created here,
-    so the task role needs no right to create databases."""
+    """The pyiceberg catalog the settings name, one per process and settings (the SQL catalog
+    holds a connection pool: one per sync would leave pools behind). The SQL catalog's
+    namespace is created if missing; Glue's database is Terraform's
+    (terraform/modules/analytics), never created here, so the task role needs no right to
+    create databases."""
+    with _CATALOGS_LOCK:
+        if settings not in _CATALOGS:
+            _CATALOGS[settings] = _catalog_open(settings)
+        return _CATALOGS[settings]
+
+
+def _catalog_open(settings: IcebergSettings) -> Any:
     properties = {"warehouse": settings.warehouse}
     if settings.s3_endpoint:
         properties["s3.endpoint"] = settings.s3_endpoint
