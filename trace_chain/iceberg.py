@@ -196,7 +196,9 @@ def registration_plan(
     pieces = windows(files)
     whole = {id(p.file) for p in pieces if p.whole}
     answering = {id(p.file) for p in pieces}
-    chosen = [p.file for p in pieces if id(p.file) in whole]
+    # A file the manifest says is empty (a range without logs) answers with no rows: nothing
+    # to register, and its footer need not be read again on every sync.
+    chosen = [p.file for p in pieces if id(p.file) in whole and p.file.rows != 0]
     partial = [f for f in files if id(f) in answering and id(f) not in whole]
     return Registration(tuple(dict.fromkeys(chosen)), tuple(dict.fromkeys(partial)))
 

@@ -211,7 +211,7 @@ def _file_range(path: str) -> tuple[int, int]:
     return int(start), int(end) + 1
 
 
-def _file(start: int, end: int, *, priority: int = 0, path: str = "") -> ColdFile:
+def _file(start: int, end: int, *, priority: int = 0, path: str = "", rows=None) -> ColdFile:
     return ColdFile(
         dataset="blocks",
         chain_id=CHAIN,
@@ -220,6 +220,7 @@ def _file(start: int, end: int, *, priority: int = 0, path: str = "") -> ColdFil
         range_end=end,
         schema_version=chain_schema.SCHEMA_VERSION,
         priority=priority,
+        rows=rows,
     )
 
 
@@ -227,9 +228,11 @@ def test_the_plan_takes_each_block_from_the_file_trace_reads_it_from():
     backfill = _file(0, 20)  # overlapped wholly by higher-priority files: left out
     newer = [_file(0, 10, priority=5), _file(10, 20, priority=5)]
     straddling = _file(15, 30)  # answers only for [20, 30): cannot be registered in part
-    tail = _file(30, 40)
+    tail = _file(30, 40, rows=10)
+    empty = _file(40, 50, rows=0)  # answers with no rows: nothing to register
     catalog = Catalog(
-        datasets=frozenset({"blocks"}), cold=(backfill, *newer, straddling, tail, _file(0, 5))
+        datasets=frozenset({"blocks"}),
+        cold=(backfill, *newer, straddling, tail, _file(0, 5), empty),
     )
     plan = iceberg.registration_plan(catalog, chain_id=CHAIN, dataset="blocks")
     assert plan.files == (*newer, tail)

@@ -86,6 +86,7 @@ def _files(version, *, generation: int) -> list[ColdFile]:
                     columns=columns,
                     priority=generation * 2 + (1 if schema_version else 0),
                     committed_seq=partition.pk,
+                    rows=entry.get("rows"),
                 )
             )
     return files
