@@ -68,6 +68,10 @@ class TaskContext:
     # task's queries and buffer-publish, all with this attempt's capability token. The worker
     # supplies it (trace_tasks.task_api.InProcessTaskApi).
     task_api: Any = None
+    # What the org's queries read from cold, as a query Catalog (trace_chain.query.catalog):
+    # every committed partition of its datasets and the chains whose compacted segments it
+    # reads. The platform runtime supplies it (trace_operators.iceberg_sync).
+    cold_catalog: Callable[[], Any] | None = None
 
     def emit(self, **event: Any) -> Any:
         """Commit one output event immediately (fenced by this attempt's lease)."""

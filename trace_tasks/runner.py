@@ -203,7 +203,14 @@ def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
         stop_event=stop_event,
         query_to_file=lambda **query: _query_to_file(claimed.capability_token, **query),
         task_api=InProcessTaskApi(claimed) if job.runtime == "udf" else None,
+        cold_catalog=(lambda: _cold_catalog(task.org_id)) if job.runtime == "platform" else None,
     )
+
+
+def _cold_catalog(org_id: int):
+    from trace_web.query.selectors import org_cold_catalog
+
+    return org_cold_catalog(org_id=org_id)
 
 
 def _query_to_file(token: str, **query) -> int:

@@ -2,8 +2,9 @@
 Celery queue has its SQS queue and dead-letter queue with a redrive policy; every process role
 of deploy/Procfile has its ECS service; every setting a process cannot start without reaches
 every container, secrets from Secrets Manager only; only the delivery pool may reach the
-internet. Each check is a function of the parsed configuration, and the last tests feed it a
-broken copy to show it would fail."""
+internet; only the pool that runs iceberg_sync reaches the Glue database of the Iceberg
+tables, with the Glue calls the sync makes and nothing wider. Each check is a function of the
+parsed configuration, and the last tests feed it a broken copy to show it would fail."""
 
 from __future__ import annotations
 
@@ -339,6 +340,67 @@ def check_egress(tf: dict) -> list[str]:
     return problems
 
 
+# The Glue calls pyiceberg's catalog makes to read, create and commit tables
+# (trace_chain/iceberg.py); the database is Terraform's, and no table is ever dropped.
+GLUE_ACTIONS = {
+    "glue:GetDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+}
+ICEBERG_ENVIRONMENT = {
+    "TRACE_ICEBERG_CATALOG",
+    "TRACE_ICEBERG_NAMESPACE",
+    "TRACE_ICEBERG_WAREHOUSE",
+}
+
+
+def check_iceberg(tf: dict) -> list[str]:
+    """The pool that runs iceberg_sync (a platform operator) and only it syncs into the
+    analytics module's Glue database, with the catalog settings the code reads and Glue calls
+    limited to that database's tables."""
+    from trace_operators.iceberg_sync import RUNTIMES
+
+    problems = []
+    pools = tf["example"]["locals"]["pools"]
+    syncing = sorted(q for q, p in pools.items() if p.get("iceberg_glue") is True)
+    if syncing != sorted(RUNTIMES):
+        problems.append(f"pools with iceberg_glue: {syncing}, want {sorted(RUNTIMES)}")
+    analytics = tf["analytics"]["resource"]
+    for kind in ("aws_glue_catalog_database", "aws_athena_workgroup"):
+        if not analytics.get(kind):
+            problems.append(f"the analytics module declares no {kind}")
+    given = tf["example"]["module"]["compute"].get("iceberg") or {}
+    if given.get("glue_database_arn") != "${module.analytics.glue_database_arn}":
+        problems.append("compute's iceberg database is not the analytics module's")
+    environment = tf["compute"]["locals"]["iceberg_environment"]
+    for name in sorted(ICEBERG_ENVIRONMENT):
+        if f"{name} = " not in environment:
+            problems.append(f"{name} is not passed to the pools with iceberg_glue")
+    if 'TRACE_ICEBERG_CATALOG = "glue"' not in environment:
+        problems.append("the pools with iceberg_glue do not use the Glue catalog")
+    code = (ROOT / "trace_chain" / "iceberg.py").read_text()
+    for name in sorted(ICEBERG_ENVIRONMENT):
+        if f'"{name}"' not in code:
+            problems.append(f"{name} is passed to the containers but no code reads it")
+    statements = [
+        content
+        for block in tf["compute"]["data"]["aws_iam_policy_document"]["task"]["dynamic"]
+        for content in block.get("statement", {}).get("content", [])
+        if any(str(a).startswith("glue:") for a in content.get("actions", []))
+    ]
+    if len(statements) != 1:
+        problems.append(f"{len(statements)} task-role statements grant Glue calls, want 1")
+    for statement in statements:
+        if not set(statement["actions"]) <= GLUE_ACTIONS:
+            extra = sorted(set(statement["actions"]) - GLUE_ACTIONS)
+            problems.append(f"the task role grants Glue calls the sync does not make: {extra}")
+        if any("*" in r.replace("/*", "") for r in statement["resources"]):
+            problems.append("the Glue statement is not scoped to the Iceberg database's tables")
+    return problems
+
+
 # --- tests ------------------------------------------------------------------------------------
 
 
@@ -431,3 +493,24 @@ def test_a_second_pool_with_internet_is_reported(tf):
     problems = check_egress(broken)
     assert "pools with internet egress: ['delivery', 'platform'], want ['delivery']" in problems
     assert any("egress rule leak" in p for p in problems)
+
+
+def test_the_iceberg_pool_reaches_only_its_glue_database(tf):
+    assert check_iceberg(tf) == []
+
+
+def test_a_wider_glue_grant_or_a_second_syncing_pool_is_reported(tf):
+    broken = copy.deepcopy(tf)
+    broken["example"]["locals"]["pools"]["udf"]["iceberg_glue"] = True
+    for block in broken["compute"]["data"]["aws_iam_policy_document"]["task"]["dynamic"]:
+        for content in block.get("statement", {}).get("content", []):
+            if content.get("sid") == "IcebergTablesInGlue":
+                content["actions"].append("glue:DeleteDatabase")
+                content["resources"].append("*")
+    problems = check_iceberg(broken)
+    assert "pools with iceberg_glue: ['platform', 'udf'], want ['platform']" in problems
+    assert (
+        "the task role grants Glue calls the sync does not make: ['glue:DeleteDatabase']"
+        in problems
+    )
+    assert "the Glue statement is not scoped to the Iceberg database's tables" in problems

@@ -30,6 +30,7 @@ class ColdFile:
     columns: frozenset[str] = frozenset()  # the file's own columns (used for version None)
     priority: int = 0
     committed_seq: int = 0
+    rows: int | None = None  # from the manifest when known (an empty range's file has 0)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def compacted_files(chain_id: int, rows: Iterable[Any]) -> list[ColdFile]:
                     schema_version=SCHEMA_VERSION,
                     priority=COMPACTED_PRIORITY,
                     committed_seq=seq,
+                    rows=entry.get("rows"),
                 )
             )
     return out

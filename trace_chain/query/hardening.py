@@ -33,6 +33,9 @@ DUCKDB_VERSION = "1.5.5"  # the only version whose extension packages are on PyP
 _EXTENSION_PACKAGES = {
     "postgres_scanner": "duckdb_extension_postgres_scanner",
     "httpfs": "duckdb_extension_httpfs",
+    # Not loaded into query sandboxes: Iceberg readers only (trace_chain/iceberg.py).
+    "avro": "duckdb_extension_avro",
+    "iceberg": "duckdb_extension_iceberg",
 }
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # trusted configuration is checked too
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\Z", re.IGNORECASE)

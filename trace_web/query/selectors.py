@@ -34,6 +34,13 @@ def task_catalog(*, capability, hot_dsn: str | None) -> Catalog:
     return catalog_of(datasets, hot_dsn=hot_dsn, versions=pinned)
 
 
+def org_cold_catalog(*, org_id: int) -> Catalog:
+    """Every committed cold partition of the org's datasets and the chains it follows (whose
+    compacted segments it reads), whatever their read roles: what the org's Iceberg tables
+    hold (trace_operators/iceberg_sync.py); who reads those is the catalog's own access."""
+    return catalog_of(Dataset.objects.filter(org_id=org_id), hot_dsn=None)
+
+
 def catalog_of(datasets, *, hot_dsn: str | None, versions: dict | None = None) -> Catalog:
     """The Catalog of these datasets: every committed partition of every generation (a newer
     generation, and the one chain schema over Cryo's own layout, answers first where they
@@ -79,6 +86,7 @@ def _files(version, *, generation: int) -> list[ColdFile]:
                     columns=columns,
                     priority=generation * 2 + (1 if schema_version else 0),
                     committed_seq=partition.pk,
+                    rows=entry.get("rows"),
                 )
             )
     return files

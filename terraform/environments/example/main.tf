@@ -30,7 +30,8 @@ locals {
       cold_bucket           = "read_write"
       scratch_bucket        = "read_write"
       rpc_egress            = true
-      ephemeral_storage_gib = 100 # cryo_ingest's attempt staging
+      iceberg_glue          = true # iceberg_sync: the Iceberg tables in Glue
+      ephemeral_storage_gib = 100  # cryo_ingest's attempt staging
     }
     stream = {
       pool          = "threads"
@@ -96,6 +97,13 @@ module "data" {
   deletion_protection = var.deletion_protection
 }
 
+module "analytics" {
+  source              = "../../modules/analytics"
+  name                = var.name
+  glue_database_name  = replace(var.name, "-", "_")
+  results_bucket_name = local.buckets.scratch
+}
+
 module "queues" {
   source = "../../modules/queues"
   name   = var.name
@@ -146,4 +154,8 @@ module "compute" {
   smtp_secret_arn      = var.smtp_secret_arn
   default_from_email   = var.default_from_email
   environment          = var.environment
+  iceberg = {
+    glue_database_name = module.analytics.glue_database_name
+    glue_database_arn  = module.analytics.glue_database_arn
+  }
 }

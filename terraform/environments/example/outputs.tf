@@ -31,3 +31,11 @@ output "alarm_topic_arn" {
   description = "The alarm topic."
   value       = module.observability.alarm_topic_arn
 }
+
+output "iceberg" {
+  description = "Where external engines find the Iceberg tables: the Glue database and the Athena workgroup."
+  value = {
+    glue_database    = module.analytics.glue_database_name
+    athena_workgroup = module.analytics.athena_workgroup_name
+  }
+}

@@ -59,8 +59,8 @@ locals {
     read                 = ["s3:GetObject"]
   }
   task_access = merge(
-    { for k, s in local.services : k => { queue = s.queue, sends_to = s.sends_to, cold = s.cold_bucket, scratch = s.scratch, sns = s.sns_publish } },
-    { migrate = { queue = null, sends_to = [], cold = "none", scratch = "none", sns = false } },
+    { for k, s in local.services : k => { queue = s.queue, sends_to = s.sends_to, cold = s.cold_bucket, scratch = s.scratch, sns = s.sns_publish, glue = s.iceberg && var.iceberg != null } },
+    { migrate = { queue = null, sends_to = [], cold = "none", scratch = "none", sns = false, glue = false } },
   )
 }
 
@@ -120,6 +120,22 @@ data "aws_iam_policy_document" "task" {
       # SMS goes to phone numbers, not topics: Publish cannot be scoped to a resource.
       actions   = ["sns:Publish"]
       resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.glue ? [1] : []
+    content {
+      sid = "IcebergTablesInGlue"
+      # pyiceberg's Glue catalog: read, create and commit (a conditional UpdateTable) the
+      # tables of the one database; the database itself is Terraform's, never created,
+      # changed or dropped by the code, and no table is deleted.
+      actions = ["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:CreateTable", "glue:UpdateTable"]
+      resources = [
+        "arn:aws:glue:${local.region}:${local.account_id}:catalog",
+        var.iceberg.glue_database_arn,
+        "arn:aws:glue:${local.region}:${local.account_id}:table/${var.iceberg.glue_database_name}/*",
+      ]
     }
   }
 

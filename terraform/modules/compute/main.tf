@@ -6,9 +6,12 @@
 
 data "aws_region" "current" {}
 
+data "aws_caller_identity" "current" {}
+
 locals {
-  region = data.aws_region.current.name
-  image  = "${aws_ecr_repository.platform.repository_url}:${var.image_tag}"
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  image      = "${aws_ecr_repository.platform.repository_url}:${var.image_tag}"
 
   celery = ["celery", "-A", "trace_tasks.celery_app"]
   # SQS has no broadcast queues for remote control, gossip, mingle or events (-E): off.
@@ -28,6 +31,7 @@ locals {
       internet      = p.internet_egress
       rpc           = p.rpc_egress
       sns_publish   = p.sns_publish
+      iceberg       = p.iceberg_glue
       redis         = p.internet_egress # the delivery pool: rate-limit buckets
       root          = p.run_as_root
       storage       = p.ephemeral_storage_gib
@@ -51,6 +55,7 @@ locals {
       internet      = false
       rpc           = false
       sns_publish   = false
+      iceberg       = false
       redis         = false
       root          = false
       storage       = 21
@@ -75,6 +80,7 @@ locals {
       internet      = false
       rpc           = false
       sns_publish   = false
+      iceberg       = false
       redis         = false
       root          = false
       storage       = 21
@@ -136,10 +142,18 @@ locals {
       try(local.services[k].internet, false) ? local.smtp_secrets : {},
     )
   }
+  # Pools that sync the Iceberg tables (trace_operators/iceberg_sync.py) use the Glue catalog,
+  # table metadata beside the cold data.
+  iceberg_environment = var.iceberg == null ? {} : {
+    TRACE_ICEBERG_CATALOG   = "glue"
+    TRACE_ICEBERG_NAMESPACE = var.iceberg.glue_database_name
+    TRACE_ICEBERG_WAREHOUSE = "s3://${var.bucket_names["cold"]}/iceberg"
+  }
   role_environment = {
     for k, r in local.all_roles : k => merge(
       local.common_environment,
       try(local.services[k].internet, false) ? local.delivery_environment : {},
+      try(local.services[k].iceberg, false) ? local.iceberg_environment : {},
       r.environment,
     )
   }

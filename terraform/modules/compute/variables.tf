@@ -114,6 +114,7 @@ variable "pools" {
     internet_egress       = optional(bool, false)
     rpc_egress            = optional(bool, false)
     sns_publish           = optional(bool, false)
+    iceberg_glue          = optional(bool, false) # syncs the Iceberg tables in Glue (var.iceberg)
     run_as_root           = optional(bool, false)
     ephemeral_storage_gib = optional(number, 21)
     environment           = optional(map(string), {})
@@ -207,4 +208,13 @@ variable "deletion_protection" {
   description = "Deletion protection on the load balancer (as on the databases): a destroy fails until it is turned off."
   type        = bool
   default     = true
+}
+
+variable "iceberg" {
+  description = "The Glue database of the Iceberg tables (module analytics), for pools with iceberg_glue; null: none."
+  type = object({
+    glue_database_name = string
+    glue_database_arn  = string
+  })
+  default = null
 }

@@ -33,7 +33,7 @@ variable "single_nat" {
 variable "interface_endpoints" {
   description = "AWS services reached through interface endpoints from the private tier."
   type        = list(string)
-  default     = ["sqs", "secretsmanager", "sns", "email-smtp", "logs", "ecr.api", "ecr.dkr"]
+  default     = ["sqs", "secretsmanager", "sns", "email-smtp", "logs", "ecr.api", "ecr.dkr", "glue"]
 }
 
 variable "s3_bucket_names" {
