@@ -41,6 +41,7 @@ OPERATORS: dict[str, str] = {
     "parquet_compact": "trace_operators.parquet_compact",
     "udf": "trace_operators.udf",
     "alert_evaluate": "trace_operators.alert_evaluate",
+    "integrity_check": "trace_operators.integrity_check",
 }
 
 
