@@ -36,6 +36,7 @@ def integrity_yaml(url: str) -> str:
         DAG.read_text()
         .replace("rpc_pool: devchain", f"rpc_url: {url}")
         .replace("finality_depth_blocks: 5", "finality_depth_blocks: 3")
+        .replace("repair: true", "repair: true\n      alert_channel: ops")
     )
 
 
@@ -48,8 +49,12 @@ def check_once(org) -> IntegrityCheck:
 def test_the_example_dag_finds_a_changed_file_rebuilds_it_and_then_passes(
     org, fresh_anvil, hot_engine, cold, settings
 ):
+    from trace_web.alerts.models import Channel, Delivery
+    from trace_web.orchestration.models import Outbox, OutboxKind
+
     settings.TRACE_OBJECT_STORE_URL = cold.uri()
     url = fresh_anvil.url
+    ops = Channel.objects.create(org=org, name="ops", kind="webhook", target="https://ops.test/")
     devchain.generate_traffic(url, blocks=18, txs_per_block=2)
     dag_sync(org=org, yaml_text=small(COMPACT_DAG.read_text()), activate=True)
     dag_sync(org=org, yaml_text=integrity_yaml(url), activate=True)
@@ -64,6 +69,7 @@ def test_the_example_dag_finds_a_changed_file_rebuilds_it_and_then_passes(
     assert (clean.status, clean.mismatches, clean.kinds) == ("clean", 0, [])
     assert (clean.range_start, clean.range_end) == (ranges[0][0], ranges[-1][1])
     assert clean.blocks_checked == ranges[-1][1] - ranges[0][0]
+    assert not Delivery.objects.exists()  # a clean check alerts nobody
 
     with hot_engine.connect() as conn:
         segment = next(s for s in segments_live(conn, chain_id=31337, dataset="blocks"))
@@ -87,5 +93,14 @@ def test_the_example_dag_finds_a_changed_file_rebuilds_it_and_then_passes(
         dataset__job_name="check", range_start=segment.range_start
     ).exists()
 
+    # The ops channel is told once, through the delivery path (a delivery and its wake-up).
+    (delivery,) = Delivery.objects.filter(channel=ops)
+    assert delivery.event.payload["affected"] == [damaged]
+    assert delivery.event.definition.name == "ops-integrity-check"
+    assert Outbox.objects.filter(
+        kind=OutboxKind.WAKE_DELIVERY, payload__delivery_id=delivery.pk
+    ).exists()
+
     after = check_once(org)
     assert (after.status, after.mismatches) == ("clean", 0)
+    assert Delivery.objects.count() == 1

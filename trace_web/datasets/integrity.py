@@ -65,7 +65,36 @@ def integrity_check_record(*, task: Any, partition: PartitionVersion) -> Integri
     )
     if affected:
         compacted_invalidate(task=task, chain_id=check.chain_id, affected=affected, check=check)
+        if check.alert_channel:
+            _alert(task=task, check=check)
     return check
+
+
+def _alert(*, task: Any, check: IntegrityCheck) -> None:
+    from trace_web.alerts.ops import ops_alert
+
+    ops_alert(
+        org_id=check.org_id,
+        channel_name=check.alert_channel,
+        topic="integrity-check",
+        chain_id=check.chain_id,
+        block_number=min(int(a[1]) for a in check.affected),
+        dedupe_key=f"integrity-check:{check.pk}",
+        payload={
+            "integrity_check_id": check.pk,
+            "dag": check.dag_name,
+            "job": check.job_name,
+            "range_start": check.range_start,
+            "range_end": check.range_end,
+            "status": check.status,
+            "mismatches": check.mismatches,
+            "kinds": check.kinds,
+            "affected": check.affected,
+            "repaired": [r[:3] for r in check.repaired],
+        },
+        producer_task_id=task.pk,
+        producer_attempt=task.attempt,
+    )
 
 
 def compacted_invalidate(
