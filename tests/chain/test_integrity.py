@@ -150,6 +150,23 @@ def test_a_dropped_transaction_shows_as_its_block_s_tx_count(compacted, hot_engi
     assert [m.block for m in report.mismatches if m.kind == "tx_count"] == [dropped]
 
 
+def test_the_first_hot_block_above_cold_must_link_to_cold_s_last(compacted, hot_engine, cold):
+    from trace_chain.hot_schema import hot_blocks
+
+    url, _, adapter = compacted
+    end = live(hot_engine)[-1][1]
+    devchain.mine(url, FINALITY)  # hot block `end` is final now (the check skips it before)
+    with hot_engine.begin() as conn:
+        conn.execute(
+            hot_blocks.update()
+            .where(hot_blocks.c.block_number == end)
+            .values(parent_hash="0x" + "cd" * 32)
+        )
+    report = check(hot_engine, cold, adapter)
+    assert found(report) == [("parent_link", "blocks", end - 5, end)]
+    assert [m.block for m in report.mismatches] == [end - 1]
+
+
 def test_sampling_checks_a_seeded_subset_and_always_the_checksums(compacted, hot_engine, cold):
     _, _, adapter = compacted
     full = check(hot_engine, cold, adapter)
