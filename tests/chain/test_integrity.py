@@ -6,6 +6,9 @@ range under a new revision, which then passes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,6 +22,51 @@ from trace_chain.integrity_repair import ranges_repair
 from trace_chain.rpc import RpcPool
 
 FINALITY = 3
+
+
+@dataclass(frozen=True)
+class Built:
+    engine: Any
+    store: Any
+    adapter: ChainAdapter
+
+
+@pytest.fixture(scope="module")
+def built(_data_db_migrated, tmp_path_factory):
+    """One chain compacted for the module's read-only tests (they run first: the tests with
+    `hot_engine` empty the data DB)."""
+    import sqlalchemy as sa
+
+    from trace_chain.db import data_engine
+    from trace_chain.hot_schema import metadata
+    from trace_chain.object_store import object_store_from_env
+
+    root = tmp_path_factory.mktemp("integrity")
+    with devchain.Anvil() as node, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRACE_OBJECT_STORE_URL", (root / "objects").as_uri())
+        patch.setenv("TRACE_STAGING_DIR", str(root / "staging"))
+        engine = data_engine()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+        devchain.generate_traffic(node.url, blocks=16, txs_per_block=2)
+        catch_up(make_follower(node.url, engine, Recorder(), batch_size=50))
+        compact(compaction_config(finality_depth_blocks=FINALITY))
+        with RpcPool("check", [node.url], timeout=10.0, max_retries=0) as pool:
+            adapter = ChainAdapter(pool)
+            yield Built(engine, object_store_from_env(), adapter)
+            adapter.close()
+
+
+@pytest.fixture
+def shared(built):
+    """The module's chain, its files put back as they were after each test."""
+    files = {p: p.read_bytes() for p in built.store.root.rglob("*") if p.is_file()}
+    yield built.engine, built.store, built.adapter
+    for path in built.store.root.rglob("*"):
+        if path.is_file() and path not in files:
+            path.unlink()
+    for path, data in files.items():
+        path.write_bytes(data)
 
 
 @pytest.fixture
@@ -61,8 +109,8 @@ def found(report):
     return sorted({(m.kind, m.dataset, m.range_start, m.range_end) for m in report.mismatches})
 
 
-def test_a_clean_range_passes(compacted, hot_engine, cold):
-    _, _, adapter = compacted
+def test_a_clean_range_passes(shared):
+    hot_engine, cold, adapter = shared
     report = check(hot_engine, cold, adapter)
     assert report.clean, report.mismatches
     segments = live(hot_engine)
@@ -129,15 +177,15 @@ def _swap(hot_engine, cold):
     ],
     ids=["change-a-row", "drop-a-log", "truncate", "delete", "swap"],
 )
-def test_tampering_is_found_with_its_range_and_kind(compacted, hot_engine, cold, tamper, expected):
-    _, _, adapter = compacted
+def test_tampering_is_found_with_its_range_and_kind(shared, tamper, expected):
+    hot_engine, cold, adapter = shared
     tamper(hot_engine, cold)
     report = check(hot_engine, cold, adapter)
     assert found(report) == expected
 
 
-def test_a_dropped_transaction_shows_as_its_block_s_tx_count(compacted, hot_engine, cold):
-    _, _, adapter = compacted
+def test_a_dropped_transaction_shows_as_its_block_s_tx_count(shared):
+    hot_engine, cold, adapter = shared
     path = path_of(hot_engine, cold, "transactions", 10)
     table = pq.read_table(path)
     dropped = table.column("block_number")[0].as_py()
@@ -148,6 +196,20 @@ def test_a_dropped_transaction_shows_as_its_block_s_tx_count(compacted, hot_engi
         ("tx_count", "transactions", 10, 15),
     ]
     assert [m.block for m in report.mismatches if m.kind == "tx_count"] == [dropped]
+
+
+def test_sampling_checks_a_seeded_subset_and_always_the_checksums(shared):
+    hot_engine, cold, adapter = shared
+    full = check(hot_engine, cold, adapter)
+    sampled = check(hot_engine, cold, adapter, sample=0.25, seed=3)
+    again = check(hot_engine, cold, adapter, sample=0.25, seed=3)
+    total = full.range_end - full.range_start
+    assert sampled.blocks_checked == round(total * 0.25) < total
+    assert sampled.clean and again.blocks_checked == sampled.blocks_checked
+    _truncate(hot_engine, cold)
+    assert ("checksum", "transactions", 10, 15) in found(
+        check(hot_engine, cold, adapter, sample=0.25, seed=3)
+    )
 
 
 def test_the_first_hot_block_above_cold_must_link_to_cold_s_last(compacted, hot_engine, cold):
@@ -165,20 +227,6 @@ def test_the_first_hot_block_above_cold_must_link_to_cold_s_last(compacted, hot_
     report = check(hot_engine, cold, adapter)
     assert found(report) == [("parent_link", "blocks", end - 5, end)]
     assert [m.block for m in report.mismatches] == [end - 1]
-
-
-def test_sampling_checks_a_seeded_subset_and_always_the_checksums(compacted, hot_engine, cold):
-    _, _, adapter = compacted
-    full = check(hot_engine, cold, adapter)
-    sampled = check(hot_engine, cold, adapter, sample=0.25, seed=3)
-    again = check(hot_engine, cold, adapter, sample=0.25, seed=3)
-    total = full.range_end - full.range_start
-    assert sampled.blocks_checked == round(total * 0.25) < total
-    assert sampled.clean and again.blocks_checked == sampled.blocks_checked
-    _truncate(hot_engine, cold)
-    assert ("checksum", "transactions", 10, 15) in found(
-        check(hot_engine, cold, adapter, sample=0.25, seed=3)
-    )
 
 
 def test_a_reorg_of_the_unfinalized_hot_range_is_not_corruption(compacted, hot_engine, cold):
