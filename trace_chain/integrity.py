@@ -77,9 +77,9 @@ class Report:
         return not self.mismatches
 
     def affected(self) -> list[tuple[str, int, int]]:
-        """`(dataset, start, end)` of each partition (or gap) holding a mismatch, in order;
-        a block-level mismatch in blocks also makes that range's other datasets suspect, but
-        they are rebuilt only if their own checks fail."""
+        """`(dataset, start, end)` of each partition (or gap) holding a mismatch, in block
+        order: what a repair rebuilds. Other datasets of the same range are rebuilt only when
+        their own checks fail."""
         seen = dict.fromkeys((m.dataset, m.range_start, m.range_end) for m in self.mismatches)
         return sorted(seen, key=lambda a: (a[1], a[0]))
 
