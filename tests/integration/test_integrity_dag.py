@@ -50,6 +50,7 @@ def test_the_example_dag_finds_a_changed_file_rebuilds_it_and_then_passes(
     org, fresh_anvil, hot_engine, cold, settings
 ):
     from trace_web.alerts.models import Channel, Delivery
+    from trace_web.alerts.services import _condition_checked
     from trace_web.orchestration.models import Outbox, OutboxKind
 
     settings.TRACE_OBJECT_STORE_URL = cold.uri()
@@ -97,6 +98,8 @@ def test_the_example_dag_finds_a_changed_file_rebuilds_it_and_then_passes(
     (delivery,) = Delivery.objects.filter(channel=ops)
     assert delivery.event.payload["affected"] == [damaged]
     assert delivery.event.definition.name == "ops-integrity-check"
+    assert not delivery.event.definition.enabled
+    assert _condition_checked(delivery.event.definition.condition)[0] == []  # valid, inert
     assert Outbox.objects.filter(
         kind=OutboxKind.WAKE_DELIVERY, payload__delivery_id=delivery.pk
     ).exists()

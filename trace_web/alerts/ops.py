@@ -23,8 +23,9 @@ from trace_web.alerts.route import _deliveries_make
 log = logging.getLogger(__name__)
 
 OPS_PREFIX = "ops-"
-# A condition no alert job evaluates (the definition is disabled); the xor with a bundle holds.
-OPS_CONDITION = {"match": "block", "where": "false"}
+# A valid condition that never matches (wei is never negative), should someone enable the
+# definition; disabled, no alert job evaluates it. A condition, so the xor with a bundle holds.
+OPS_CONDITION = {"match": "transaction", "where": "value < 0"}
 
 
 def ops_alert(
