@@ -597,6 +597,11 @@ class ChainAdapter:
                 )
             return self.batch_sizes[kind]
 
+    def batched_calls(self, kind: str, calls: Calls) -> list[Any]:
+        """The results of arbitrary `calls` of one kind, in order, batched like every read
+        here (adaptive size, `concurrency` batches in flight)."""
+        return self._batched(kind, calls)
+
     def _batched(self, kind: str, calls: Calls) -> list[Any]:
         """The results of `calls`, in order (batched, concurrent as configured)."""
         return _raise_failure(self._fetch({kind: calls})[kind])

@@ -240,9 +240,11 @@ def partition_write(
     policy: Policy,
     staging: Path,
     before_write: Callable[[], None],
+    revision_name: str | None = None,
 ) -> tuple[cold_layout.ColdPartition, cold_layout.Published]:
     """Write `table` (canonical rows of `[start, end)`, sorted) as one file and publish it under
-    the partition's revision prefix with the replace commit protocol."""
+    the partition's revision prefix with the replace commit protocol. `revision_name`: another
+    revision than the last block's hash (a repair must not land on the damaged prefix)."""
     ident = identity(
         chain_id=chain_id, chain=chain, dataset=dataset, row_group_rows=policy.row_group_rows
     )
@@ -253,7 +255,7 @@ def partition_write(
         config_hash=cold_layout.config_hash(ident),
         range_start=start,
         range_end=end,
-        revision=revision(last_block_hash),
+        revision=revision_name or revision(last_block_hash),
     )
     name = cold_layout.data_file_name(chain=chain, dataset=dataset, start=start, end=end)
     directory = staging / f"{dataset}-{start}-{end}"

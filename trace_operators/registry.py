@@ -42,6 +42,7 @@ OPERATORS: dict[str, str] = {
     "udf": "trace_operators.udf",
     "alert_evaluate": "trace_operators.alert_evaluate",
     "iceberg_sync": "trace_operators.iceberg_sync",
+    "integrity_check": "trace_operators.integrity_check",
 }
 
 

@@ -14,7 +14,7 @@ from trace_web.converters import (
     IdConverter,
     NameConverter,
 )
-from trace_web.datasets.api import DatasetDetailApi, DatasetListApi
+from trace_web.datasets.api import DatasetDetailApi, DatasetListApi, IntegrityCheckListApi
 from trace_web.observability import views as observability
 from trace_web.orchestration import api
 from trace_web.orgs.api import AuthTokenApi
@@ -57,6 +57,7 @@ urlpatterns = [
     path("v1/tasks/<id:task_id>/cancel", api.TaskCancelApi.as_view()),
     path("v1/datasets", DatasetListApi.as_view()),
     path("v1/datasets/<dataset:name>", DatasetDetailApi.as_view()),
+    path("v1/integrity-checks", IntegrityCheckListApi.as_view()),
     path("v1/chains/<id:chain_id>/status", ChainStatusApi.as_view()),
     path("v1/chain-syncs", ChainSyncListApi.as_view()),
     path("v1/chain-syncs/<name:name>", ChainSyncStatusApi.as_view()),

@@ -31,6 +31,11 @@ COLD = re.compile(r"demo: blocks \[0, (\d+)\) are cold Parquet now")
 # The alert demo: the matching transaction it sent, and the webhook the receiver verified.
 SENT = re.compile(r"demo: sent 1\.5 ETH from 0x[0-9a-f]{40} to 0x0+dead in (0x[0-9a-f]{64})$")
 RECEIVED = re.compile(r"demo: webhook received [\d.]+ s after the block was mined:$")
+# The integrity demo: the first cron-driven check that had compacted blocks to check.
+INTEGRITY = re.compile(
+    r"demo: integrity check of chain 31337 blocks \[(\d+), (\d+)\): (\w+), (\d+) blocks "
+    r"checked, (\d+) mismatches"
+)
 
 
 def lite_env() -> dict[str, str]:
@@ -70,10 +75,16 @@ def test_lite_up_runs_the_demo_and_down_leaves_nothing(tmp_path):
         while not (
             any(ANSWER.match(line) for line in lines)
             and any(RECEIVED.match(line) for line in lines)
+            and any(INTEGRITY.search(line) for line in lines)
         ):
             assert up.poll() is None, "".join(lines)[-4000:]
             assert time.monotonic() < deadline, "".join(lines)[-4000:]
-            for failed in ("nothing compacted", "no webhook for", "alert job did not start"):
+            for failed in (
+                "nothing compacted",
+                "no webhook for",
+                "alert job did not start",
+                "no integrity check",
+            ):
                 assert not any(failed in line for line in lines), "".join(lines)
             time.sleep(0.5)
         output = "".join(lines)
@@ -113,6 +124,12 @@ def test_lite_up_runs_the_demo_and_down_leaves_nothing(tmp_path):
     assert tx_hash in lines[at + 1] and "[delivery 1, signature verified]" in lines[at + 1], output
     received = (home / "logs" / "alert-receiver.log").read_text()
     assert received.count(tx_hash) == 1 and received.count("[delivery ") == 1, received
+
+    # The cron-driven integrity DAG ran over compacted blocks and found them clean.
+    (check,) = (m for m in map(INTEGRITY.search, lines) if m)
+    start, end, status_word, checked, mismatches = check.groups()
+    assert (status_word, int(mismatches)) == ("clean", 0), output
+    assert int(end) > int(start) and int(checked) == int(end) - int(start), output
 
     # status saw every component alive; both services were the stack's own.
     assert status.returncode == 0, status.stdout + status.stderr

@@ -186,6 +186,35 @@ def dataset_get(o: Orgs) -> None:
     assert o.globex_admin.get(name).status_code == 200  # it is there, globex's own
 
 
+def integrity_checks_list(o: Orgs) -> None:
+    from django.utils import timezone
+
+    from trace_web.datasets.models import Dataset, IntegrityCheck
+
+    def check(org, dag: str) -> None:
+        IntegrityCheck.objects.create(
+            org=org,
+            dataset=Dataset.objects.get(org=org, dag_name=dag, job_name="extract"),
+            dag_name=dag,
+            job_name="extract",
+            task_id=1,
+            attempt=1,
+            chain_id=31337,
+            range_start=0,
+            range_end=10,
+            status="mismatch",
+            started_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+
+    check(o.globex_org, "secret-dag")
+    check(Dataset.objects.get(dag_name="chain", job_name="extract").org, "chain")
+    for query in ("", "?chain_id=31337", "?dag=secret-dag"):
+        rows = o.acme.get(f"/v1/integrity-checks{query}").json()
+        assert [row["dag"] for row in rows] == ([] if "secret" in query else ["chain"])
+    assert len(o.globex_admin.get("/v1/integrity-checks").json()) == 1  # globex's own
+
+
 def chain_status_get(o: Orgs) -> None:
     # Only globex follows the chain: that it does is globex's business.
     assert o.acme.get("/v1/chains/31337/status").status_code == 404
@@ -497,6 +526,7 @@ CROSS_ORG_CASES: dict[str, Callable[[Orgs], None]] = {
     "GET /v1/datasets": datasets_list,
     "GET /v1/datasets/{name}": dataset_get,
     "GET /v1/chains/{chain_id}/status": chain_status_get,
+    "GET /v1/integrity-checks": integrity_checks_list,
     "GET /v1/chain-syncs/{name}": chain_sync_get,
     "POST /v1/query": query_post,
     "GET /v1/query/results/{result_id}": query_result_get,

@@ -5,6 +5,7 @@ from trace_web.datasets.models import (
     Dataset,
     DatasetCursor,
     DatasetVersion,
+    IntegrityCheck,
     PartitionVersion,
 )
 
@@ -50,3 +51,31 @@ class DatasetCursorAdmin(admin.ModelAdmin):
 @admin.register(DataInvalidation)
 class DataInvalidationAdmin(admin.ModelAdmin):
     list_display = ["dataset", "kind", "range_start", "range_end", "partition_key", "scheduled_at"]
+
+
+@admin.register(IntegrityCheck)
+class IntegrityCheckAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by the integrity_check operator's committed results."""
+
+    list_display = [
+        "__str__",
+        "org",
+        "chain_id",
+        "range_start",
+        "range_end",
+        "blocks_checked",
+        "mismatches",
+        "status",
+        "finished_at",
+    ]
+    list_filter = ["org", "chain_id", "status"]
+    readonly_fields = [f.name for f in IntegrityCheck._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

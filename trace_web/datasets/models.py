@@ -158,3 +158,51 @@ class InvalidationProcessing(models.Model):
                 fields=["invalidation", "dag_name", "job_name"], name="uniq_invalidation_job"
             )
         ]
+
+
+class IntegrityStatus(models.TextChoices):
+    CLEAN = "clean"  # every check passed
+    MISMATCH = "mismatch"  # something differs; see `details`
+    REPAIRED = "repaired"  # mismatches found and the affected ranges rebuilt
+
+
+class IntegrityCheck(models.Model):
+    """One `integrity_check` run over a block range of a chain's committed cold data
+    (trace_chain/integrity.py), recorded when the run's result is committed (fenced)."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="integrity_checks")
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.CASCADE, related_name="integrity_checks"
+    )  # the integrity job's output
+    dag_name = models.CharField(max_length=100)
+    job_name = models.CharField(max_length=100)
+    task_id = models.BigIntegerField()  # soft reference: tasks are pruned
+    attempt = models.PositiveIntegerField()
+    chain_id = models.BigIntegerField()
+    range_start = models.BigIntegerField()
+    range_end = models.BigIntegerField()  # end-exclusive
+    blocks_checked = models.BigIntegerField(default=0)
+    partitions_checked = models.PositiveIntegerField(default=0)
+    sample = models.FloatField(null=True, blank=True)  # None: every block
+    mismatches = models.PositiveIntegerField(default=0)
+    kinds = models.JSONField(default=list, blank=True)  # kinds found, sorted
+    # Per kind: {"count", "first": [{dataset, range_start, range_end, block, detail}, ...]}
+    details = models.JSONField(default=dict, blank=True)
+    affected = models.JSONField(default=list, blank=True)  # [[dataset, start, end], ...]
+    repaired = models.JSONField(default=list, blank=True)  # [[dataset, start, end, location]]
+    status = models.CharField(max_length=16, choices=IntegrityStatus.choices)
+    alert_channel = models.CharField(max_length=100, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "task_id"], name="uniq_integrity_check_task")
+        ]
+        indexes = [
+            models.Index(fields=["org", "chain_id", "-id"], name="idx_integrity_check_chain"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chain {self.chain_id} [{self.range_start}, {self.range_end}) {self.status}"

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from trace_chain.chain_schema import COLUMNS, DATASETS, DUCKDB_TYPES
-from trace_web.datasets.models import Dataset, DatasetVersion, PartitionVersion
+from trace_web.datasets.models import Dataset, DatasetVersion, IntegrityCheck, PartitionVersion
 from trace_web.errors import NotFound
 from trace_web.orgs.models import Org
 
@@ -186,3 +186,34 @@ def _cold_extent(ranges: list[tuple[int, int]]) -> dict[str, Any] | None:
             gaps.append({"start": reach, "end": start})
         reach = max(reach, end)
     return {"start": ranges[0][0], "end": reach, "partitions": len(ranges), "gaps": gaps}
+
+
+def integrity_checks_filter(
+    *,
+    org: Org,
+    chain_id: int | None = None,
+    status: str | None = None,
+    dag: str | None = None,
+    job: str | None = None,
+    overlaps_start: int | None = None,
+    overlaps_end: int | None = None,
+    before_id: int | None = None,
+) -> QuerySet[IntegrityCheck]:
+    """The org's integrity checks, newest first; `overlaps_*`: those whose range meets
+    `[overlaps_start, overlaps_end)`."""
+    checks = IntegrityCheck.objects.filter(org=org)
+    if chain_id is not None:
+        checks = checks.filter(chain_id=chain_id)
+    if status is not None:
+        checks = checks.filter(status=status)
+    if dag is not None:
+        checks = checks.filter(dag_name=dag)
+    if job is not None:
+        checks = checks.filter(job_name=job)
+    if overlaps_start is not None:
+        checks = checks.filter(range_end__gt=overlaps_start)
+    if overlaps_end is not None:
+        checks = checks.filter(range_start__lt=overlaps_end)
+    if before_id is not None:
+        checks = checks.filter(pk__lt=before_id)
+    return checks.order_by("-id")

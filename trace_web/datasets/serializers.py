@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from trace_web.datasets.models import StorageKind
+from trace_web.datasets.models import IntegrityCheck, IntegrityStatus, StorageKind
+from trace_web.serializers import BigIntField, StrictSerializer
 
 
 class DatasetOut(serializers.Serializer):
@@ -75,3 +76,71 @@ class DatasetDetailOut(DatasetOut):
     schema = DatasetColumnOut(many=True)
     versions = DatasetVersionOut(many=True)
     chain = ChainExtentOut(allow_null=True)
+
+
+class IntegrityCheckListQuery(StrictSerializer):
+    chain_id = BigIntField(required=False)
+    status = serializers.ChoiceField(choices=IntegrityStatus.choices, required=False)
+    dag = serializers.CharField(required=False, max_length=100, help_text="DAG name")
+    job = serializers.CharField(required=False, max_length=100, help_text="Job name")
+    range_start = BigIntField(
+        required=False, help_text="Only checks whose range ends after this block"
+    )
+    range_end = BigIntField(
+        required=False, help_text="Only checks whose range starts before this block"
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=100, help_text="At most this many, newest first"
+    )
+    before_id = BigIntField(
+        required=False,
+        min_value=1,
+        help_text="Cursor: only checks with a smaller id (older). A full page's `Link` header "
+        'gives the next page\'s URL (`rel="next"`)',
+    )
+
+
+class IntegrityCheckOut(serializers.ModelSerializer):
+    dag = serializers.CharField(source="dag_name")
+    job = serializers.CharField(source="job_name")
+    range_end = serializers.IntegerField(help_text="End-exclusive")
+    sample = serializers.FloatField(
+        allow_null=True, help_text="Fraction of blocks compared with the node; null: all"
+    )
+    kinds = serializers.ListField(child=serializers.CharField())
+    details = serializers.DictField(
+        help_text="Per kind: `count` and the `first` mismatches "
+        "(`dataset`, `range_start`, `range_end`, `block`, `detail`)"
+    )
+    affected = serializers.ListField(
+        child=serializers.ListField(), help_text="`[dataset, range_start, range_end]` damaged"
+    )
+    repaired = serializers.ListField(
+        child=serializers.ListField(),
+        help_text="`[dataset, range_start, range_end, location]` rebuilt under a new revision",
+    )
+
+    class Meta:
+        model = IntegrityCheck
+        fields = [
+            "id",
+            "dag",
+            "job",
+            "task_id",
+            "attempt",
+            "chain_id",
+            "range_start",
+            "range_end",
+            "blocks_checked",
+            "partitions_checked",
+            "sample",
+            "mismatches",
+            "kinds",
+            "details",
+            "affected",
+            "repaired",
+            "status",
+            "alert_channel",
+            "started_at",
+            "finished_at",
+        ]

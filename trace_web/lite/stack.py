@@ -318,6 +318,13 @@ def _run_demo(env: dict[str, str], *, home: Path, receiver_port: int | None = No
     if env.get(DEVCHAIN_POOL_ENV):
         steps += [
             ["sync_dag", str(DEMO_DIR / "chain_dag.yaml"), "--org", DEMO_ORG, "--activate"],
+            [
+                "sync_dag",
+                str(DEMO_DIR / "chain_integrity_dag.yaml"),
+                "--org",
+                DEMO_ORG,
+                "--activate",
+            ],
             ["chain_sync", "apply", str(DEMO_DIR / "chain_sync.yaml"), "--org", DEMO_ORG],
         ]
     if receiver_port is not None:
@@ -345,6 +352,9 @@ def _run_demo(env: dict[str, str], *, home: Path, receiver_port: int | None = No
             "demo: once the first range is compacted, a query over the whole chain follows."
         )
         threading.Thread(target=_demo_query, args=(env,), name="demo-query", daemon=True).start()
+        threading.Thread(
+            target=_demo_integrity, args=(env,), name="demo-integrity", daemon=True
+        ).start()
     if receiver_port is not None:
         print(
             f"demo: alert {DEMO_ALERT!r} watches transfers of 1 ETH or more to {WATCHED}; its"
@@ -394,6 +404,39 @@ def _demo_query(env: dict[str, str], *, wait_seconds: float = 180.0) -> None:
     print(f"\ndemo: blocks [0, {line}) are cold Parquet now, the rest hot; one query reads both:")
     print(f"demo: trace {shlex.join(step)}")
     print("  " + (result.stdout + result.stderr).strip().replace("\n", "\n  "))
+
+
+def _demo_integrity(env: dict[str, str], *, wait_seconds: float = 300.0) -> None:
+    """Wait for the first integrity check (deploy/demo/chain_integrity_dag.yaml, on a cron)
+    that found compacted blocks to check, and show its result."""
+    import sqlalchemy as sa
+
+    from trace_chain.db import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(env["TRACE_STATE_DB_URL"]), poolclass=sa.pool.NullPool)
+    deadline = time.monotonic() + wait_seconds
+    row = None
+    try:
+        while row is None and time.monotonic() < deadline:
+            time.sleep(2)
+            with contextlib.suppress(sa.exc.SQLAlchemyError), engine.connect() as conn:
+                row = conn.execute(
+                    sa.text(
+                        "SELECT chain_id, range_start, range_end, blocks_checked, mismatches, "
+                        "status FROM datasets_integritycheck WHERE blocks_checked > 0 "
+                        "ORDER BY id LIMIT 1"
+                    )
+                ).first()
+    finally:
+        engine.dispose()
+    if row is None:
+        print(f"demo: no integrity check within {wait_seconds:.0f} s; see logs/")
+        return
+    chain_id, start, end, checked, mismatches, status = row
+    print(
+        f"demo: integrity check of chain {chain_id} blocks [{start}, {end}): {status}, "
+        f"{checked} blocks checked, {mismatches} mismatches (GET /v1/integrity-checks)"
+    )
 
 
 def _demo_alert(env: dict[str, str], home: Path, *, wait_seconds: float = 180.0) -> None:

@@ -1,0 +1,126 @@
+"""Repair of what an integrity check found: each damaged partition (or gap) of a chain's
+compacted cold data rebuilt from the canonical chain under a new revision prefix (the committed
+one is never overwritten), published with compaction's writer and commit protocol, committed by
+the caller and recorded as the live segment (the damaged one becomes `replaced`). See
+docs/integrity.md."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from trace_chain import chain_schema, compaction
+from trace_chain.cold_segments import segment_insert, segments_live
+from trace_chain.hot_store import BLOCK_KEYS, LOG_KEYS, TRACE_KEYS, TRANSACTION_KEYS
+
+log = logging.getLogger(__name__)
+
+ROW_KEYS = {
+    "blocks": BLOCK_KEYS,
+    "transactions": TRANSACTION_KEYS,
+    "logs": LOG_KEYS,
+    "traces": TRACE_KEYS,
+}
+REPAIR_MARK = "r"  # revision = {last block hash[:16]}r{digest of the replaced prefix[:8]}
+
+
+def node_table(adapter: Any, *, chain_id: int, dataset: str, start: int, end: int) -> Any:
+    """The canonical Arrow table of one dataset's `[start, end)`, fetched from the node."""
+    import pyarrow as pa
+
+    rows = adapter.block_range_with_receipts(start, end, traces=dataset == "traces")
+    records = getattr(rows, dataset)
+    keys = ROW_KEYS[dataset]
+    schema = chain_schema.arrow_schema(dataset)
+    columns = []
+    for name in chain_schema.column_names(dataset):
+        if name == "chain_id":
+            values = [chain_id] * len(records)
+        else:
+            values = [r.get(keys.get(name, name)) for r in records]
+        columns.append(pa.array(values, type=schema.field(name).type))
+    table = pa.Table.from_arrays(columns, schema=schema)
+    return table.sort_by([(k, "ascending") for k in chain_schema.KEYS[dataset]]), rows.blocks
+
+
+def repair_revision(last_block_hash: str, replaced: list[str]) -> str:
+    """A revision of its own for a rebuilt range: the same rows as the damaged partition give
+    the same `compaction.revision`, so the replaced prefixes are folded in."""
+    digest = hashlib.sha256("\n".join(sorted(replaced)).encode()).hexdigest()
+    return f"{compaction.revision(last_block_hash)}{REPAIR_MARK}{digest[:8]}"
+
+
+def ranges_repair(
+    *,
+    engine: Engine,
+    store: Any,
+    adapter: Any,
+    chain_id: int,
+    chain: str,
+    affected: list[tuple[str, int, int]],
+    row_group_rows: int,
+    staging: Path,
+    commit: Callable[[compaction.Committed], None],
+    check: Callable[[], None] = lambda: None,
+) -> list[compaction.Committed]:
+    """Rebuild each `(dataset, start, end)` from the node; returns what was committed."""
+    policy = compaction.Policy(
+        finality_depth_blocks=0, hot_window_blocks=0, row_group_rows=row_group_rows
+    )
+    done = []
+    for dataset, start, end in affected:
+        check()
+        table, blocks = node_table(
+            adapter, chain_id=chain_id, dataset=dataset, start=start, end=end
+        )
+        last_hash = blocks[-1]["hash"]
+        with engine.connect() as conn:
+            replaced = [
+                s.location
+                for s in segments_live(conn, chain_id=chain_id, dataset=dataset)
+                if s.range_start < end and s.range_end > start
+            ]
+        partition, published = compaction.partition_write(
+            store=store,
+            chain_id=chain_id,
+            chain=chain,
+            dataset=dataset,
+            start=start,
+            end=end,
+            table=table,
+            last_block_hash=last_hash,
+            policy=policy,
+            staging=staging,
+            before_write=check,
+            revision_name=repair_revision(last_hash, replaced or ["gap"]),
+        )
+        item = compaction.Committed(dataset, partition, published, "repaired")
+        commit(item)
+        check()
+        with engine.begin() as conn:
+            compaction._lock_chain(conn, chain_id)
+            segment_insert(
+                conn,
+                **compaction.segment_fields(
+                    chain_id=chain_id,
+                    dataset=dataset,
+                    partition=partition,
+                    published=published,
+                    last_hash=last_hash,
+                ),
+            )
+        log.info(
+            "integrity repair chain %s %s [%s, %s) -> %s",
+            chain_id,
+            dataset,
+            start,
+            end,
+            published.location,
+        )
+        done.append(item)
+    return done

@@ -1,0 +1,245 @@
+"""integrity_check: checks a chain's committed compacted cold data against the node
+(trace_chain/integrity.py), rebuilds what is damaged under a new revision
+(trace_chain/integrity_repair.py) and commits the result, which the control plane records as
+an IntegrityCheck row with its invalidations (trace_web/datasets/integrity.py).
+
+Runs from a cron source (or reactive, or by hand): the range is the task's scope if it has
+one, else the newest `last_blocks` finalized cold blocks (all of cold without it). Config:
+`chain_id`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's); `last_blocks`;
+`sample` (a fraction of blocks compared with the node; checksums always); `seed`; `repair`
+(true); `row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
+See docs/integrity.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from trace_operators.context import ConfigError, TaskContext
+from trace_operators.validation import (
+    BIGINT_MAX,
+    INT_MAX,
+    ChainId,
+    PoolName,
+    StrictModel,
+    validate,
+)
+
+log = logging.getLogger(__name__)
+
+STAGING_SUBDIR = "integrity_check"
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]
+ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class IntegrityConfig(StrictModel):
+    chain_id: ChainId
+    rpc_pool: PoolName | None = None
+    rpc_url: HttpUrl | None = None
+    finality_depth_blocks: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
+    last_blocks: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = None
+    sample: Annotated[float, Field(gt=0, le=1)] | None = None
+    seed: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
+    repair: bool = True
+    row_group_size: Annotated[int, Field(ge=1, le=INT_MAX)] = 100_000
+    alert_channel: ChannelName | None = None
+    max_details: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
+# Trusted code: it reads shared cold partitions and rebuilds them.
+RUNTIMES = ("platform",)
+
+
+def _rules(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    if (raw.get("rpc_pool") is None) == (raw.get("rpc_url") is None):
+        return [("", "set exactly one of rpc_pool (a pool name) or rpc_url")]
+    return []
+
+
+def config_parse(config: dict[str, Any]) -> IntegrityConfig:
+    return validate(IntegrityConfig, dict(config), rules=_rules, prefix="config", error=ConfigError)
+
+
+def output_prefixes(
+    config: dict[str, Any], range_start: int | None, range_end: int | None
+) -> list[str]:
+    """A repair publishes where compaction does (a new revision of the same range)."""
+    from trace_chain.chains import chain_settings
+    from trace_chain.compaction import version_prefixes
+
+    parsed = config_parse(config)
+    return version_prefixes(
+        chain_id=parsed.chain_id,
+        chain=chain_settings(parsed.chain_id).name,
+        row_group_rows=parsed.row_group_size,
+    )
+
+
+def output_committed(task, partition) -> None:
+    """A check result is recorded (with its invalidations) exactly when it is committed."""
+    from trace_web.datasets.integrity import RESULT_KEY_PREFIX, integrity_check_record
+
+    if partition.partition_key.startswith(RESULT_KEY_PREFIX):
+        integrity_check_record(task=task, partition=partition)
+
+
+def _pool(config: IntegrityConfig):
+    from trace_chain.rpc import RpcPool, rpc_pool_from_env
+
+    if config.rpc_url is not None:
+        return RpcPool("integrity_check", [config.rpc_url], timeout=30.0, max_retries=2)
+    return rpc_pool_from_env(config.rpc_pool or "")
+
+
+def _range(ctx: TaskContext, config: IntegrityConfig, engine, head: int, depth: int):
+    """The task's scope, else the newest `last_blocks` finalized blocks of cold."""
+    from trace_chain.cold_segments import segments_live
+
+    if ctx.scope.range_start is not None:
+        return ctx.scope.range_start, ctx.scope.range_end
+    if config.last_blocks is None:
+        return None, None
+    with engine.connect() as conn:
+        ends = [
+            s.range_end
+            for s in segments_live(conn, chain_id=config.chain_id, dataset="blocks")
+            if s.range_end <= head - depth + 1
+        ]
+    if not ends:
+        return None, None
+    end = max(ends)
+    return max(0, end - config.last_blocks), end
+
+
+def run(ctx: TaskContext):
+    import shutil
+
+    from trace_chain.adapter import ChainAdapter
+    from trace_chain.chains import chain_settings
+    from trace_chain.db import data_engine
+    from trace_chain.integrity import integrity_check
+    from trace_chain.integrity_repair import ranges_repair
+    from trace_chain.object_store import object_store_from_env
+    from trace_operators.cryo_ingest import staging_clean_stale, staging_create, staging_root
+    from trace_operators.parquet_compact import publication
+
+    config = config_parse(ctx.config)
+    settings = chain_settings(config.chain_id)
+    depth = config.finality_depth_blocks
+    if depth is None:
+        depth = settings.finality_depth_blocks
+    engine = data_engine()
+    store = object_store_from_env()
+    started = datetime.now(UTC)
+    seed = config.seed if config.seed is not None else ctx.task_id
+    repaired: list[list[Any]] = []
+    with _pool(config) as pool:
+        adapter = ChainAdapter(pool)
+        try:
+            start, end = _range(ctx, config, engine, adapter.head_number(), depth)
+            report = integrity_check(
+                engine=engine,
+                store=store,
+                adapter=adapter,
+                chain_id=config.chain_id,
+                range_start=start,
+                range_end=end,
+                finality_depth_blocks=depth,
+                sample=config.sample,
+                seed=seed,
+                heartbeat=ctx.check_lease,
+            )
+            affected = report.affected()
+            if affected and config.repair:
+                root = staging_root().parent / STAGING_SUBDIR
+                staging_clean_stale(root, task_id=ctx.task_id, attempt=ctx.attempt)
+                staging = staging_create(root, task_id=ctx.task_id, attempt=ctx.attempt)
+                try:
+                    for item in ranges_repair(
+                        engine=engine,
+                        store=store,
+                        adapter=adapter,
+                        chain_id=config.chain_id,
+                        chain=settings.name,
+                        affected=affected,
+                        row_group_rows=config.row_group_size,
+                        staging=staging,
+                        commit=lambda item: ctx.emit(**publication(item)),
+                        check=ctx.check_lease,
+                    ):
+                        p = item.partition
+                        repaired.append(
+                            [item.dataset, p.range_start, p.range_end, item.published.location]
+                        )
+                        ctx.invalidate(
+                            output=0,
+                            range_start=p.range_start,
+                            range_end=p.range_end,
+                            reason=f"integrity: {item.dataset} rebuilt",
+                        )
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            adapter.close()
+    result = result_of(
+        report,
+        repaired=repaired,
+        seed=seed,
+        alert_channel=config.alert_channel,
+        max_details=config.max_details,
+        started=started,
+    )
+    if affected:
+        log.warning(
+            "integrity chain %s [%s, %s): %s mismatches (%s) in %s; alert channel %s",
+            config.chain_id,
+            report.range_start,
+            report.range_end,
+            len(report.mismatches),
+            ", ".join(result["kinds"]),
+            affected,
+            config.alert_channel or "(none configured)",
+        )
+    event: dict[str, Any] = {
+        "output": 0,
+        "partition_key": f"checks/{ctx.task_id}",
+        "attributes": {"chain_id": config.chain_id, "integrity": result["status"]},
+        "publication": {"location": "", "row_count": result["mismatches"], "manifest": result},
+    }
+    if report.range_end > report.range_start:
+        event.update(range_start=report.range_start, range_end=report.range_end)
+    ctx.emit(**event)
+    ctx.outputs = []  # everything was committed as it happened
+    return result
+
+
+def result_of(
+    report, *, repaired, seed, alert_channel, max_details, started: datetime
+) -> dict[str, Any]:
+    """The committed result (the IntegrityCheck row's fields), plain JSON."""
+    from trace_chain.integrity import kinds_of
+
+    affected = [list(a) for a in report.affected()]
+    status = "clean" if not affected else ("repaired" if repaired else "mismatch")
+    return {
+        "chain_id": report.chain_id,
+        "range_start": report.range_start,
+        "range_end": report.range_end,
+        "blocks_checked": report.blocks_checked,
+        "partitions_checked": report.partitions_checked,
+        "sample": report.sample,
+        "seed": seed,
+        "mismatches": len(report.mismatches),
+        "kinds": kinds_of(report.mismatches),
+        "details": report.details(max_details),
+        "affected": affected,
+        "repaired": repaired,
+        "status": status,
+        "alert_channel": alert_channel,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
