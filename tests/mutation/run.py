@@ -83,7 +83,7 @@ TARGETS: dict[str, Target] = {
     ),
     "chain_sync": Target(
         "trace_web/chain_sync/services.py",
-        ("tests/integration/test_chain_sync.py",),
+        ("tests/integration/test_chain_sync_completion.py", "tests/integration/test_chain_sync.py"),
     ),
     "runner": Target("trace_tasks/runner.py", ("tests/integration/test_runner.py",)),
     # The sink called directly (test_sink.py) and through the dead-letter command; the
@@ -102,6 +102,7 @@ TARGETS: dict[str, Target] = {
     ),
 }
 CI_TARGETS = ("backoff",)
+TIMEOUT_MULTIPLIER = 4.0
 
 # Surviving mutants that no test can kill, with the reason (mutmut's names: module.x_function
 # __mutmut_N). The CI subset fails on a survivor that is not listed here.
@@ -278,6 +279,9 @@ def prepare(name: str, target: Target) -> Path:
         # The test database is created once per work directory, not once per mutant.
         "pytest_add_cli_args": ["--reuse-db", "-p", "no:cacheprovider"],
         "use_git_change_detection": False,
+        # A mutant that loops forever (a cursor that no longer moves) is a timeout, which
+        # counts as killed; mutmut's default waits 15 times the tests' own duration for it.
+        "timeout_multiplier": TIMEOUT_MULTIPLIER,
     }
     (root / "pyproject.toml").write_text(project + "\n[tool.mutmut]\n" + _toml(config))
     return root
@@ -288,6 +292,8 @@ def _toml(values: dict[str, object]) -> str:
     for key, value in values.items():
         if isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{key} = {value}")
         elif isinstance(value, list):
             lines.append(f"{key} = [{', '.join(_quote(v) for v in value)}]")
         else:
