@@ -4,6 +4,7 @@
     python -m tests.mutation.run --ci               # the CI subset; fails on a new survivor
     python -m tests.mutation.run --list
     python -m tests.mutation.run commits --only 'x_output_commit__mutmut_2*'   # some mutants
+    python -m tests.mutation.run chain_sync --only NAMES --tests FILE   # kills by FILE alone
 
 The whole suite per mutant is far too slow on two cores, so each target names the module to
 mutate and the tests that guard it. Each target runs in its own work directory
@@ -83,7 +84,7 @@ TARGETS: dict[str, Target] = {
     ),
     "chain_sync": Target(
         "trace_web/chain_sync/services.py",
-        ("tests/integration/test_chain_sync.py",),
+        ("tests/integration/test_chain_sync_completion.py", "tests/integration/test_chain_sync.py"),
     ),
     "runner": Target("trace_tasks/runner.py", ("tests/integration/test_runner.py",)),
     # The sink called directly (test_sink.py) and through the dead-letter command; the
@@ -102,6 +103,7 @@ TARGETS: dict[str, Target] = {
     ),
 }
 CI_TARGETS = ("backoff",)
+TIMEOUT_MULTIPLIER = 4.0
 
 # Surviving mutants that no test can kill, with the reason (mutmut's names: module.x_function
 # __mutmut_N). The CI subset fails on a survivor that is not listed here.
@@ -278,6 +280,9 @@ def prepare(name: str, target: Target) -> Path:
         # The test database is created once per work directory, not once per mutant.
         "pytest_add_cli_args": ["--reuse-db", "-p", "no:cacheprovider"],
         "use_git_change_detection": False,
+        # A mutant that loops forever (a cursor that no longer moves) is a timeout, which
+        # counts as killed; mutmut's default waits 15 times the tests' own duration for it.
+        "timeout_multiplier": TIMEOUT_MULTIPLIER,
     }
     (root / "pyproject.toml").write_text(project + "\n[tool.mutmut]\n" + _toml(config))
     return root
@@ -288,6 +293,8 @@ def _toml(values: dict[str, object]) -> str:
     for key, value in values.items():
         if isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{key} = {value}")
         elif isinstance(value, list):
             lines.append(f"{key} = [{', '.join(_quote(v) for v in value)}]")
         else:
@@ -327,10 +334,16 @@ def _anvil_env() -> dict[str, str]:
         return {}  # the tests that need it fail with the `npm ci` hint
 
 
-def run_target(name: str, redis_db: int, only: tuple[str, ...] = ()) -> dict[str, str]:
+def run_target(
+    name: str, redis_db: int, only: tuple[str, ...] = (), tests: tuple[str, ...] = ()
+) -> dict[str, str]:
     """Run mutmut on one target; returns {mutant: status} for every mutant, or with `only`
-    (mutant names or fnmatch patterns, with or without the module prefix) for those."""
+    (mutant names or fnmatch patterns, with or without the module prefix) for those. `tests`
+    replaces the target's selection (a kill by a narrower selection is a kill; a survivor of
+    one is not a verdict)."""
     target = TARGETS[name]
+    if tests:
+        target = Target(target.module, tests)
     root = prepare(name, target)
     env = isolated_env(name, redis_db)
     print(f"== {name}: {target.module} <- {' '.join(target.tests)}", flush=True)
@@ -387,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these mutants of the (one) target: names or fnmatch patterns, e.g."
         " 'x_output_commit__mutmut_2*' (the module prefix is added)",
     )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        default=(),
+        metavar="TEST",
+        help="with --only: this pytest selection instead of the target's (to confirm kills"
+        " cheaply; a survivor must be run again with the target's selection)",
+    )
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("REDISDB", "6")))
     args = parser.parse_args(argv)
     if args.list:
@@ -399,9 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name targets from: {', '.join(TARGETS)}" if not names else f"{unknown}")
     if args.only and len(names) != 1:
         parser.error("--only needs exactly one target")
+    if args.tests and not args.only:
+        parser.error("--tests needs --only")
     unexplained = {}
     for name in names:
-        statuses = run_target(name, args.redis_db, tuple(args.only))
+        statuses = run_target(name, args.redis_db, tuple(args.only), tuple(args.tests))
         killed = sum(status == "killed" for status in statuses.values())
         print(f"  {name}: {len(statuses)} mutants, {killed} killed")
         for mutant, status in statuses.items():
