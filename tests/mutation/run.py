@@ -113,6 +113,7 @@ ROUTING = "trace_web.orchestration.services.routing."
 COMMITS = "trace_web.orchestration.services.commits."
 SINK = "trace_web.alerts.sink."
 TASKS = "trace_web.orchestration.services.tasks."
+CHAIN_SYNC = "trace_web.chain_sync.services."
 UNREACHABLE_DEFAULT = (
     "a default for a key that is always there: commits receive a report's items as"
     " model_dump() of task_reports' models, which fill every field (and cap reason at 2000)"
@@ -253,6 +254,22 @@ EQUIVALENT: dict[str, str] = {
     " with over 200 due rows in one call, which no caller relies on",
     OUTBOX + "x_outbox_drain__mutmut_37": "save() of every field instead of the five changed"
     " ones: the row is held FOR UPDATE, so the other fields are written back unchanged",
+    CHAIN_SYNC + "x__settle__mutmut_3": "`exclude(status=None)` for excluding DONE: done ranges"
+    " are read too and each is skipped as unchanged",
+    CHAIN_SYNC + "x__settle__mutmut_5": "`in_bulk(None)`: every task is loaded; the lookups by"
+    " id find the same tasks",
+    CHAIN_SYNC + "x__next_gap__mutmut_18": "`>` for `>=`: the loop goes round once more and"
+    " returns `(start, start)` all the same",
+    CHAIN_SYNC + "x_chain_sync_range_completed__mutmut_2": "`select_related(None)`: the same rows,"
+    " their relations loaded lazily",
+    **{
+        CHAIN_SYNC + name: LOG_ONLY
+        for name in (
+            "x_chain_sync_range_completed__mutmut_36",
+            "x_chain_sync_range_completed__mutmut_37",
+            "x_chain_sync_range_completed__mutmut_41",
+        )
+    },
 }
 
 
