@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, platforms, signals
 from kombu import Queue as KombuQueue
 
 from trace_tasks.queues import Queue, sqs_queue_urls
@@ -116,3 +116,16 @@ app.conf.beat_schedule = {
         "options": {"queue": Queue.DISPATCHER.value, "expires": settings.TRACE_PRUNE_EVERY_SECONDS},
     },
 }
+
+
+# Beat's SIGTERM/SIGINT: Celery's handler saves the schedule inside the handler, which with
+# psycopg 3 deadlocks when the signal lands while the main thread's query runs (the handler's
+# query waits for the connection lock that the interrupted query holds), and beat hangs until
+# killed. Raising SystemExit alone is enough: psycopg cancels the interrupted query, and
+# beat.Service.start saves the schedule in its `finally`, after the stack has unwound.
+@signals.beat_init.connect
+def _beat_exit_on_term(**_kwargs) -> None:
+    def _exit(_signum, _frame) -> None:
+        raise SystemExit()
+
+    platforms.signals.update(SIGTERM=_exit, SIGINT=_exit)
