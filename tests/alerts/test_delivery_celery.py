@@ -16,6 +16,7 @@ from django.db import transaction
 
 from tests.alerts.factories import ChannelFactory, DeliveryFactory
 from tests.alerts.receivers import signature_valid
+from tests.waiting import wait_for
 from trace_tasks.publisher import _publish
 from trace_tasks.queues import Queue
 from trace_web.alerts.delivery import deliveries_reap, deliveries_wake_due
@@ -37,16 +38,6 @@ WORKER_ENV = {
 def _fast_path_on(settings):
     """These tests prove the outbox's fast path (the alerts conftest turns it off elsewhere)."""
     settings.TRACE_OUTBOX_FLUSH_ON_COMMIT = True
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def routed(url: str) -> Delivery:

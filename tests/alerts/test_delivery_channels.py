@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from werkzeug import Response
 
 from tests.alerts.factories import ChannelFactory, DeliveryFactory
 from tests.alerts.receivers import free_port, signature_valid, smtp_server, sns_server  # noqa: F401
+from tests.waiting import wait_for
 from trace_operators import alert_deliver
 from trace_web.alerts.delivery import delivery_attempt
 from trace_web.alerts.models import ChannelKind, Delivery, DeliveryPurpose, DeliveryStatus
@@ -173,12 +175,20 @@ def test_retry_after_delays_the_next_attempt(httpserver_ipv4):
 def test_a_timeout_is_retried(httpserver_ipv4, settings):
     settings.TRACE_DELIVERY_TIMEOUT_SECONDS = 0.2
 
+    release = threading.Event()
+
     def slow(request):
-        time.sleep(1.0)
+        release.wait(30)
         return Response("late")
 
     httpserver_ipv4.expect_request("/hook").respond_with_handler(slow)
-    delivery = attempt(webhook(httpserver_ipv4.url_for("/hook")))
+    try:
+        delivery = attempt(webhook(httpserver_ipv4.url_for("/hook")))
+    finally:
+        # The shared server logs the request once answered: answer it before the next test's
+        # log is cleared, or that test finds this request in its own log.
+        release.set()
+        wait_for(lambda: httpserver_ipv4.log, what="the late request answered and logged")
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.error == "timed out after 0.2s"
 

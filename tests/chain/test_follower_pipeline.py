@@ -5,11 +5,12 @@ with the orphans, never left behind it."""
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 
 import pytest
 
+from tests import waiting
 from tests.chain.servers import RpcProxy
 from tests.chain.test_block_follower import (
     Recorder,
@@ -24,12 +25,7 @@ from trace_chain import devchain
 from trace_chain.rpc import RpcUnavailable
 from trace_operators.context import LeaseLost
 
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
+wait_for = functools.partial(waiting.wait_for, interval=0.01)
 
 
 def asks_for_block(body, number: int) -> bool:

@@ -13,8 +13,8 @@ import json
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.e2e.test_celery_flow import wait_for
 from tests.udf_bundles import bundle
+from tests.waiting import wait_for
 from trace_chain import devchain
 from trace_chain.rpc import RpcPool
 from trace_web.alerts.models import AlertDefinition, AlertEvent, Channel, Delivery

@@ -14,7 +14,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from tests import processes
-from tests.e2e.test_celery_flow import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.celery
 

@@ -4,7 +4,6 @@ the orchestration core (runs, reaping, duplicate wake-ups, dispatcher restarts, 
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 import redis
@@ -12,22 +11,13 @@ from django.core.management import call_command
 
 from tests.dags import noop_dag
 from tests.processes import broker_key
+from tests.waiting import wait_for
 from trace_tasks.publisher import send_wake
 from trace_web.orchestration.models import Outbox, OutboxStatus, Task, TaskStatus, TaskTransition
 from trace_web.orchestration.services.dags import dag_sync
 from trace_web.orchestration.services.sources import job_run_manual
 
 pytestmark = pytest.mark.celery
-
-
-def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def task_status(task_id):

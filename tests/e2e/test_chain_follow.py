@@ -9,7 +9,7 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.test_celery_flow import wait_for
+from tests.waiting import wait_for
 from trace_chain import devchain
 from trace_chain.adapter import ChainAdapter
 from trace_chain.hot_schema import hot_blocks

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.utils import timezone
 
-from tests.e2e.test_celery_flow import wait_for
+from tests.waiting import wait_for
 from trace_chain import devchain
 from trace_chain.adapter import ChainAdapter
 from trace_chain.rpc import RpcPool

@@ -10,7 +10,7 @@ from tests import processes
 from tests.aws import aws_test_env, sqs_broker_env, sqs_depth, sqs_queues_create
 from tests.chain.test_object_store import moto_s3_server as moto_server
 from tests.dags import noop_dag
-from tests.e2e.test_celery_flow import wait_for
+from tests.waiting import wait_for
 from trace_tasks.queues import Queue
 from trace_web.orchestration.models import Task, TaskStatus
 from trace_web.orchestration.services.dags import dag_sync

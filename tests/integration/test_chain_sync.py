@@ -362,7 +362,7 @@ def test_planning_on_completion_waits_for_a_pass_holding_the_stream(transactiona
 
     from django.db import connection, transaction
 
-    from tests.e2e.test_celery_flow import wait_for
+    from tests.waiting import wait_for
     from trace_web.chain_sync.models import ChainSyncStream
     from trace_web.orchestration.services.outbox import outbox_drain
 

@@ -12,6 +12,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from tests.dags import noop_dag
+from tests.waiting import wait_for
 from trace_web.errors import StaleAttempt
 from trace_web.orchestration.models import Outbox, OutboxKind, OutboxStatus, Task, TaskStatus
 from trace_web.orchestration.services.dags import dag_sync
@@ -231,15 +232,6 @@ def run_in_thread(task_id: int) -> tuple[threading.Thread, list]:
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread, outcome
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.mark.django_db(transaction=True)
