@@ -1,13 +1,16 @@
-"""integrity_check: checks a chain's committed compacted cold data against the node
-(trace_chain/integrity.py), rebuilds what is damaged under a new revision
-(trace_chain/integrity_repair.py) and commits the result, which the control plane records as
-an IntegrityCheck row with its invalidations (trace_web/datasets/integrity.py).
+"""integrity_check: checks a chain's committed cold data against the node
+(trace_chain/integrity.py): its compacted partitions (`source: compacted`, the default) or the
+org's committed Cryo backfill partitions its queries read (`source: backfill`); rebuilds
+damaged compacted partitions under a new revision (trace_chain/integrity_repair.py) and
+commits the result, which the control plane records as an IntegrityCheck row with its
+invalidations (trace_web/datasets/integrity.py).
 
 Runs from a cron source (or reactive, or by hand): the range is the task's scope if it has
-one, else the newest `last_blocks` finalized cold blocks (all of cold without it). Config:
-`chain_id`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's); `last_blocks`;
-`sample` (a fraction of blocks compared with the node; checksums always); `seed`; `repair`
-(true); `row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
+one, else the newest `last_blocks` finalized cold blocks of the source (all of it without it).
+Config: `chain_id`; `source`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's);
+`last_blocks`; `sample` (a fraction of blocks compared with the node; checksums always);
+`seed`; `repair` (true for compacted; backfill partitions are not repaired yet);
+`row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
 See docs/integrity.md.
 """
 
@@ -15,11 +18,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from trace_operators.context import ConfigError, TaskContext
+from trace_operators.context import ConfigError, PermanentError, TaskContext
 from trace_operators.validation import (
     BIGINT_MAX,
     INT_MAX,
@@ -34,17 +37,21 @@ log = logging.getLogger(__name__)
 STAGING_SUBDIR = "integrity_check"
 HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+COMPACTED, BACKFILL = "compacted", "backfill"
 
 
 class IntegrityConfig(StrictModel):
     chain_id: ChainId
+    # compacted: the chain's live `cold_segments`; backfill: the org's committed cryo_ingest
+    # partitions of the chain that its queries read.
+    source: Literal["compacted", "backfill"] = COMPACTED
     rpc_pool: PoolName | None = None
     rpc_url: HttpUrl | None = None
     finality_depth_blocks: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
     last_blocks: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = None
     sample: Annotated[float, Field(gt=0, le=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
-    repair: bool = True
+    repair: bool | None = None  # None: repair what can be (compacted partitions)
     row_group_size: Annotated[int, Field(ge=1, le=INT_MAX)] = 100_000
     alert_channel: ChannelName | None = None
     max_details: Annotated[int, Field(ge=1, le=1000)] = 20
@@ -55,9 +62,14 @@ RUNTIMES = ("platform",)
 
 
 def _rules(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = []
     if (raw.get("rpc_pool") is None) == (raw.get("rpc_url") is None):
-        return [("", "set exactly one of rpc_pool (a pool name) or rpc_url")]
-    return []
+        problems.append(("", "set exactly one of rpc_pool (a pool name) or rpc_url"))
+    if raw.get("source") == BACKFILL and raw.get("repair") is True:
+        problems.append(
+            ("repair", "backfill partitions are checked only, not repaired: set repair: false")
+        )
+    return problems
 
 
 def config_parse(config: dict[str, Any]) -> IntegrityConfig:
@@ -95,20 +107,28 @@ def _pool(config: IntegrityConfig):
     return rpc_pool_from_env(config.rpc_pool or "")
 
 
-def _range(ctx: TaskContext, config: IntegrityConfig, engine, head: int, depth: int):
-    """The task's scope, else the newest `last_blocks` finalized blocks of cold."""
-    from trace_chain.cold_segments import segments_live
+def _partitions(ctx: TaskContext, config: IntegrityConfig, engine) -> list[Any]:
+    """What the check reads: the chain's live compacted segments or its backfill partitions."""
+    from trace_chain.integrity import compacted_partitions
 
+    if config.source == COMPACTED:
+        return compacted_partitions(engine, config.chain_id)
+    if ctx.backfill_partitions is None:
+        raise PermanentError(
+            "integrity_check of backfill partitions runs only in the platform runtime"
+        )
+    return ctx.backfill_partitions(config.chain_id)
+
+
+def _range(ctx: TaskContext, config: IntegrityConfig, partitions, head: int, depth: int):
+    """The task's scope, else the newest `last_blocks` finalized blocks of the source."""
     if ctx.scope.range_start is not None:
         return ctx.scope.range_start, ctx.scope.range_end
     if config.last_blocks is None:
         return None, None
-    with engine.connect() as conn:
-        ends = [
-            s.range_end
-            for s in segments_live(conn, chain_id=config.chain_id, dataset="blocks")
-            if s.range_end <= head - depth + 1
-        ]
+    ends = [
+        p.range_end for p in partitions if p.dataset == "blocks" and p.range_end <= head - depth + 1
+    ]
     if not ends:
         return None, None
     end = max(ends)
@@ -140,7 +160,8 @@ def run(ctx: TaskContext):
     with _pool(config) as pool:
         adapter = ChainAdapter(pool)
         try:
-            start, end = _range(ctx, config, engine, adapter.head_number(), depth)
+            partitions = _partitions(ctx, config, engine)
+            start, end = _range(ctx, config, partitions, adapter.head_number(), depth)
             report = integrity_check(
                 engine=engine,
                 store=store,
@@ -152,9 +173,11 @@ def run(ctx: TaskContext):
                 sample=config.sample,
                 seed=seed,
                 heartbeat=ctx.check_lease,
+                partitions=partitions,
             )
             affected = report.affected()
-            if affected and config.repair:
+            repair = config.repair if config.repair is not None else config.source == COMPACTED
+            if affected and repair:
                 root = staging_root().parent / STAGING_SUBDIR
                 staging_clean_stale(root, task_id=ctx.task_id, attempt=ctx.attempt)
                 staging = staging_create(root, task_id=ctx.task_id, attempt=ctx.attempt)
@@ -188,6 +211,7 @@ def run(ctx: TaskContext):
     result = result_of(
         report,
         repaired=repaired,
+        source=config.source,
         seed=seed,
         alert_channel=config.alert_channel,
         max_details=config.max_details,
@@ -218,7 +242,7 @@ def run(ctx: TaskContext):
 
 
 def result_of(
-    report, *, repaired, seed, alert_channel, max_details, started: datetime
+    report, *, repaired, seed, alert_channel, max_details, started: datetime, source=COMPACTED
 ) -> dict[str, Any]:
     """The committed result (the IntegrityCheck row's fields), plain JSON."""
     from trace_chain.integrity import kinds_of
@@ -227,6 +251,7 @@ def result_of(
     status = "clean" if not affected else ("repaired" if repaired else "mismatch")
     return {
         "chain_id": report.chain_id,
+        "source": source,
         "range_start": report.range_start,
         "range_end": report.range_end,
         "blocks_checked": report.blocks_checked,

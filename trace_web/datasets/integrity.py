@@ -63,10 +63,11 @@ def integrity_check_record(*, task: Any, partition: PartitionVersion) -> Integri
         started_at=parse_datetime(result["started_at"]),
         finished_at=parse_datetime(result["finished_at"]),
     )
-    if affected:
+    if affected and result.get("source", "compacted") == "compacted":
+        # A backfill's damage is not rebuilt yet: its consumers would reprocess the same rows.
         compacted_invalidate(task=task, chain_id=check.chain_id, affected=affected, check=check)
-        if check.alert_channel:
-            _alert(task=task, check=check)
+    if affected and check.alert_channel:
+        _alert(task=task, check=check)
     return check
 
 
