@@ -362,6 +362,9 @@ def integrity_check(
             report.partitions_checked += 1
     for dataset in expected:
         report.mismatches += _coverage(by_dataset.get(dataset, []), start, end, dataset)
+    for dataset in ("transactions", "logs"):  # a gap is reported once, not block by block
+        spans = [range(p.range_start, p.range_end) for p in by_dataset.get(dataset, [])]
+        reads[dataset].unread.update(n for n in range(start, end) if not any(n in s for s in spans))
 
     held = reads["blocks"].hashes
     owner = {

@@ -2,8 +2,10 @@
 real Cryo, its cryo_ingest tasks run in-process and commit through the task API
 (`partition_versions`), and the check reads the partitions the org's queries read. A clean
 range passes; a changed row, a truncated file, a deleted file are each found with their range
-and kind; the operator (`source: backfill`) records the mismatch without rebuilding or
-invalidating anything, and refuses a bad source or a backfill repair by name."""
+and kind; a backfill without a dataset's stream has no gap for it; a later chunked backfill of
+the same range is what is checked; the operator (`source: backfill`) records the mismatch
+without rebuilding or invalidating anything, and refuses a bad source or a backfill repair by
+name."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ jobs:
       source: backfill
       rpc_url: URL
       finality_depth_blocks: {FINALITY}
+      last_blocks: 10
       alert_channel: ops
 """
 
@@ -82,7 +85,17 @@ def backfilled(org, fresh_anvil, hot_engine, cold, monkeypatch):
         adapter.close()
 
 
-def check(org, hot_engine, cold, adapter):
+CHUNKED = f"""
+name: rebackfill
+jobs:
+  - name: blocks
+    activation: manual
+    operator: cryo_ingest
+    config: {{chain_id: {CHAIN}, dataset: blocks, rpc_pool: devchain, chunk_size: 4}}
+"""
+
+
+def check(org, hot_engine, cold, adapter, partitions=None):
     return integrity_check(
         engine=hot_engine,
         store=cold,
@@ -91,7 +104,7 @@ def check(org, hot_engine, cold, adapter):
         range_start=None,
         range_end=None,
         finality_depth_blocks=FINALITY,
-        partitions=backfill_partitions(org_id=org.pk, chain_id=CHAIN),
+        partitions=partitions or backfill_partitions(org_id=org.pk, chain_id=CHAIN),
     )
 
 
@@ -181,6 +194,51 @@ def test_a_dropped_log_row_shows_as_its_block_s_log_count(org, backfilled, hot_e
     assert [m.block for m in report.mismatches if m.kind == "log_count"] == [dropped]
 
 
+def test_a_backfill_without_a_dataset_s_stream_has_no_gap_for_it(org, backfilled, hot_engine, cold):
+    _, adapter = backfilled
+    partitions = backfill_partitions(org_id=org.pk, chain_id=CHAIN)
+    without = [p for p in partitions if p.dataset != "transactions"]
+    report = check(org, hot_engine, cold, adapter, partitions=without)
+    assert report.clean and report.partitions_checked == 6
+    gap = [p for p in partitions if (p.dataset, p.range_start) != ("logs", 5)]
+    assert found(check(org, hot_engine, cold, adapter, partitions=gap)) == [
+        ("coverage", "logs", 5, 10)
+    ]
+
+
+def test_a_later_chunked_backfill_is_what_is_checked_where_it_shadows(
+    org, backfilled, hot_engine, cold
+):
+    from trace_web.orchestration.services.dags import dag_sync
+    from trace_web.orchestration.services.sources import job_run_manual
+    from trace_web.orchestration.services.tasks import TaskScope
+
+    _, adapter = backfilled
+    dag_sync(org=org, yaml_text=CHUNKED, activate=True)
+    task = job_run_manual(
+        org=org,
+        dag_name="rebackfill",
+        job_name="blocks",
+        scope=TaskScope(range_start=0, range_end=TO_BLOCK),
+    )
+    assert task_run(task_id=task.pk, worker_id="platform").status == "completed"
+    partitions = backfill_partitions(org_id=org.pk, chain_id=CHAIN)
+    (blocks,) = [p for p in partitions if p.dataset == "blocks"]  # chain_sync's: shadowed
+    assert (blocks.range_start, blocks.range_end) == (0, TO_BLOCK)
+    assert [(f["range_start"], f["range_end"]) for f in blocks.files] == [
+        (0, 4),
+        (4, 8),
+        (8, 12),
+        (12, 15),
+    ]
+    report = check(org, hot_engine, cold, adapter)
+    assert report.clean, report.mismatches  # each file holds its own chunk of the range
+    assert report.partitions_checked == 7
+    prefix = cold.root / blocks.location.removeprefix(cold.uri())
+    (prefix / blocks.files[1]["name"]).unlink()
+    assert found(check(org, hot_engine, cold, adapter)) == [("missing", "blocks", 0, TO_BLOCK)]
+
+
 def test_the_operator_checks_the_backfill_and_records_without_repairing(
     org, backfilled, hot_engine, cold
 ):
@@ -198,9 +256,9 @@ def test_the_operator_checks_the_backfill_and_records_without_repairing(
         assert task_run(task_id=task.pk, worker_id="platform").status == "completed"
         return IntegrityCheck.objects.get(task_id=task.pk)
 
-    clean = check_once()
-    assert (clean.status, clean.range_start, clean.range_end) == ("clean", 0, TO_BLOCK)
-    assert (clean.blocks_checked, clean.partitions_checked) == (TO_BLOCK, 9)
+    clean = check_once()  # the newest 10 blocks of the backfill's `blocks` partitions
+    assert (clean.status, clean.range_start, clean.range_end) == ("clean", 5, TO_BLOCK)
+    assert (clean.blocks_checked, clean.partitions_checked) == (10, 6)
 
     _truncate(org, cold)
     damaged = check_once()
