@@ -108,6 +108,8 @@ class Partition:
     location: str
     files: list[dict[str, Any]]
     label: str  # names it in errors: `segment 12`, `partition_version 34`
+    # A backfill partition's committed manifest (the state DB's copy): what a repair rebuilds.
+    manifest: dict[str, Any] | None = None
 
 
 def compacted_partitions(engine: Engine, chain_id: int) -> list[Partition]:

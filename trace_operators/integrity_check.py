@@ -1,7 +1,7 @@
 """integrity_check: checks a chain's committed cold data against the node
 (trace_chain/integrity.py): its compacted partitions (`source: compacted`, the default) or the
 org's committed Cryo backfill partitions its queries read (`source: backfill`); rebuilds
-damaged compacted partitions under a new revision (trace_chain/integrity_repair.py) and
+damaged partitions under a new revision (trace_chain/integrity_repair.py) and
 commits the result, which the control plane records as an IntegrityCheck row with its
 invalidations (trace_web/datasets/integrity.py).
 
@@ -9,7 +9,7 @@ Runs from a cron source (or reactive, or by hand): the range is the task's scope
 one, else the newest `last_blocks` finalized cold blocks of the source (all of it without it).
 Config: `chain_id`; `source`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's);
 `last_blocks`; `sample` (a fraction of blocks compared with the node; checksums always);
-`seed`; `repair` (true for compacted; backfill partitions are not repaired yet);
+`seed`; `repair` (true: rebuild under a new revision);
 `row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
 See docs/integrity.md.
 """
@@ -51,7 +51,7 @@ class IntegrityConfig(StrictModel):
     last_blocks: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = None
     sample: Annotated[float, Field(gt=0, le=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
-    repair: bool | None = None  # None: repair what can be (compacted partitions)
+    repair: bool = True
     row_group_size: Annotated[int, Field(ge=1, le=INT_MAX)] = 100_000
     alert_channel: ChannelName | None = None
     max_details: Annotated[int, Field(ge=1, le=1000)] = 20
@@ -65,10 +65,6 @@ def _rules(raw: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     if (raw.get("rpc_pool") is None) == (raw.get("rpc_url") is None):
         problems.append(("", "set exactly one of rpc_pool (a pool name) or rpc_url"))
-    if raw.get("source") == BACKFILL and raw.get("repair") is True:
-        problems.append(
-            ("repair", "backfill partitions are checked only, not repaired: set repair: false")
-        )
     return problems
 
 
@@ -79,11 +75,16 @@ def config_parse(config: dict[str, Any]) -> IntegrityConfig:
 def output_prefixes(
     config: dict[str, Any], range_start: int | None, range_end: int | None
 ) -> list[str]:
-    """A repair publishes where compaction does (a new revision of the same range)."""
+    """A repair publishes where compaction does (a new revision of the same range), or for a
+    backfill inside the damaged partition's prefix, under any content config of the chain's
+    datasets (the backfill jobs' configs are theirs, not this job's)."""
+    from trace_chain.chain_schema import DATASETS
     from trace_chain.chains import chain_settings
     from trace_chain.compaction import version_prefixes
 
     parsed = config_parse(config)
+    if parsed.source == BACKFILL:
+        return [f"{parsed.chain_id}/{dataset}/" for dataset in DATASETS]
     return version_prefixes(
         chain_id=parsed.chain_id,
         chain=chain_settings(parsed.chain_id).name,
@@ -92,11 +93,19 @@ def output_prefixes(
 
 
 def output_committed(task, partition) -> None:
-    """A check result is recorded (with its invalidations) exactly when it is committed."""
-    from trace_web.datasets.integrity import RESULT_KEY_PREFIX, integrity_check_record
+    """A check result is recorded (with its invalidations) exactly when it is committed; so is
+    a rebuilt backfill partition, in the backfill's own dataset."""
+    from trace_chain.integrity_repair import BACKFILL_KEY_PREFIX
+    from trace_web.datasets.integrity import (
+        RESULT_KEY_PREFIX,
+        backfill_repair_record,
+        integrity_check_record,
+    )
 
     if partition.partition_key.startswith(RESULT_KEY_PREFIX):
         integrity_check_record(task=task, partition=partition)
+    elif partition.partition_key.startswith(BACKFILL_KEY_PREFIX):
+        backfill_repair_record(task=task, partition=partition)
 
 
 def _pool(config: IntegrityConfig):
@@ -142,10 +151,8 @@ def run(ctx: TaskContext):
     from trace_chain.chains import chain_settings
     from trace_chain.db import data_engine
     from trace_chain.integrity import integrity_check
-    from trace_chain.integrity_repair import ranges_repair
     from trace_chain.object_store import object_store_from_env
     from trace_operators.cryo_ingest import staging_clean_stale, staging_create, staging_root
-    from trace_operators.parquet_compact import publication
 
     config = config_parse(ctx.config)
     settings = chain_settings(config.chain_id)
@@ -176,33 +183,21 @@ def run(ctx: TaskContext):
                 partitions=partitions,
             )
             affected = report.affected()
-            repair = config.repair if config.repair is not None else config.source == COMPACTED
-            if affected and repair:
+            if affected and config.repair:
                 root = staging_root().parent / STAGING_SUBDIR
                 staging_clean_stale(root, task_id=ctx.task_id, attempt=ctx.attempt)
                 staging = staging_create(root, task_id=ctx.task_id, attempt=ctx.attempt)
+                rebuild = _repair_compacted if config.source == COMPACTED else _repair_backfill
                 try:
-                    for item in ranges_repair(
-                        engine=engine,
-                        store=store,
-                        adapter=adapter,
-                        chain_id=config.chain_id,
-                        chain=settings.name,
-                        affected=affected,
-                        row_group_rows=config.row_group_size,
-                        staging=staging,
-                        commit=lambda item: ctx.emit(**publication(item)),
-                        check=ctx.check_lease,
+                    for dataset, p_start, p_end, location in rebuild(
+                        ctx, config, engine, store, adapter, affected, partitions, staging
                     ):
-                        p = item.partition
-                        repaired.append(
-                            [item.dataset, p.range_start, p.range_end, item.published.location]
-                        )
+                        repaired.append([dataset, p_start, p_end, location])
                         ctx.invalidate(
                             output=0,
-                            range_start=p.range_start,
-                            range_end=p.range_end,
-                            reason=f"integrity: {item.dataset} rebuilt",
+                            range_start=p_start,
+                            range_end=p_end,
+                            reason=f"integrity: {dataset} rebuilt",
                         )
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
@@ -239,6 +234,69 @@ def run(ctx: TaskContext):
     ctx.emit(**event)
     ctx.outputs = []  # everything was committed as it happened
     return result
+
+
+def _repair_compacted(ctx, config, engine, store, adapter, affected, partitions, staging):
+    """Each damaged compacted range rebuilt and recorded as the live segment."""
+    from trace_chain.chains import chain_settings
+    from trace_chain.integrity_repair import ranges_repair
+    from trace_operators.parquet_compact import publication
+
+    for item in ranges_repair(
+        engine=engine,
+        store=store,
+        adapter=adapter,
+        chain_id=config.chain_id,
+        chain=chain_settings(config.chain_id).name,
+        affected=affected,
+        row_group_rows=config.row_group_size,
+        staging=staging,
+        commit=lambda item: ctx.emit(**publication(item)),
+        check=ctx.check_lease,
+    ):
+        p = item.partition
+        yield item.dataset, p.range_start, p.range_end, item.published.location
+
+
+def _repair_backfill(ctx, config, engine, store, adapter, affected, partitions, staging):
+    """Each damaged backfill partition rebuilt under a revision of its own prefix and
+    committed; the control plane records it in the backfill's dataset (`output_committed`). A
+    gap has no partition (no config, no file names) to rebuild: the backfill's own job fills it."""
+    from trace_chain.integrity_repair import BACKFILL_KEY_PREFIX, backfill_repair
+
+    held = {(p.dataset, p.range_start, p.range_end): p for p in partitions}
+    for dataset, start, end in affected:
+        partition = held.get((dataset, start, end))
+        if partition is None:
+            log.warning(
+                "integrity: no backfill partition %s [%s, %s) to rebuild", dataset, start, end
+            )
+            continue
+        target, published = backfill_repair(
+            store=store,
+            adapter=adapter,
+            chain_id=config.chain_id,
+            partition=partition,
+            staging=staging,
+            check=ctx.check_lease,
+        )
+        manifest = published.manifest
+        ctx.emit(
+            output=0,
+            partition_key=BACKFILL_KEY_PREFIX + target.partition_key,
+            range_start=start,
+            range_end=end,
+            attributes={"chain_id": config.chain_id, "dataset": dataset, "integrity": "rebuilt"},
+            publication={
+                "location": published.location,
+                "row_count": manifest["row_count"],
+                "bytes": manifest["bytes"],
+                "config_hash": target.config_hash,
+                "schema_hash": manifest["schema_hash"],
+                "manifest": manifest,
+            },
+        )
+        yield dataset, start, end, published.location
 
 
 def result_of(

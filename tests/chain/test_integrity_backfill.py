@@ -3,9 +3,9 @@ real Cryo, its cryo_ingest tasks run in-process and commit through the task API
 (`partition_versions`), and the check reads the partitions the org's queries read. A clean
 range passes; a changed row, a truncated file, a deleted file are each found with their range
 and kind; a backfill without a dataset's stream has no gap for it; a later chunked backfill of
-the same range is what is checked; the operator (`source: backfill`) records the mismatch
-without rebuilding or invalidating anything, and refuses a bad source or a backfill repair by
-name."""
+the same range is what is checked; the operator (`source: backfill`) records the mismatch,
+rebuilds the partition under a revision inside its prefix, records it in the backfill's own
+dataset, and queries read the rebuilt files from then on; a bad source is refused by name."""
 
 from __future__ import annotations
 
@@ -239,17 +239,21 @@ def test_a_later_chunked_backfill_is_what_is_checked_where_it_shadows(
     assert found(check(org, hot_engine, cold, adapter)) == [("missing", "blocks", 0, TO_BLOCK)]
 
 
-def test_the_operator_checks_the_backfill_and_records_without_repairing(
-    org, backfilled, hot_engine, cold
+def test_the_operator_rebuilds_a_damaged_backfill_partition_that_queries_then_read(
+    org, backfilled, hot_engine, cold, client_for
 ):
+    from tests.chain.test_cryo_ingest import node_counts
     from trace_web.alerts.models import Channel, Delivery
     from trace_web.datasets.models import DataInvalidation, IntegrityCheck, PartitionVersion
     from trace_web.orchestration.services.dags import dag_sync
     from trace_web.orchestration.services.sources import job_run_manual
+    from trace_web.orgs.models import Role
 
     url, _ = backfilled
     Channel.objects.create(org=org, name="ops", kind="webhook", target="https://ops.test/")
     dag_sync(org=org, yaml_text=CHECK.replace("URL", url), activate=True)
+    admin = client_for(org, Role.ADMIN)
+    sql = "SELECT count(*) AS n FROM transactions WHERE block_number >= 10 AND block_number < 15"
 
     def check_once():
         task = job_run_manual(org=org, dag_name="backfill-integrity", job_name="check")
@@ -260,32 +264,55 @@ def test_the_operator_checks_the_backfill_and_records_without_repairing(
     assert (clean.status, clean.range_start, clean.range_end) == ("clean", 5, TO_BLOCK)
     assert (clean.blocks_checked, clean.partitions_checked) == (10, 6)
 
+    damaged_at = path_of(org, cold, "transactions", 10)
     _truncate(org, cold)
-    damaged = check_once()
-    assert (damaged.status, damaged.kinds) == ("mismatch", ["checksum"])
-    assert damaged.affected == [["transactions", 10, 15]] and damaged.repaired == []
-    assert not DataInvalidation.objects.exists()  # nothing was rebuilt: nothing to reprocess
-    assert (
-        not PartitionVersion.objects.filter(dataset_version__dataset__job_name="check")
-        .exclude(partition_key__startswith="checks/")
-        .exists()
+    assert admin.post("/v1/query", {"sql": sql}, format="json").status_code == 400
+    found_it = check_once()
+    assert (found_it.status, found_it.kinds) == ("repaired", ["checksum"])
+    assert found_it.affected == [["transactions", 10, 15]]
+    [[dataset, start, end, location]] = found_it.repaired
+    assert (dataset, start, end) == ("transactions", 10, 15)
+    committed_prefix = damaged_at.parent.as_uri() + "/"
+    assert location.startswith(committed_prefix) and location != committed_prefix
+    assert len(damaged_at.read_bytes()) == 100  # the damaged prefix was not overwritten
+
+    # Recorded in the backfill's own dataset, beside the damaged partition, and invalidated.
+    rebuilt = PartitionVersion.objects.get(
+        location=location, dataset_version__dataset__job_name="transactions"
     )
-    (delivery,) = Delivery.objects.all()  # the ops channel is still told
+    assert rebuilt.task_id == found_it.task_id and rebuilt.range_start == 10
+    (invalidation,) = DataInvalidation.objects.filter(dataset=rebuilt.dataset_version.dataset)
+    assert (invalidation.range_start, invalidation.range_end) == (10, 15)
+    (delivery,) = Delivery.objects.all()  # the ops channel is told
     assert delivery.event.payload["affected"] == [["transactions", 10, 15]]
+
+    # Queries read the rebuilt files from now on, and the next check passes over them.
+    response = admin.post("/v1/query", {"sql": sql}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["rows"] == [[node_counts(url, 10, 15)["transactions"]]]
+    (answering,) = [
+        p
+        for p in backfill_partitions(org_id=org.pk, chain_id=CHAIN)
+        if (p.dataset, p.range_start) == ("transactions", 10)
+    ]
+    assert answering.location == location
+    after = check_once()
+    assert (after.status, after.mismatches, after.partitions_checked) == ("clean", 0, 6)
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"source": "hot"}, "config.source: must be one of 'compacted', 'backfill'"),
-        ({"source": "backfill", "repair": True}, "config.repair: backfill partitions are"),
+        ({"source": "backfill", "rpc_url": None}, "set exactly one of rpc_pool"),
     ],
-    ids=["bad-source", "backfill-repair"],
+    ids=["bad-source", "no-rpc"],
 )
-def test_a_bad_source_or_a_backfill_repair_is_refused_by_name(changes, message):
+def test_a_bad_source_is_refused_by_name(changes, message):
     config = {"chain_id": CHAIN, "rpc_url": "http://127.0.0.1:8545", **changes}
     with pytest.raises(ConfigError) as excinfo:
         config_parse(config)
     assert message in str(excinfo.value)
-    assert config_parse({**config, "source": "backfill", "repair": False}).source == "backfill"
-    assert config_parse({k: v for k, v in config.items() if k != "source"}).source == "compacted"
+    fixed = {**config, "rpc_url": "http://127.0.0.1:8545"}
+    assert config_parse({**fixed, "source": "backfill"}).source == "backfill"
+    assert config_parse({k: v for k, v in fixed.items() if k != "source"}).source == "compacted"

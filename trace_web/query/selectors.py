@@ -106,6 +106,7 @@ def backfill_partitions(*, org_id: int, chain_id: int) -> list:
                 location=partition.location,
                 files=files,
                 label=f"partition_version {partition.pk}",
+                manifest=manifest,
             )
         )
     return out
