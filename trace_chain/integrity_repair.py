@@ -1,8 +1,9 @@
 """Repair of what an integrity check found: each damaged partition (or gap) of a chain's
 compacted cold data rebuilt from the canonical chain under a new revision prefix (the committed
 one is never overwritten), published with compaction's writer and commit protocol, committed by
-the caller and recorded as the live segment (the damaged one becomes `replaced`). See
-docs/integrity.md."""
+the caller and recorded as the live segment (the damaged one becomes `replaced`); and each
+damaged Cryo backfill partition rebuilt the same way as the partition it should be, under a
+revision inside its own prefix (`backfill_repair`). See docs/integrity.md."""
 
 from __future__ import annotations
 

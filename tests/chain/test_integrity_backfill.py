@@ -5,7 +5,8 @@ range passes; a changed row, a truncated file, a deleted file are each found wit
 and kind; a backfill without a dataset's stream has no gap for it; a later chunked backfill of
 the same range is what is checked; the operator (`source: backfill`) records the mismatch,
 rebuilds the partition under a revision inside its prefix, records it in the backfill's own
-dataset, and queries read the rebuilt files from then on; a bad source is refused by name."""
+dataset, and queries read the rebuilt files from then on; a gap is reported, not rebuilt; a
+bad source is refused by name."""
 
 from __future__ import annotations
 
@@ -298,6 +299,24 @@ def test_the_operator_rebuilds_a_damaged_backfill_partition_that_queries_then_re
     assert answering.location == location
     after = check_once()
     assert (after.status, after.mismatches, after.partitions_checked) == ("clean", 0, 6)
+
+
+def test_a_gap_in_the_backfill_is_reported_and_not_rebuilt(org, backfilled, hot_engine, cold):
+    from trace_web.datasets.models import DataInvalidation, IntegrityCheck, PartitionVersion
+    from trace_web.orchestration.services.dags import dag_sync
+    from trace_web.orchestration.services.sources import job_run_manual
+
+    url, _ = backfilled
+    PartitionVersion.objects.filter(
+        dataset_version__dataset__job_name="logs", range_start=5
+    ).delete()
+    dag_sync(org=org, yaml_text=CHECK.replace("URL", url), activate=True)
+    task = job_run_manual(org=org, dag_name="backfill-integrity", job_name="check")
+    assert task_run(task_id=task.pk, worker_id="platform").status == "completed"
+    check = IntegrityCheck.objects.get(task_id=task.pk)
+    assert (check.status, check.kinds) == ("mismatch", ["coverage"])
+    assert check.affected == [["logs", 5, 10]] and check.repaired == []
+    assert not DataInvalidation.objects.exists()
 
 
 @pytest.mark.parametrize(
