@@ -260,17 +260,16 @@ def _repair_compacted(ctx, config, engine, store, adapter, affected, partitions,
 
 def _repair_backfill(ctx, config, engine, store, adapter, affected, partitions, staging):
     """Each damaged backfill partition rebuilt under a revision of its own prefix and
-    committed; the control plane records it in the backfill's dataset (`output_committed`). A
-    gap has no partition (no config, no file names) to rebuild: the backfill's own job fills it."""
+    committed; the control plane records it in the backfill's dataset (`output_committed`)."""
     from trace_chain.integrity_repair import BACKFILL_KEY_PREFIX, backfill_repair
 
     held = {(p.dataset, p.range_start, p.range_end): p for p in partitions}
     for dataset, start, end in affected:
         partition = held.get((dataset, start, end))
-        if partition is None:
-            log.warning(
-                "integrity: no backfill partition %s [%s, %s) to rebuild", dataset, start, end
-            )
+        if partition is None or not (partition.manifest or {}).get("schema_version"):
+            # A gap has no config or file list to rebuild as; a layout-1 partition (Cryo's own
+            # columns) would be rebuilt in the one schema under an identity saying otherwise.
+            log.warning("integrity: backfill %s [%s, %s) not rebuilt", dataset, start, end)
             continue
         target, published = backfill_repair(
             store=store,
