@@ -1,16 +1,16 @@
 """integrity_check: checks a chain's committed cold data against the node
 (trace_chain/integrity.py): its compacted partitions (`source: compacted`, the default) or the
 org's committed Cryo backfill partitions its queries read (`source: backfill`); rebuilds
-damaged partitions under a new revision (trace_chain/integrity_repair.py) and
-commits the result, which the control plane records as an IntegrityCheck row with its
-invalidations (trace_web/datasets/integrity.py).
+damaged partitions under a new revision (trace_chain/integrity_repair.py) and commits the
+result, which the control plane records as an IntegrityCheck row with its invalidations
+(trace_web/datasets/integrity.py).
 
 Runs from a cron source (or reactive, or by hand): the range is the task's scope if it has
 one, else the newest `last_blocks` finalized cold blocks of the source (all of it without it).
 Config: `chain_id`; `source`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's);
 `last_blocks`; `sample` (a fraction of blocks compared with the node; checksums always);
-`seed`; `repair` (true: rebuild under a new revision);
-`row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
+`seed`; `repair` (true: rebuild under a new revision); `row_group_size` (100,000, the
+compaction job's); `alert_channel`; `max_details` (20).
 See docs/integrity.md.
 """
 
@@ -62,10 +62,9 @@ RUNTIMES = ("platform",)
 
 
 def _rules(raw: dict[str, Any]) -> list[tuple[str, str]]:
-    problems = []
     if (raw.get("rpc_pool") is None) == (raw.get("rpc_url") is None):
-        problems.append(("", "set exactly one of rpc_pool (a pool name) or rpc_url"))
-    return problems
+        return [("", "set exactly one of rpc_pool (a pool name) or rpc_url")]
+    return []
 
 
 def config_parse(config: dict[str, Any]) -> IntegrityConfig:
