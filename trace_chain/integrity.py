@@ -1,6 +1,8 @@
-"""Integrity of committed cold data: a chain's live compacted partitions (`cold_segments`) of
-a finalized block range checked against their manifests and against the node. See
-docs/integrity.md.
+"""Integrity of committed cold data: a chain's live compacted partitions (`cold_segments`), or
+the committed Cryo backfill partitions its queries read (`partition_versions`, listed by the
+control plane: trace_web/query/selectors.py `backfill_partitions`), of a finalized block range
+checked against their manifests and against the node. Both sources feed the same check as
+`Partition`s. See docs/integrity.md.
 
 Per partition: `_SUCCESS` holds the manifest's sha256 and each file the manifest's sha256
 (`missing` when a key is gone, `checksum` when bytes differ); then the rows: every block of the
@@ -94,13 +96,46 @@ class Report:
         }
 
 
-def segment_key(store: ObjectStore, segment: Segment, name: str) -> str:
-    """The store key of `name` under a segment's committed location."""
+@dataclass(frozen=True)
+class Partition:
+    """One committed partition of one chain dataset, whichever source committed it: its range
+    (end-exclusive), the store URI of its prefix and its Parquet files
+    (`[{name, range_start, range_end, rows}]`, each file's own range)."""
+
+    dataset: str
+    range_start: int
+    range_end: int
+    location: str
+    files: list[dict[str, Any]]
+    label: str  # names it in errors: `segment 12`, `partition_version 34`
+    # A backfill partition's committed manifest (the state DB's copy): what a repair rebuilds.
+    manifest: dict[str, Any] | None = None
+
+
+def compacted_partitions(engine: Engine, chain_id: int) -> list[Partition]:
+    """The chain's live compacted segments (`cold_segments`), in block order per dataset."""
+    with engine.connect() as conn:
+        return [partition_of(s) for s in segments_live(conn, chain_id=chain_id)]
+
+
+def partition_of(segment: Segment) -> Partition:
+    return Partition(
+        dataset=segment.dataset,
+        range_start=segment.range_start,
+        range_end=segment.range_end,
+        location=segment.location,
+        files=segment.files,
+        label=f"segment {segment.id}",
+    )
+
+
+def segment_key(store: ObjectStore, partition: Partition | Segment, name: str) -> str:
+    """The store key of `name` under a partition's committed location."""
     root = store.uri()
     root = root if root.endswith("/") else root + "/"
-    location = segment.location if segment.location.endswith("/") else segment.location + "/"
+    location = partition.location if partition.location.endswith("/") else partition.location + "/"
     if not location.startswith(root):
-        raise RuntimeError(f"segment {segment.id} lies outside this object store: {location}")
+        raise RuntimeError(f"{location} lies outside this object store ({root})")
     return location[len(root) :] + name
 
 
@@ -156,39 +191,41 @@ class _Read:
     unread: set[int] = field(default_factory=set)
 
 
-def _read_segment(store: ObjectStore, segment: Segment, out: list[Mismatch], into: _Read) -> None:
+def _read_partition(
+    store: ObjectStore, partition: Partition, out: list[Mismatch], into: _Read
+) -> None:
     """Check a partition's manifest and file checksums, then read its rows into `into`."""
     import pyarrow.parquet as pq
 
+    start, end = partition.range_start, partition.range_end
+
     def bad(kind: str, detail: str, block: int | None = None) -> None:
-        out.append(
-            Mismatch(kind, segment.dataset, segment.range_start, segment.range_end, block, detail)
-        )
+        out.append(Mismatch(kind, partition.dataset, start, end, block, detail))
 
     try:
-        body = store.get_bytes(segment_key(store, segment, cold_layout.MANIFEST_NAME))
-        success = store.get_bytes(segment_key(store, segment, cold_layout.SUCCESS_NAME))
+        body = store.get_bytes(segment_key(store, partition, cold_layout.MANIFEST_NAME))
+        success = store.get_bytes(segment_key(store, partition, cold_layout.SUCCESS_NAME))
     except ObjectNotFound as exc:
         bad("missing", f"{exc.args[0] if exc.args else 'manifest'} is gone")
-        into.unread.update(range(segment.range_start, segment.range_end))
+        into.unread.update(range(start, end))
         return
     if success.decode(errors="replace").strip() != hashlib.sha256(body).hexdigest():
         bad("checksum", "manifest.json does not match the sha256 in _SUCCESS")
-        into.unread.update(range(segment.range_start, segment.range_end))
+        into.unread.update(range(start, end))
         return
     try:
         manifest = json.loads(body)
         entries = {f["name"]: f for f in manifest["files"]}
     except (ValueError, KeyError, TypeError):
         bad("checksum", "manifest.json is not a partition manifest")
-        into.unread.update(range(segment.range_start, segment.range_end))
+        into.unread.update(range(start, end))
         return
     columns = {
         "blocks": ["block_number", "block_hash", "parent_hash"],
         "transactions": ["block_number"],
         "logs": ["block_number"],
-    }.get(segment.dataset)
-    for file in segment.files:
+    }.get(partition.dataset)
+    for file in partition.files:
         name = file["name"]
         entry = entries.get(name)
         span = range(int(file["range_start"]), int(file["range_end"]))
@@ -197,7 +234,7 @@ def _read_segment(store: ObjectStore, segment: Segment, out: list[Mismatch], int
             into.unread.update(span)
             continue
         try:
-            data = store.get_bytes(segment_key(store, segment, name))
+            data = store.get_bytes(segment_key(store, partition, name))
         except ObjectNotFound:
             bad("missing", f"{name} is gone")
             into.unread.update(span)
@@ -213,10 +250,10 @@ def _read_segment(store: ObjectStore, segment: Segment, out: list[Mismatch], int
             into.unread.update(span)
             continue
         numbers = table.column("block_number").to_pylist()
-        outside = [n for n in numbers if not segment.range_start <= n < segment.range_end]
+        outside = [n for n in numbers if n not in span]
         if outside:
             bad("coverage", f"{name} holds blocks outside its range: {sorted(set(outside))[:5]}")
-        if segment.dataset == "blocks":
+        if partition.dataset == "blocks":
             hashes = table.column("block_hash").to_pylist()
             parents = table.column("parent_hash").to_pylist()
             for n, h, p in zip(numbers, hashes, parents, strict=True):
@@ -224,17 +261,17 @@ def _read_segment(store: ObjectStore, segment: Segment, out: list[Mismatch], int
                     bad("coverage", f"block {n} is held twice", n)
                 into.hashes[n] = (h, p)
             held = set(numbers)
-            for n in range(segment.range_start, segment.range_end):
+            for n in span:  # the file's own blocks: a chunked partition has one file a chunk
                 if n not in held:
                     bad("coverage", f"block {n} is missing from {name}", n)
         else:
             into.counts.update(numbers)
 
 
-def _coverage(segments: list[Segment], start: int, end: int, dataset: str) -> list[Mismatch]:
-    """Gaps and overlaps between live partitions of one dataset within `[start, end)`."""
+def _coverage(partitions: list[Partition], start: int, end: int, dataset: str) -> list[Mismatch]:
+    """Gaps and overlaps between the partitions of one dataset within `[start, end)`."""
     found, at = [], start
-    for segment in sorted(segments, key=lambda s: s.range_start):
+    for segment in sorted(partitions, key=lambda s: s.range_start):
         if segment.range_start > at:
             found.append(Mismatch("coverage", dataset, at, segment.range_start, at, "no partition"))
         elif segment.range_start < at:
@@ -257,8 +294,8 @@ def _coverage(segments: list[Segment], start: int, end: int, dataset: str) -> li
 # --- the check ------------------------------------------------------------------------------------
 
 
-def _cold_bounds(segments: list[Segment]) -> tuple[int, int] | None:
-    blocks = [s for s in segments if s.dataset == "blocks"]
+def _cold_bounds(partitions: list[Partition]) -> tuple[int, int] | None:
+    blocks = [s for s in partitions if s.dataset == "blocks"]
     if not blocks:
         return None
     return min(s.range_start for s in blocks), max(s.range_end for s in blocks)
@@ -286,22 +323,28 @@ def integrity_check(
     sample: float | None = None,
     seed: int = 0,
     heartbeat: Callable[[], None] = lambda: None,
+    partitions: list[Partition] | None = None,
 ) -> Report:
-    """Check the chain's live compacted partitions overlapping `[range_start, range_end)`
-    (None: from cold's first block / to cold's last), clipped to what the node has finalized.
-    Partitions that straddle the finality line are left for a later check."""
+    """Check the chain's `partitions` (None: its live compacted ones) overlapping
+    `[range_start, range_end)` (None: from cold's first block / to cold's last), clipped to
+    what the node has finalized. Partitions that straddle the finality line are left for a
+    later check."""
     head = adapter.head_number()
     final_end = head - finality_depth_blocks + 1  # blocks below are final
-    with engine.connect() as conn:
-        segments = segments_live(conn, chain_id=chain_id)
-    bounds = _cold_bounds(segments)
+    # Compaction moves all four datasets; a backfill only the streams it has.
+    expected = ROW_DATASETS
+    if partitions is None:
+        partitions = compacted_partitions(engine, chain_id)
+    else:
+        expected = tuple(d for d in ROW_DATASETS if any(p.dataset == d for p in partitions))
+    bounds = _cold_bounds(partitions)
     start = range_start if range_start is not None else (bounds[0] if bounds else 0)
     end = range_end if range_end is not None else (bounds[1] if bounds else start)
     end = min(end, final_end)
     # Whole partitions only: extend to the partitions' bounds, drop those not final yet.
     chosen = [
         s
-        for s in segments
+        for s in partitions
         if s.range_start < end and s.range_end > start and s.range_end <= final_end
     ]
     if chosen:
@@ -311,16 +354,19 @@ def integrity_check(
     if not chosen or end <= start:
         return report
     reads = {dataset: _Read() for dataset in ROW_DATASETS}
-    by_dataset: dict[str, list[Segment]] = defaultdict(list)
+    by_dataset: dict[str, list[Partition]] = defaultdict(list)
     for segment in chosen:
         by_dataset[segment.dataset].append(segment)
     for dataset in sorted(by_dataset):
         for segment in by_dataset[dataset]:
             heartbeat()
-            _read_segment(store, segment, report.mismatches, reads.get(dataset, _Read()))
+            _read_partition(store, segment, report.mismatches, reads.get(dataset, _Read()))
             report.partitions_checked += 1
-    for dataset in ROW_DATASETS:
+    for dataset in expected:
         report.mismatches += _coverage(by_dataset.get(dataset, []), start, end, dataset)
+    for dataset in ("transactions", "logs"):  # a gap is reported once, not block by block
+        spans = [range(p.range_start, p.range_end) for p in by_dataset.get(dataset, [])]
+        reads[dataset].unread.update(n for n in range(start, end) if not any(n in s for s in spans))
 
     held = reads["blocks"].hashes
     owner = {
@@ -377,7 +423,7 @@ def integrity_check(
     return report
 
 
-def _owners_fix(report: Report, by_dataset: dict[str, list[Segment]]) -> None:
+def _owners_fix(report: Report, by_dataset: dict[str, list[Partition]]) -> None:
     """Give each block-level mismatch the range of its own dataset's partition."""
     fixed = []
     for m in report.mismatches:

@@ -1,8 +1,9 @@
 """Repair of what an integrity check found: each damaged partition (or gap) of a chain's
 compacted cold data rebuilt from the canonical chain under a new revision prefix (the committed
 one is never overwritten), published with compaction's writer and commit protocol, committed by
-the caller and recorded as the live segment (the damaged one becomes `replaced`). See
-docs/integrity.md."""
+the caller and recorded as the live segment (the damaged one becomes `replaced`); and each
+damaged Cryo backfill partition rebuilt the same way as the partition it should be, under a
+revision inside its own prefix (`backfill_repair`). See docs/integrity.md."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from trace_chain import chain_schema, compaction
+from trace_chain import chain_schema, cold_layout, compaction
 from trace_chain.cold_segments import segment_insert, segments_live
 from trace_chain.hot_store import BLOCK_KEYS, LOG_KEYS, TRACE_KEYS, TRANSACTION_KEYS
 
@@ -124,3 +125,70 @@ def ranges_repair(
         )
         done.append(item)
     return done
+
+
+BACKFILL_KEY_PREFIX = "backfill/"  # partition keys of rebuilt backfill partitions
+BACKFILL_ROW_GROUP_ROWS = 100_000  # cryo_ingest's own default (its `row_group_size` option)
+
+
+def backfill_repair(
+    *,
+    store: Any,
+    adapter: Any,
+    chain_id: int,
+    partition: Any,
+    staging: Path,
+    check: Callable[[], None] = lambda: None,
+) -> tuple[cold_layout.ColdPartition, cold_layout.Published]:
+    """Rebuild one damaged Cryo backfill partition (an integrity `Partition` with its committed
+    manifest) from the node: the same files (one per chunk, the same names), the same config
+    identity, published under a revision inside the damaged prefix
+    (`{prefix}{last block hash[:16]}r{sha256 of the damaged prefix[:8]}/`), which is never
+    overwritten. The caller commits it (the control plane then records it in the backfill's
+    own dataset, trace_web/datasets/integrity.py)."""
+    import pyarrow.compute as pc
+
+    committed = partition.manifest or {}
+    identity = committed.get("config")
+    if not isinstance(identity, dict) or "config_hash" not in committed:
+        raise ValueError(f"{partition.label} has no committed manifest to rebuild from")
+    start, end = partition.range_start, partition.range_end
+    table, blocks = node_table(
+        adapter, chain_id=chain_id, dataset=partition.dataset, start=start, end=end
+    )
+    target = cold_layout.ColdPartition(
+        chain_id=chain_id,
+        chain=committed["chain"],
+        dataset=partition.dataset,
+        config_hash=committed["config_hash"],
+        range_start=start,
+        range_end=end,
+        revision=repair_revision(blocks[-1]["hash"], [partition.location]),
+    )
+    rows = (identity.get("options") or {}).get("row_group_size") or BACKFILL_ROW_GROUP_ROWS
+    files = {}
+    numbers = table.column("block_number")
+    for entry in partition.files:
+        check()
+        lo, hi = int(entry["range_start"]), int(entry["range_end"])
+        mask = pc.and_(pc.greater_equal(numbers, lo), pc.less(numbers, hi))
+        files[entry["name"]] = staging / entry["name"]
+        chain_schema.parquet_write(table.filter(mask), files[entry["name"]], row_group_rows=rows)
+    manifest = cold_layout.manifest_build(
+        partition=target,
+        identity=identity,
+        paths=list(files.values()),
+        producer={"extractor": "integrity_check", "repairs": partition.location},
+    )
+    published = cold_layout.partition_publish(
+        store=store, partition=target, files=files, manifest=manifest, before_write=check
+    )
+    log.info(
+        "integrity repair chain %s backfill %s [%s, %s) -> %s",
+        chain_id,
+        partition.dataset,
+        start,
+        end,
+        published.location,
+    )
+    return target, published

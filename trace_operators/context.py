@@ -72,6 +72,10 @@ class TaskContext:
     # every committed partition of its datasets and the chains whose compacted segments it
     # reads. The platform runtime supplies it (trace_operators.iceberg_sync).
     cold_catalog: Callable[[], Any] | None = None
+    # The committed Cryo backfill partitions of a chain its queries read, as integrity_check's
+    # Partitions (trace_chain.integrity): backfill_partitions(chain_id) -> list. The platform
+    # runtime supplies it (trace_operators.integrity_check with `source: backfill`).
+    backfill_partitions: Callable[[int], list[Any]] | None = None
 
     def emit(self, **event: Any) -> Any:
         """Commit one output event immediately (fenced by this attempt's lease)."""

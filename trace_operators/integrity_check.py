@@ -1,13 +1,16 @@
-"""integrity_check: checks a chain's committed compacted cold data against the node
-(trace_chain/integrity.py), rebuilds what is damaged under a new revision
-(trace_chain/integrity_repair.py) and commits the result, which the control plane records as
-an IntegrityCheck row with its invalidations (trace_web/datasets/integrity.py).
+"""integrity_check: checks a chain's committed cold data against the node
+(trace_chain/integrity.py): its compacted partitions (`source: compacted`, the default) or the
+org's committed Cryo backfill partitions its queries read (`source: backfill`); rebuilds
+damaged partitions under a new revision (trace_chain/integrity_repair.py) and commits the
+result, which the control plane records as an IntegrityCheck row with its invalidations
+(trace_web/datasets/integrity.py).
 
 Runs from a cron source (or reactive, or by hand): the range is the task's scope if it has
-one, else the newest `last_blocks` finalized cold blocks (all of cold without it). Config:
-`chain_id`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's); `last_blocks`;
-`sample` (a fraction of blocks compared with the node; checksums always); `seed`; `repair`
-(true); `row_group_size` (100,000, the compaction job's); `alert_channel`; `max_details` (20).
+one, else the newest `last_blocks` finalized cold blocks of the source (all of it without it).
+Config: `chain_id`; `source`; `rpc_pool` or `rpc_url`; `finality_depth_blocks` (the chain's);
+`last_blocks`; `sample` (a fraction of blocks compared with the node; checksums always);
+`seed`; `repair` (true: rebuild under a new revision); `row_group_size` (100,000, the
+compaction job's); `alert_channel`; `max_details` (20).
 See docs/integrity.md.
 """
 
@@ -15,11 +18,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from trace_operators.context import ConfigError, TaskContext
+from trace_operators.context import ConfigError, PermanentError, TaskContext
 from trace_operators.validation import (
     BIGINT_MAX,
     INT_MAX,
@@ -34,10 +37,14 @@ log = logging.getLogger(__name__)
 STAGING_SUBDIR = "integrity_check"
 HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+COMPACTED, BACKFILL = "compacted", "backfill"
 
 
 class IntegrityConfig(StrictModel):
     chain_id: ChainId
+    # compacted: the chain's live `cold_segments`; backfill: the org's committed cryo_ingest
+    # partitions of the chain that its queries read.
+    source: Literal["compacted", "backfill"] = COMPACTED
     rpc_pool: PoolName | None = None
     rpc_url: HttpUrl | None = None
     finality_depth_blocks: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = None
@@ -67,11 +74,16 @@ def config_parse(config: dict[str, Any]) -> IntegrityConfig:
 def output_prefixes(
     config: dict[str, Any], range_start: int | None, range_end: int | None
 ) -> list[str]:
-    """A repair publishes where compaction does (a new revision of the same range)."""
+    """A repair publishes where compaction does (a new revision of the same range), or for a
+    backfill inside the damaged partition's prefix, under any content config of the chain's
+    datasets (the backfill jobs' configs are theirs, not this job's)."""
+    from trace_chain.chain_schema import DATASETS
     from trace_chain.chains import chain_settings
     from trace_chain.compaction import version_prefixes
 
     parsed = config_parse(config)
+    if parsed.source == BACKFILL:
+        return [f"{parsed.chain_id}/{dataset}/" for dataset in DATASETS]
     return version_prefixes(
         chain_id=parsed.chain_id,
         chain=chain_settings(parsed.chain_id).name,
@@ -80,11 +92,19 @@ def output_prefixes(
 
 
 def output_committed(task, partition) -> None:
-    """A check result is recorded (with its invalidations) exactly when it is committed."""
-    from trace_web.datasets.integrity import RESULT_KEY_PREFIX, integrity_check_record
+    """A check result is recorded (with its invalidations) exactly when it is committed; so is
+    a rebuilt backfill partition, in the backfill's own dataset."""
+    from trace_chain.integrity_repair import BACKFILL_KEY_PREFIX
+    from trace_web.datasets.integrity import (
+        RESULT_KEY_PREFIX,
+        backfill_repair_record,
+        integrity_check_record,
+    )
 
     if partition.partition_key.startswith(RESULT_KEY_PREFIX):
         integrity_check_record(task=task, partition=partition)
+    elif partition.partition_key.startswith(BACKFILL_KEY_PREFIX):
+        backfill_repair_record(task=task, partition=partition)
 
 
 def _pool(config: IntegrityConfig):
@@ -95,20 +115,28 @@ def _pool(config: IntegrityConfig):
     return rpc_pool_from_env(config.rpc_pool or "")
 
 
-def _range(ctx: TaskContext, config: IntegrityConfig, engine, head: int, depth: int):
-    """The task's scope, else the newest `last_blocks` finalized blocks of cold."""
-    from trace_chain.cold_segments import segments_live
+def _partitions(ctx: TaskContext, config: IntegrityConfig, engine) -> list[Any]:
+    """What the check reads: the chain's live compacted segments or its backfill partitions."""
+    from trace_chain.integrity import compacted_partitions
 
+    if config.source == COMPACTED:
+        return compacted_partitions(engine, config.chain_id)
+    if ctx.backfill_partitions is None:
+        raise PermanentError(
+            "integrity_check of backfill partitions runs only in the platform runtime"
+        )
+    return ctx.backfill_partitions(config.chain_id)
+
+
+def _range(ctx: TaskContext, config: IntegrityConfig, partitions, head: int, depth: int):
+    """The task's scope, else the newest `last_blocks` finalized blocks of the source."""
     if ctx.scope.range_start is not None:
         return ctx.scope.range_start, ctx.scope.range_end
     if config.last_blocks is None:
         return None, None
-    with engine.connect() as conn:
-        ends = [
-            s.range_end
-            for s in segments_live(conn, chain_id=config.chain_id, dataset="blocks")
-            if s.range_end <= head - depth + 1
-        ]
+    ends = [
+        p.range_end for p in partitions if p.dataset == "blocks" and p.range_end <= head - depth + 1
+    ]
     if not ends:
         return None, None
     end = max(ends)
@@ -122,10 +150,8 @@ def run(ctx: TaskContext):
     from trace_chain.chains import chain_settings
     from trace_chain.db import data_engine
     from trace_chain.integrity import integrity_check
-    from trace_chain.integrity_repair import ranges_repair
     from trace_chain.object_store import object_store_from_env
     from trace_operators.cryo_ingest import staging_clean_stale, staging_create, staging_root
-    from trace_operators.parquet_compact import publication
 
     config = config_parse(ctx.config)
     settings = chain_settings(config.chain_id)
@@ -140,7 +166,8 @@ def run(ctx: TaskContext):
     with _pool(config) as pool:
         adapter = ChainAdapter(pool)
         try:
-            start, end = _range(ctx, config, engine, adapter.head_number(), depth)
+            partitions = _partitions(ctx, config, engine)
+            start, end = _range(ctx, config, partitions, adapter.head_number(), depth)
             report = integrity_check(
                 engine=engine,
                 store=store,
@@ -152,34 +179,24 @@ def run(ctx: TaskContext):
                 sample=config.sample,
                 seed=seed,
                 heartbeat=ctx.check_lease,
+                partitions=partitions,
             )
             affected = report.affected()
             if affected and config.repair:
                 root = staging_root().parent / STAGING_SUBDIR
                 staging_clean_stale(root, task_id=ctx.task_id, attempt=ctx.attempt)
                 staging = staging_create(root, task_id=ctx.task_id, attempt=ctx.attempt)
+                rebuild = _repair_compacted if config.source == COMPACTED else _repair_backfill
                 try:
-                    for item in ranges_repair(
-                        engine=engine,
-                        store=store,
-                        adapter=adapter,
-                        chain_id=config.chain_id,
-                        chain=settings.name,
-                        affected=affected,
-                        row_group_rows=config.row_group_size,
-                        staging=staging,
-                        commit=lambda item: ctx.emit(**publication(item)),
-                        check=ctx.check_lease,
+                    for dataset, p_start, p_end, location in rebuild(
+                        ctx, config, engine, store, adapter, affected, partitions, staging
                     ):
-                        p = item.partition
-                        repaired.append(
-                            [item.dataset, p.range_start, p.range_end, item.published.location]
-                        )
+                        repaired.append([dataset, p_start, p_end, location])
                         ctx.invalidate(
                             output=0,
-                            range_start=p.range_start,
-                            range_end=p.range_end,
-                            reason=f"integrity: {item.dataset} rebuilt",
+                            range_start=p_start,
+                            range_end=p_end,
+                            reason=f"integrity: {dataset} rebuilt",
                         )
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
@@ -188,6 +205,7 @@ def run(ctx: TaskContext):
     result = result_of(
         report,
         repaired=repaired,
+        source=config.source,
         seed=seed,
         alert_channel=config.alert_channel,
         max_details=config.max_details,
@@ -217,8 +235,70 @@ def run(ctx: TaskContext):
     return result
 
 
+def _repair_compacted(ctx, config, engine, store, adapter, affected, partitions, staging):
+    """Each damaged compacted range rebuilt and recorded as the live segment."""
+    from trace_chain.chains import chain_settings
+    from trace_chain.integrity_repair import ranges_repair
+    from trace_operators.parquet_compact import publication
+
+    for item in ranges_repair(
+        engine=engine,
+        store=store,
+        adapter=adapter,
+        chain_id=config.chain_id,
+        chain=chain_settings(config.chain_id).name,
+        affected=affected,
+        row_group_rows=config.row_group_size,
+        staging=staging,
+        commit=lambda item: ctx.emit(**publication(item)),
+        check=ctx.check_lease,
+    ):
+        p = item.partition
+        yield item.dataset, p.range_start, p.range_end, item.published.location
+
+
+def _repair_backfill(ctx, config, engine, store, adapter, affected, partitions, staging):
+    """Each damaged backfill partition rebuilt under a revision of its own prefix and
+    committed; the control plane records it in the backfill's dataset (`output_committed`)."""
+    from trace_chain.integrity_repair import BACKFILL_KEY_PREFIX, backfill_repair
+
+    held = {(p.dataset, p.range_start, p.range_end): p for p in partitions}
+    for dataset, start, end in affected:
+        partition = held.get((dataset, start, end))
+        if partition is None or not (partition.manifest or {}).get("schema_version"):
+            # A gap has no config or file list to rebuild as; a layout-1 partition (Cryo's own
+            # columns) would be rebuilt in the one schema under an identity saying otherwise.
+            log.warning("integrity: backfill %s [%s, %s) not rebuilt", dataset, start, end)
+            continue
+        target, published = backfill_repair(
+            store=store,
+            adapter=adapter,
+            chain_id=config.chain_id,
+            partition=partition,
+            staging=staging,
+            check=ctx.check_lease,
+        )
+        manifest = published.manifest
+        ctx.emit(
+            output=0,
+            partition_key=BACKFILL_KEY_PREFIX + target.partition_key,
+            range_start=start,
+            range_end=end,
+            attributes={"chain_id": config.chain_id, "dataset": dataset, "integrity": "rebuilt"},
+            publication={
+                "location": published.location,
+                "row_count": manifest["row_count"],
+                "bytes": manifest["bytes"],
+                "config_hash": target.config_hash,
+                "schema_hash": manifest["schema_hash"],
+                "manifest": manifest,
+            },
+        )
+        yield dataset, start, end, published.location
+
+
 def result_of(
-    report, *, repaired, seed, alert_channel, max_details, started: datetime
+    report, *, repaired, seed, alert_channel, max_details, started: datetime, source=COMPACTED
 ) -> dict[str, Any]:
     """The committed result (the IntegrityCheck row's fields), plain JSON."""
     from trace_chain.integrity import kinds_of
@@ -227,6 +307,7 @@ def result_of(
     status = "clean" if not affected else ("repaired" if repaired else "mismatch")
     return {
         "chain_id": report.chain_id,
+        "source": source,
         "range_start": report.range_start,
         "range_end": report.range_end,
         "blocks_checked": report.blocks_checked,

@@ -204,6 +204,11 @@ def _context(claimed: ClaimedTask, stop_event: threading.Event) -> TaskContext:
         query_to_file=lambda **query: _query_to_file(claimed.capability_token, **query),
         task_api=InProcessTaskApi(claimed) if job.runtime == "udf" else None,
         cold_catalog=(lambda: _cold_catalog(task.org_id)) if job.runtime == "platform" else None,
+        backfill_partitions=(
+            (lambda chain_id: _backfill_partitions(task.org_id, chain_id))
+            if job.runtime == "platform"
+            else None
+        ),
     )
 
 
@@ -211,6 +216,12 @@ def _cold_catalog(org_id: int):
     from trace_web.query.selectors import org_cold_catalog
 
     return org_cold_catalog(org_id=org_id)
+
+
+def _backfill_partitions(org_id: int, chain_id: int) -> list:
+    from trace_web.query.selectors import backfill_partitions
+
+    return backfill_partitions(org_id=org_id, chain_id=chain_id)
 
 
 def _query_to_file(token: str, **query) -> int:

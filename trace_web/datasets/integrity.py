@@ -1,7 +1,9 @@
 """Integrity check results in the control plane: the `integrity_check` operator's committed
-result becomes an IntegrityCheck row, and each range it found damaged an invalidation of the
-chain's compacted datasets of the org (so their dependents reprocess), in the transaction that
-commits the result (trace_operators/integrity_check.py `output_committed`)."""
+result becomes an IntegrityCheck row, and each compacted range it found damaged an
+invalidation of the chain's compacted datasets of the org (so their dependents reprocess), in
+the transaction that commits the result; a rebuilt Cryo backfill partition becomes a partition
+of the backfill's own dataset, with its invalidation, in the transaction that commits it
+(trace_operators/integrity_check.py `output_committed`)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from trace_web.datasets.models import (
 
 log = logging.getLogger(__name__)
 
+BACKFILL_OPERATOR = "cryo_ingest"
 RESULT_KEY_PREFIX = "checks/"  # partition keys of check results (repairs use the cold layout's)
 
 
@@ -63,10 +66,11 @@ def integrity_check_record(*, task: Any, partition: PartitionVersion) -> Integri
         started_at=parse_datetime(result["started_at"]),
         finished_at=parse_datetime(result["finished_at"]),
     )
-    if affected:
+    if affected and result.get("source", "compacted") == "compacted":
+        # A rebuilt backfill partition invalidates its own dataset (backfill_repair_record).
         compacted_invalidate(task=task, chain_id=check.chain_id, affected=affected, check=check)
-        if check.alert_channel:
-            _alert(task=task, check=check)
+    if affected and check.alert_channel:
+        _alert(task=task, check=check)
     return check
 
 
@@ -124,3 +128,59 @@ def compacted_invalidate(
                 )
             )
     return made
+
+
+def backfill_repair_record(*, task: Any, partition: PartitionVersion) -> PartitionVersion:
+    """A rebuilt Cryo backfill partition, committed as the integrity job's output, recorded in
+    the backfill's own dataset version beside the damaged one, so queries read it from now on
+    (the later commit answers where they overlap: trace_web/query/selectors.py), and its range
+    invalidated on that dataset so the jobs that read it reprocess. The damaged partition is
+    the org's committed `cryo_ingest` partition whose prefix holds the rebuilt one
+    (trace_chain/integrity_repair.py `backfill_repair`). Idempotent, like the commit."""
+    from trace_web.errors import ValidationFailed
+
+    location = partition.location.rstrip("/")
+    parent, revision = location.rsplit("/", 1)
+    damaged = (
+        PartitionVersion.objects.select_related("dataset_version")
+        .filter(
+            dataset_version__dataset__org_id=task.org_id,
+            dataset_version__definition__operator=BACKFILL_OPERATOR,
+            location=parent + "/",
+            range_start=partition.range_start,
+            range_end=partition.range_end,
+        )
+        .order_by("-pk")
+        .first()
+    )
+    if damaged is None:
+        raise ValidationFailed.one(
+            "publication.location",
+            f"{partition.location!r} is not inside a committed backfill partition of this org",
+        )
+    rebuilt, created = PartitionVersion.objects.get_or_create(
+        dataset_version=damaged.dataset_version,
+        partition_key=f"{damaged.partition_key}/{revision}"[:200],
+        defaults={
+            "range_start": partition.range_start,
+            "range_end": partition.range_end,
+            "location": partition.location,
+            "row_count": partition.row_count,
+            "bytes": partition.bytes,
+            "config_hash": partition.config_hash,
+            "schema_hash": partition.schema_hash,
+            "manifest": partition.manifest,
+            "task_id": task.pk,
+            "attempt": task.attempt,
+        },
+    )
+    if created:
+        DataInvalidation.objects.create(
+            dataset_id=damaged.dataset_version.dataset_id,
+            kind=InvalidationKind.ROW_RANGE,
+            range_start=partition.range_start,
+            range_end=partition.range_end,
+            reason=f"integrity: backfill partition rebuilt at {partition.location}",
+            source_task_id=task.pk,
+        )
+    return rebuilt

@@ -1,11 +1,13 @@
 """What a caller may query, from the dataset registry: the chains whose hot rows it may read
 (the org's readable follower datasets) and the committed cold files it may read (the org's
 readable Cryo backfill partitions), as the engine's Catalog. Compacted partitions are not
-listed here: the engine reads them for the hot chains in the same snapshot as the line."""
+listed here: the engine reads them for the hot chains in the same snapshot as the line. Also
+the backfill partitions an integrity check reads (`backfill_partitions`)."""
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
 from trace_chain.chain_schema import DATASETS
 from trace_chain.query.catalog import Catalog, ColdFile, readable_path
@@ -64,6 +66,50 @@ def catalog_of(datasets, *, hot_dsn: str | None, versions: dict | None = None) -
         cold=tuple(cold),
         hot_dsn=hot_dsn,
     )
+
+
+def backfill_partitions(*, org_id: int, chain_id: int) -> list:
+    """The committed Cryo backfill partitions of `chain_id` the org's queries read, as
+    integrity_check's Partitions (trace_chain/integrity.py): of every partition of the org's
+    `cryo_ingest` datasets, those answering for at least one block by the query engine's own
+    rule where several overlap (trace_chain/query/coverage.py: a newer generation first, then
+    the later commit). A partition shadowed only in part is checked whole."""
+    from trace_chain.integrity import Partition
+    from trace_chain.query.coverage import windows
+
+    catalog = org_cold_catalog(org_id=org_id)
+    by_dataset: dict[str, list[ColdFile]] = defaultdict(list)
+    for file in catalog.cold:
+        if file.chain_id == chain_id:
+            by_dataset[file.dataset].append(file)
+    answering = {w.file.committed_seq for files in by_dataset.values() for w in windows(files)}
+    partitions = PartitionVersion.objects.filter(pk__in=answering).order_by("range_start", "pk")
+    out = []
+    for partition in partitions:
+        manifest = partition.manifest or {}
+        files = []
+        for entry in manifest.get("files", []):
+            start, end = _file_range(entry["name"], partition)
+            files.append(
+                {
+                    "name": entry["name"],
+                    "range_start": start,
+                    "range_end": end,
+                    "rows": entry.get("rows"),
+                }
+            )
+        out.append(
+            Partition(
+                dataset=manifest.get("dataset"),
+                range_start=partition.range_start,
+                range_end=partition.range_end,
+                location=partition.location,
+                files=files,
+                label=f"partition_version {partition.pk}",
+                manifest=manifest,
+            )
+        )
+    return out
 
 
 def _files(version, *, generation: int) -> list[ColdFile]:
