@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -69,13 +70,19 @@ def _clean(value):
     return value
 
 
+@functools.cache
+def _parsed(path: Path) -> dict:
+    """One .tf file, parsed once per process (python-hcl2 takes seconds over the tree)."""
+    with path.open() as handle:
+        return _clean(hcl2.load(handle))
+
+
 def load(directory: Path) -> dict:
     """A directory's .tf files as {"resource": {type: {name: body}}, "locals": {...},
     "module": {...}, "variable": {...}, "data": {type: {name: body}}}."""
     config: dict = {"resource": {}, "data": {}, "locals": {}, "module": {}, "variable": {}}
     for path in sorted(directory.glob("*.tf")):
-        with path.open() as handle:
-            parsed = _clean(hcl2.load(handle))
+        parsed = _parsed(path)
         for block in parsed.get("locals", []):
             config["locals"].update(block)
         for kind in ("resource", "data"):
@@ -434,9 +441,8 @@ def test_every_module_has_typed_described_variables_and_described_outputs():
         assert config["variable"], module.name
         for name, body in config["variable"].items():
             assert "type" in body and body.get("description"), f"{module.name}: var.{name}"
-        outputs = hcl2.loads((module / "outputs.tf").read_text())["output"]
-        for block in outputs:
-            for name, body in _clean(block).items():
+        for block in _parsed(module / "outputs.tf")["output"]:
+            for name, body in block.items():
                 assert body.get("description"), f"{module.name}: output {name}"
 
 
