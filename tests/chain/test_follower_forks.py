@@ -6,6 +6,7 @@ links up, and a block that links to nothing stored is never written."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from tests.chain.servers import RpcProxy
 from tests.chain.test_block_follower import (
@@ -16,7 +17,7 @@ from tests.chain.test_block_follower import (
     make_follower,
 )
 from trace_chain import devchain
-from trace_chain.hot_schema import hot_blocks
+from trace_chain.hot_schema import hot_blocks, hot_chain_status
 from trace_chain.rpc import RpcPool
 
 FORGED = "0x" + "ee" * 32
@@ -41,17 +42,21 @@ def stored(engine) -> dict[int, str]:
 
 
 @pytest.mark.parametrize(
-    ("fork_blocks", "kind"), [(9, "longer"), (2, "shorter")], ids=["longer", "shorter"]
+    ("fork_blocks", "window_blocks"),
+    [(9, 64), (2, 64), (2, 2)],
+    # Past the window: the node's new head (12) is below the hashes kept in memory (14, 15),
+    # so whether the tip was replaced is read from the hot table.
+    ids=["longer", "shorter", "shorter-past-the-window"],
 )
 def test_a_fork_that_changes_the_chains_length_is_followed_to_the_new_chain(
-    fresh_anvil, hot_engine, fork_blocks, kind
+    fresh_anvil, hot_engine, fork_blocks, window_blocks
 ):
     url = fresh_anvil.url
     devchain.mine(url, 10)  # blocks 0..10
     snapshot = rpc(url, "evm_snapshot")
     devchain.mine(url, 5)  # 11..15, to be orphaned
     recorder = Recorder()
-    follower = make_follower(url, hot_engine, recorder)
+    follower = make_follower(url, hot_engine, recorder, window_blocks=window_blocks)
     catch_up(follower)
     assert follower.tip == 15
     orphaned = {n: h for n, h in stored(hot_engine).items() if n > 10}
@@ -111,3 +116,32 @@ def test_a_block_whose_parent_is_not_the_stored_tip_is_never_written(fresh_anvil
     follower.adapter = make_follower(fresh_anvil.url, hot_engine, Recorder(), resume=False).adapter
     catch_up(follower)
     assert_hot_equals_node(hot_engine, fresh_anvil.url, 0, 14)
+
+
+def test_a_fork_below_the_start_block_is_walked_back_to_it_and_rewrites_every_stored_block(
+    fresh_anvil, hot_engine
+):
+    """The fork point is looked for in growing steps (8, 16, 32 blocks down from the tip): a
+    fork below everything stored takes all of them, down to start_block, and the follower
+    then rewrites from start_block with no stored block to link to."""
+    url = fresh_anvil.url
+    devchain.mine(url, 3)  # blocks 0..3
+    snapshot = rpc(url, "evm_snapshot")
+    devchain.mine(url, 27)  # 4..30, to be orphaned
+    recorder = Recorder()
+    follower = make_follower(url, hot_engine, recorder, start_block=5)
+    catch_up(follower)
+    assert follower.tip == 30
+    orphaned = set(stored(hot_engine).values())
+    fork(url, snapshot, 30)  # head 33, forked after block 3: block 4 and every stored one differ
+    for _ in range(3):
+        catch_up(follower)
+        follower.step()
+    assert follower.tip == 33
+    assert_hot_equals_node(hot_engine, url, 5, 34)
+    assert not set(stored(hot_engine).values()) & orphaned
+    (invalidation,) = recorder.of_type("invalidation")
+    assert (invalidation["range_start"], invalidation["range_end"]) == (5, 31)
+    with hot_engine.connect() as conn:
+        status = conn.execute(sa.select(hot_chain_status)).one()._mapping
+    assert (status["reorg_count"], status["last_reorg_depth"]) == (1, 26)  # blocks 5..30

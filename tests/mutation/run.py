@@ -295,7 +295,17 @@ def prepare(name: str, target: Target) -> Path:
         "only_mutate": [target.module],
         "pytest_add_cli_args_test_selection": list(target.tests),
         # The test database is created once per work directory, not once per mutant.
-        "pytest_add_cli_args": ["--reuse-db", "-p", "no:cacheprovider"],
+        # pytest-django's project search walks up from mutants/ to the work directory's
+        # manage.py link and puts the work directory first on sys.path: every package not
+        # imported by then (trace_operators, trace_tasks) came from the links, the original
+        # code, and the stats pass saw no test reach a mutated function.
+        "pytest_add_cli_args": [
+            "--reuse-db",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "django_find_project=false",
+        ],
         "use_git_change_detection": False,
         # A mutant that loops forever (a cursor that no longer moves) is a timeout, which
         # counts as killed; mutmut's default waits 15 times the tests' own duration for it.
