@@ -452,15 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     unexplained = {}
     for name in names:
         statuses = run_target(name, args.redis_db, tuple(args.only), tuple(args.tests))
-        killed = sum(status == "killed" for status in statuses.values())
-        print(f"  {name}: {len(statuses)} mutants, {killed} killed")
+        killed = sum(status in KILLED for status in statuses.values())
+        print(f"  {name}: {len(statuses)} mutants, {killed} killed (timeouts included)")
         for mutant, status in statuses.items():
-            if status == "killed":
-                continue
-            verdict = EQUIVALENT.get(mutant)
-            print(f"  {mutant}: {status}" + (f" (equivalent: {verdict})" if verdict else ""))
-            if verdict is None:
-                unexplained[mutant] = status
+            if status not in KILLED:
+                verdict = EQUIVALENT.get(mutant)
+                print(f"  {mutant}: {status}" + (f" (equivalent: {verdict})" if verdict else ""))
+        unexplained.update(unexplained_of(statuses))
     if unexplained:
         print(f"{len(unexplained)} mutant(s) not killed and not explained as equivalent:")
         for mutant, status in unexplained.items():
@@ -468,6 +466,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("every mutant killed or explained as equivalent")
     return 0
+
+
+# A mutant that makes the tests time out (a loop that no longer ends) is caught by them.
+KILLED = frozenset({"killed", "timeout"})
+
+
+def unexplained_of(statuses: dict[str, str]) -> dict[str, str]:
+    """The mutants neither killed (nor timed out) nor explained as equivalent."""
+    return {
+        mutant: status
+        for mutant, status in statuses.items()
+        if status not in KILLED and mutant not in EQUIVALENT
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,14 @@ to a target's module (tests/mutation/run.py)."""
 
 from __future__ import annotations
 
-from tests.mutation.run import CI_TARGETS, EQUIVALENT, REPO_ROOT, TARGETS, parse_results
+from tests.mutation.run import (
+    CI_TARGETS,
+    EQUIVALENT,
+    REPO_ROOT,
+    TARGETS,
+    parse_results,
+    unexplained_of,
+)
 
 
 def test_every_target_names_a_module_and_tests_that_exist():
@@ -26,4 +33,19 @@ def test_results_are_read_from_mutmuts_listing():
     assert parse_results(listing) == {
         "pkg.mod.x_f__mutmut_1": "killed",
         "pkg.mod.x_f__mutmut_2": "no tests",
+    }
+
+
+def test_a_timeout_counts_as_killed_and_only_survivors_without_a_verdict_are_unexplained():
+    equivalent = next(iter(EQUIVALENT))
+    statuses = {
+        "m.x_a__mutmut_1": "killed",
+        "m.x_a__mutmut_2": "timeout",
+        "m.x_a__mutmut_3": "survived",
+        "m.x_a__mutmut_4": "no tests",
+        equivalent: "survived",
+    }
+    assert unexplained_of(statuses) == {
+        "m.x_a__mutmut_3": "survived",
+        "m.x_a__mutmut_4": "no tests",
     }
